@@ -1,0 +1,223 @@
+//! The command line: `esegeta explain | methods | schema`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use crate::explain::{explain, Job};
+use crate::plugins::Registry;
+use crate::task::{TaskKind, WrapperKind};
+
+/// Memory a method may use to batch its evaluations, unless configured.
+const DEFAULT_MEMORY_BUDGET: u64 = 1 << 30;
+
+#[derive(Parser)]
+#[command(
+    name = "esegeta",
+    version,
+    about = "Explains image deep-learning models."
+)]
+struct Cli {
+    /// Also load plugins from this folder (before ESEGETA_PLUGIN_PATH and the binary's folder).
+    #[arg(long = "plugins", global = true, value_name = "DIR")]
+    plugins: Vec<PathBuf>,
+
+    /// Log level: error, warn, info, debug or trace (RUST_LOG works too).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs one method on one input and writes the map (.npy, .nii.gz or .png by extension).
+    Explain(ExplainArgs),
+    /// Lists the methods of every loaded plugin.
+    Methods {
+        /// Print JSON (with each method's parameter schema) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Prints one method's parameter JSON Schema.
+    Schema {
+        /// The method id, e.g. captum.integrated_gradients.
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The model: TorchScript (.pt, .ts).
+    #[arg(long)]
+    model: PathBuf,
+    /// The input: .npy (with its batch dimension), .nii/.nii.gz, .png/.jpg.
+    #[arg(long)]
+    input: PathBuf,
+    /// The method id, e.g. captum.integrated_gradients (`esegeta methods` lists them).
+    #[arg(long)]
+    method: String,
+    /// The method's parameters as a JSON object, with Captum's keyword names.
+    #[arg(long, default_value = "{}")]
+    params: String,
+    /// The score column to explain (class index).
+    #[arg(long, default_value_t = 0)]
+    target: i64,
+    #[arg(long, value_enum, default_value = "classification")]
+    task: TaskKind,
+    /// How a segmentation output becomes class scores (default argmax).
+    #[arg(long, value_enum)]
+    wrapper: Option<WrapperKind>,
+    /// The region (npy or NIfTI) of the `mask` wrapper.
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// Compute the segmentation mask once on the unperturbed input instead of on every
+    /// perturbed one.
+    #[arg(long)]
+    fixed_mask: bool,
+    /// The layer of a layer method.
+    #[arg(long)]
+    layer: Option<String>,
+    /// cpu or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Which output of a model with several (deep supervision) to explain.
+    #[arg(long, default_value_t = 0)]
+    output_index: usize,
+    /// Seed of sampling methods (noise tunnel, permutations); the same seed repeats a run.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where to write the map; the extension picks the format.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs the command line; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let registry = Registry::discover(&cli.plugins);
+    for problem in &registry.problems {
+        tracing::warn!("{problem}");
+        eprintln!("warning: {problem}");
+    }
+    match cli.command {
+        Command::Explain(args) => run_explain(&registry, args),
+        Command::Methods { json } => {
+            print_methods(&registry, json);
+            Ok(())
+        }
+        Command::Schema { id } => {
+            let method = registry.method(&id)?;
+            println!("{}", method.info.params_schema);
+            Ok(())
+        }
+    }
+}
+
+fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
+    let params: Value = serde_json::from_str(&args.params)
+        .with_context(|| format!("--params is not valid JSON: {}", args.params))?;
+    let job = Job {
+        model: args.model,
+        input: args.input,
+        method: args.method,
+        params,
+        target: args.target,
+        task: args.task,
+        wrapper: args.wrapper,
+        mask: args.mask,
+        fixed_mask: args.fixed_mask,
+        layer: args.layer,
+        device: crate::model::parse_device(&args.device)?,
+        output_index: args.output_index,
+        seed: args.seed,
+        memory_budget: DEFAULT_MEMORY_BUDGET,
+    };
+    let done = explain(registry, &job)?;
+    crate::io::write_map(&done.attribution, &done.input, &args.out)?;
+    println!(
+        "wrote {} (shape {:?})",
+        args.out.display(),
+        done.attribution.size()
+    );
+    if done.extras.as_object().is_some_and(|m| !m.is_empty()) {
+        println!("extras: {}", done.extras);
+    }
+    Ok(())
+}
+
+fn print_methods(registry: &Registry, as_json: bool) {
+    if as_json {
+        let list: Vec<Value> = registry
+            .methods
+            .values()
+            .map(|m| {
+                let i = &m.info;
+                json!({
+                    "id": i.id.as_str(),
+                    "title": i.title.as_str(),
+                    "summary": i.summary.as_str(),
+                    "kind": format!("{:?}", i.kind).to_lowercase(),
+                    "needs": {"gradients": i.needs.gradients, "layers": i.needs.layers, "backward_rules": i.needs.backward_rules},
+                    "params_schema": serde_json::from_str::<Value>(i.params_schema.as_str()).unwrap_or(Value::Null),
+                    "reference": i.reference.as_str(),
+                    "plugin": registry.plugins[m.plugin].path.display().to_string(),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&list).unwrap_or_default()
+        );
+        return;
+    }
+    println!("{:<36} {:<18} {:<26} title", "id", "kind", "needs");
+    for m in registry.methods.values() {
+        let i = &m.info;
+        let needs: Vec<&str> = [
+            (i.needs.gradients, "gradients"),
+            (i.needs.layers, "layers"),
+            (i.needs.backward_rules, "rules"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+        let needs = if needs.is_empty() {
+            "forward only".to_string()
+        } else {
+            needs.join(", ")
+        };
+        println!(
+            "{:<36} {:<18} {:<26} {}",
+            i.id,
+            format!("{:?}", i.kind).to_lowercase(),
+            needs,
+            i.title
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! One method on one input: the path `esegeta explain` takes (and each job of a run).
+//!
+//! model -> task wrapper -> plugin method (through the ABI, with a Host handle) -> map.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use abi_stable::std_types::RStr;
+use anyhow::{bail, Context, Result};
+use esegeta_plugin_api::abi::RunRequest;
+use esegeta_plugin_api::{MethodKind, TensorRef};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+use crate::host_services::JobHost;
+use crate::io::Input;
+use crate::model::{self, Model};
+use crate::plugins::{Provided, Registry};
+use crate::task::{TaskKind, TaskWrapper, WrapperKind};
+
+/// What to explain and how; the flags of `esegeta explain`.
+#[derive(Clone, Debug)]
+pub struct Job {
+    pub model: PathBuf,
+    pub input: PathBuf,
+    pub method: String,
+    pub params: Value,
+    pub target: i64,
+    pub task: TaskKind,
+    pub wrapper: Option<WrapperKind>,
+    pub mask: Option<PathBuf>,
+    pub fixed_mask: bool,
+    pub layer: Option<String>,
+    pub device: Device,
+    pub output_index: usize,
+    pub seed: u64,
+    pub memory_budget: u64,
+}
+
+/// A finished job: the attribution (Captum's shape) and the method's extras.
+pub struct Explained {
+    pub input: Input,
+    pub attribution: Tensor,
+    pub extras: Value,
+}
+
+/// Checks everything that can be checked without the model, then runs the job.
+pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
+    let method = registry.method(&job.method)?;
+    let params = params_with_layer(method, job)?;
+    crate::params::check(
+        &job.method,
+        method.info.params_schema.as_str(),
+        &params,
+        "params",
+    )?;
+    let input = crate::io::load_input(&job.input)?;
+    let model = model::load(&job.model, job.device, job.output_index)?;
+    check_needs(method, model.as_ref(), job)?;
+    let inputs = input.tensor.to_device(job.device);
+    let reference = tch::no_grad(|| model.forward(&inputs))?;
+    let region = job
+        .mask
+        .as_ref()
+        .map(|p| crate::io::load_tensor(p))
+        .transpose()?;
+    let wrapper = TaskWrapper::new(job.task, job.wrapper, &reference, job.fixed_mask, region)?;
+    check_target(&tch::no_grad(|| wrapper.scores(&reference))?, job.target)?;
+    let (attribution, extras) =
+        run_method(registry, model.as_ref(), &wrapper, &inputs, &params, job)?;
+    Ok(Explained {
+        input,
+        attribution,
+        extras,
+    })
+}
+
+fn run_method(
+    registry: &Registry,
+    model: &dyn Model,
+    wrapper: &TaskWrapper,
+    inputs: &Tensor,
+    params: &Value,
+    job: &Job,
+) -> Result<(Tensor, Value)> {
+    let cancelled = AtomicBool::new(false);
+    let host = JobHost {
+        model,
+        wrapper,
+        registry,
+        base_dir: std::env::current_dir().unwrap_or_default(),
+        seed: job.seed,
+        memory_budget: job.memory_budget,
+        cancelled: &cancelled,
+    };
+    let params_json = params.to_string();
+    let request = RunRequest {
+        method_id: RStr::from_str(&job.method),
+        params_json: RStr::from_str(&params_json),
+        inputs: TensorRef::new(inputs),
+        target: job.target,
+    };
+    let out = host
+        .run(request)
+        .with_context(|| format!("{} failed", job.method))?;
+    let extras = serde_json::from_str(out.extras_json.as_str()).unwrap_or(Value::Null);
+    Ok((out.attribution.into_tensor(), extras))
+}
+
+/// `--layer` goes to layer methods as their `layer` parameter.
+fn params_with_layer(method: &Provided, job: &Job) -> Result<Value> {
+    let mut params = job.params.clone();
+    if let Some(layer) = &job.layer {
+        if method.info.kind != MethodKind::LayerAttribution {
+            bail!("{} is not a layer method; drop --layer", job.method);
+        }
+        if let Value::Object(map) = &mut params {
+            map.insert("layer".into(), Value::from(layer.as_str()));
+        }
+    }
+    Ok(params)
+}
+
+fn check_needs(method: &Provided, model: &dyn Model, job: &Job) -> Result<()> {
+    let needs = method.info.needs;
+    if (needs.layers || needs.backward_rules) && !model.is_graph() {
+        bail!(
+            "{} needs {} but {} is a TorchScript model, a black box to libtorch; export the \
+             model to ONNX (torch.onnx.export) and pass the .onnx file",
+            job.method,
+            if needs.layers {
+                "named layers"
+            } else {
+                "backward rules"
+            },
+            job.model.display()
+        );
+    }
+    Ok(())
+}
+
+fn check_target(scores: &Tensor, target: i64) -> Result<()> {
+    let columns = scores.size()[1];
+    if target < 0 || target >= columns {
+        bail!(
+            "target {target} is outside the score columns: the wrapped model gives {columns} \
+             score(s) per example, so --target must be between 0 and {}",
+            columns - 1
+        );
+    }
+    Ok(())
+}

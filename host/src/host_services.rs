@@ -1,0 +1,109 @@
+//! The Host handle a running method receives: the wrapped model's forward, tensor loading,
+//! the memory budget, progress, cancellation, logging, the seed, and `explain`.
+//!
+//! Every entry catches panics (tch panics on some libtorch errors): a panic must not unwind
+//! through the plugin's frames.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use anyhow::Result;
+use esegeta_plugin_api::abi::{Host, HostRef, Host_TO, RunOutput, RunRequest};
+use esegeta_plugin_api::{panic_message, LogLevel, TensorHandle, TensorRef};
+
+use crate::model::Model;
+use crate::plugins::Registry;
+use crate::task::TaskWrapper;
+
+/// One job's view of the host.
+pub struct JobHost<'a> {
+    pub model: &'a dyn Model,
+    pub wrapper: &'a TaskWrapper,
+    pub registry: &'a Registry,
+    /// Relative paths in parameters are resolved against this folder.
+    pub base_dir: PathBuf,
+    pub seed: u64,
+    /// Bytes a method may use for batching its evaluations.
+    pub memory_budget: u64,
+    pub cancelled: &'a AtomicBool,
+}
+
+impl<'a> JobHost<'a> {
+    /// The handle passed through the ABI; borrows `self`.
+    pub fn handle(&self) -> HostRef<'_> {
+        Host_TO::from_ptr(self, TD_Opaque)
+    }
+
+    /// Scores `[B, K]` of the wrapped model.
+    pub fn scores(&self, inputs: &tch::Tensor) -> Result<tch::Tensor> {
+        self.wrapper.scores(&self.model.forward(inputs)?)
+    }
+
+    /// Runs a method of any loaded plugin on this job's model.
+    pub fn run(&self, request: RunRequest<'_>) -> Result<RunOutput> {
+        self.registry.run(request, self.handle())
+    }
+}
+
+impl Host for JobHost<'_> {
+    fn forward(&self, inputs: TensorRef<'_>) -> RResult<TensorHandle, RString> {
+        guarded(|| self.scores(&inputs.to_tensor()).map(TensorHandle::new))
+    }
+
+    fn load_tensor(&self, path: RStr<'_>) -> RResult<TensorHandle, RString> {
+        guarded(|| {
+            let path = self.base_dir.join(path.as_str());
+            crate::io::load_tensor(&path).map(TensorHandle::new)
+        })
+    }
+
+    fn batch_size_hint(&self, bytes_per_item: u64) -> u64 {
+        (self.memory_budget / bytes_per_item.max(1)).clamp(1, 1 << 16)
+    }
+
+    fn progress(&self, done: u64, total: u64) {
+        tracing::debug!("progress {done}/{total}");
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    fn log(&self, level: LogLevel, message: RStr<'_>) {
+        match level {
+            LogLevel::Debug => tracing::debug!("{message}"),
+            LogLevel::Info => tracing::info!("{message}"),
+            LogLevel::Warn => tracing::warn!("{message}"),
+        }
+    }
+
+    fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn layers(&self) -> RResult<RVec<RString>, RString> {
+        guarded(|| {
+            Ok(self
+                .model
+                .layers()?
+                .into_iter()
+                .map(RString::from)
+                .collect())
+        })
+    }
+
+    fn explain(&self, request: RunRequest<'_>) -> RResult<RunOutput, RString> {
+        guarded(|| self.run(request))
+    }
+}
+
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> RResult<T, RString> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(v)) => RResult::ROk(v),
+        Ok(Err(e)) => RResult::RErr(format!("{e:#}").into()),
+        Err(p) => RResult::RErr(format!("the host failed: {}", panic_message(&p)).into()),
+    }
+}

@@ -1,0 +1,125 @@
+//! PNG heatmaps of 2D maps over their input, with a colour bar.
+//!
+//! Signed maps use a diverging scale symmetric around zero (blue negative, red positive);
+//! non-negative maps a sequential one. The map is blended over the input in grey, more opaque
+//! where the attribution is larger, and scaled up so that small inputs stay legible.
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Result};
+use image::{Rgb, RgbImage};
+use tch::{Kind, Tensor};
+
+use super::write_atomically;
+
+const MIN_SIDE: u32 = 256;
+const BAR_WIDTH: u32 = 16;
+const GAP: u32 = 8;
+
+pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
+    let (values, h, w) = plane(map, "the map", out)?;
+    let background = match plane(input, "the input", out) {
+        Ok((bg, bh, bw)) if (bh, bw) == (h, w) => normalise(&bg),
+        _ => vec![0.5; values.len()],
+    };
+    let scale = Scale::of(&values);
+    let zoom = (MIN_SIDE / h.min(w) as u32).max(1);
+    let (pw, ph) = (w as u32 * zoom, h as u32 * zoom);
+    let mut img = RgbImage::from_pixel(pw + GAP + BAR_WIDTH, ph, Rgb([255, 255, 255]));
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        if x < pw {
+            let i = (y / zoom) as usize * w + (x / zoom) as usize;
+            *px = blend(background[i], &scale, values[i]);
+        } else if x >= pw + GAP {
+            let t = 1.0 - y as f64 / (ph - 1).max(1) as f64; // top is the maximum
+            *px = scale.colour_at(t);
+        }
+    }
+    write_atomically(out, |tmp| {
+        img.save_with_format(tmp, image::ImageFormat::Png)
+            .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
+    })
+}
+
+/// `[1, C, H, W]` summed over channels to an `H x W` plane, row-major.
+fn plane(t: &Tensor, what: &str, out: &Path) -> Result<(Vec<f64>, usize, usize)> {
+    let size = t.size();
+    if size.len() != 4 || size[0] != 1 {
+        bail!(
+            "{}: PNG output draws a 2D map of one example, shape [1, C, H, W]; {what} has shape \
+             {size:?}. Write .nii.gz for volumes or .npy for anything else",
+            out.display()
+        );
+    }
+    let summed = t
+        .to_kind(Kind::Double)
+        .sum_dim_intlist(1, false, Kind::Double)
+        .squeeze_dim(0);
+    let values = Vec::<f64>::try_from(summed.flatten(0, -1))?;
+    Ok((values, size[2] as usize, size[3] as usize))
+}
+
+fn normalise(values: &[f64]) -> Vec<f64> {
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    let range = if hi > lo { hi - lo } else { 1.0 };
+    values.iter().map(|v| (v - lo) / range).collect()
+}
+
+/// The colour scale: `[lo, hi]` mapped to [0, 1] of a gradient.
+struct Scale {
+    lo: f64,
+    hi: f64,
+    signed: bool,
+}
+
+impl Scale {
+    fn of(values: &[f64]) -> Self {
+        let max_abs = values
+            .iter()
+            .fold(0.0f64, |m, v| m.max(v.abs()))
+            .max(f64::MIN_POSITIVE);
+        let signed = values.iter().any(|&v| v < 0.0);
+        if signed {
+            Scale {
+                lo: -max_abs,
+                hi: max_abs,
+                signed,
+            }
+        } else {
+            Scale {
+                lo: 0.0,
+                hi: max_abs,
+                signed,
+            }
+        }
+    }
+
+    fn position(&self, v: f64) -> f64 {
+        ((v - self.lo) / (self.hi - self.lo)).clamp(0.0, 1.0)
+    }
+
+    fn colour_at(&self, t: f64) -> Rgb<u8> {
+        let c = if self.signed {
+            colorous::RED_BLUE.eval_continuous(1.0 - t) // RED_BLUE runs red to blue
+        } else {
+            colorous::INFERNO.eval_continuous(t)
+        };
+        Rgb([c.r, c.g, c.b])
+    }
+
+    /// How strongly `v` shows over the input: its magnitude relative to the scale's.
+    fn weight(&self, v: f64) -> f64 {
+        let max = self.hi.abs().max(self.lo.abs());
+        (v.abs() / max).sqrt().clamp(0.0, 1.0) * 0.85
+    }
+}
+
+fn blend(grey: f64, scale: &Scale, v: f64) -> Rgb<u8> {
+    let colour = scale.colour_at(scale.position(v));
+    let a = scale.weight(v);
+    let g = grey * 255.0;
+    let mix = |c: u8| (a * c as f64 + (1.0 - a) * g).round().clamp(0.0, 255.0) as u8;
+    Rgb([mix(colour.0[0]), mix(colour.0[1]), mix(colour.0[2])])
+}

@@ -1,0 +1,13 @@
+//! The esegeta host: everything around a method. It loads models and inputs, wraps the model
+//! so that it returns class scores, loads method plugins, runs a method through the plugin ABI
+//! and writes the map.
+
+pub mod cli;
+pub mod explain;
+pub mod host_services;
+pub mod io;
+pub mod model;
+pub mod params;
+pub mod plugins;
+pub mod suggest;
+pub mod task;

@@ -1,0 +1,87 @@
+//! Models: anything that maps an input batch to an output tensor with autograd.
+
+mod torchscript;
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use tch::{Device, Tensor};
+
+pub use torchscript::TorchScriptModel;
+
+/// A loaded model on one device.
+pub trait Model {
+    /// The raw model output for `inputs` `[B, ...]` (before any task wrapper), with autograd
+    /// history when gradients are enabled.
+    fn forward(&self, inputs: &Tensor) -> Result<Tensor>;
+
+    /// Layer names, for methods that need them; TorchScript models have none.
+    fn layers(&self) -> Result<Vec<String>>;
+
+    /// Whether layer taps and backward rules are available.
+    fn is_graph(&self) -> bool;
+}
+
+/// Loads the model at `path` by its extension.
+pub fn load(path: &Path, device: Device, output_index: usize) -> Result<Box<dyn Model>> {
+    if !path.exists() {
+        bail!(
+            "the model file {} does not exist; check the path given to --model",
+            path.display()
+        );
+    }
+    match extension(path).as_str() {
+        "pt" | "ts" | "pth" => Ok(Box::new(TorchScriptModel::load(
+            path,
+            device,
+            output_index,
+        )?)),
+        "onnx" => bail!(
+            "{}: ONNX models are not supported yet; export the model to TorchScript \
+             (torch.jit.trace or torch.jit.script, then .save) and pass the .pt file",
+            path.display()
+        ),
+        other => bail!(
+            "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts)",
+            path.display()
+        ),
+    }
+}
+
+/// The device named by `--device`: `cpu` or `cuda:N`, checked against what this machine has.
+pub fn parse_device(name: &str) -> Result<Device> {
+    if name == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let Some(index) = name
+        .strip_prefix("cuda:")
+        .or(if name == "cuda" { Some("0") } else { None })
+    else {
+        bail!("unknown device `{name}`; use `cpu` or `cuda:N`");
+    };
+    let Ok(index) = index.parse::<usize>() else {
+        bail!("unknown device `{name}`; use `cpu` or `cuda:N` with N a GPU index");
+    };
+    let count = tch::Cuda::device_count() as usize;
+    if index >= count {
+        bail!(
+            "device `{name}` is not available: this machine has {count} CUDA device(s){}",
+            if count == 0 { "; use --device cpu" } else { "" }
+        );
+    }
+    Ok(Device::Cuda(index))
+}
+
+/// The lower-cased extension, with `.nii.gz` as `nii.gz`.
+pub fn extension(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".nii.gz") {
+        return "nii.gz".to_string();
+    }
+    path.extension()
+        .map(|e| e.to_string_lossy().to_lowercase())
+        .unwrap_or_default()
+}

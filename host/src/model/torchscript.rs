@@ -1,0 +1,169 @@
+//! TorchScript models (`torch.jit.trace`/`script`, saved as `.pt`/`.ts`): a black box with
+//! forward and backward through the input.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use anyhow::{anyhow, bail, Result};
+use tch::{CModule, Device, IValue, Tensor};
+
+use super::Model;
+
+pub struct TorchScriptModel {
+    module: CModule,
+    name: String,
+    output_index: usize,
+    /// The batch size the model accepts when it was exported with a fixed one; 0 while unknown.
+    fixed_batch: AtomicI64,
+    /// The batch size of the first successful forward, known to be accepted.
+    accepted_batch: AtomicI64,
+}
+
+impl TorchScriptModel {
+    pub fn load(path: &Path, device: Device, output_index: usize) -> Result<Self> {
+        let mut module = CModule::load_on_device(path, device).map_err(|e| {
+            anyhow!(
+                "{} is not a TorchScript model libtorch can load ({}). Export it with \
+                 torch.jit.trace(model, example).save(path) or torch.jit.script(model).save(path)",
+                path.display(),
+                first_line(&e.to_string())
+            )
+        })?;
+        module.set_eval();
+        Ok(TorchScriptModel {
+            module,
+            name: path.display().to_string(),
+            output_index,
+            fixed_batch: AtomicI64::new(0),
+            accepted_batch: AtomicI64::new(0),
+        })
+    }
+
+    fn forward_once(&self, inputs: &Tensor) -> Result<Tensor> {
+        let out = self
+            .module
+            .method_is("forward", &[IValue::Tensor(inputs.shallow_clone())])
+            .map_err(|e| {
+                anyhow!(
+                    "the model {} rejected an input of shape {:?}: {}",
+                    self.name,
+                    inputs.size(),
+                    model_error(&e.to_string())
+                )
+            })?;
+        self.select_output(out)
+    }
+
+    /// The output tensor; for models with several outputs (deep supervision), the chosen one.
+    fn select_output(&self, out: IValue) -> Result<Tensor> {
+        let outputs = match out {
+            IValue::Tensor(t) => return Ok(t),
+            IValue::Tuple(items) | IValue::GenericList(items) => items,
+            IValue::TensorList(items) => items.into_iter().map(IValue::Tensor).collect(),
+            other => bail!("the model {} returned {other:?}, not a tensor", self.name),
+        };
+        let count = outputs.len();
+        match outputs.into_iter().nth(self.output_index) {
+            Some(IValue::Tensor(t)) => Ok(t),
+            Some(_) => bail!(
+                "output {} of the model {} is not a tensor",
+                self.output_index,
+                self.name
+            ),
+            None => bail!(
+                "the model {} has {count} outputs; output index {} is out of range",
+                self.name,
+                self.output_index
+            ),
+        }
+    }
+
+    /// Evaluates in chunks of `chunk` examples, padding the last chunk by repeating its final
+    /// example (a model exported with a fixed batch size accepts no other).
+    fn forward_chunked(&self, inputs: &Tensor, chunk: i64) -> Result<Tensor> {
+        let batch = inputs.size()[0];
+        let mut outputs = Vec::new();
+        let mut start = 0;
+        while start < batch {
+            let len = chunk.min(batch - start);
+            let mut part = inputs.narrow(0, start, len);
+            if len < chunk {
+                let pad = part.narrow(0, len - 1, 1).expand(
+                    [chunk - len]
+                        .iter()
+                        .chain(&part.size()[1..])
+                        .copied()
+                        .collect::<Vec<_>>(),
+                    false,
+                );
+                part = Tensor::cat(&[part, pad], 0);
+            }
+            outputs.push(self.forward_once(&part)?.narrow(0, 0, len));
+            start += len;
+        }
+        Ok(Tensor::cat(&outputs, 0))
+    }
+}
+
+impl Model for TorchScriptModel {
+    fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
+        let batch = inputs.size()[0];
+        let fixed = self.fixed_batch.load(Ordering::Relaxed);
+        if fixed > 0 && batch != fixed {
+            return self.forward_chunked(inputs, fixed);
+        }
+        match self.forward_once(inputs) {
+            Ok(out) => {
+                let _ = self.accepted_batch.compare_exchange(
+                    0,
+                    batch,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                Ok(out)
+            }
+            Err(error) => {
+                // A batch of another size than one that worked: maybe the model was exported
+                // with a fixed batch size. Retry in chunks of the size known to work.
+                let accepted = self.accepted_batch.load(Ordering::Relaxed);
+                if accepted == 0 || accepted == batch {
+                    return Err(error);
+                }
+                let out = self.forward_chunked(inputs, accepted).map_err(|_| error)?;
+                self.fixed_batch.store(accepted, Ordering::Relaxed);
+                tracing::info!(
+                    "{} accepts only batches of {accepted}; evaluating in chunks",
+                    self.name
+                );
+                Ok(out)
+            }
+        }
+    }
+
+    fn layers(&self) -> Result<Vec<String>> {
+        bail!(
+            "{} is a TorchScript model, a black box without named layers; export the model to \
+             ONNX to use layer methods",
+            self.name
+        )
+    }
+
+    fn is_graph(&self) -> bool {
+        false
+    }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or(s).trim()
+}
+
+/// The model's own error without the TorchScript interpreter's traceback: its last
+/// non-empty lines name the failing operation.
+fn model_error(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let from = lines
+        .iter()
+        .rposition(|l| l.contains("Error:"))
+        .unwrap_or(lines.len().saturating_sub(1));
+    lines[from..].join(" ")
+}

@@ -1,0 +1,145 @@
+//! The `#[repr(C)]` types that cross the boundary between the host and a plugin cdylib.
+//!
+//! abi_stable checks their layout when a plugin is loaded. [`ABI_VERSION`] is bumped whenever
+//! the meaning of a call changes without its layout changing, and the host refuses a plugin
+//! whose number differs. New host services are added after `explain` in [`Host`] (a prefix
+//! type), so older plugins keep working against a newer host.
+
+// abi_stable's sabi_trait expands to impls inside a const block.
+#![allow(non_local_definitions)]
+
+use abi_stable::library::RootModule;
+use abi_stable::sabi_types::VersionStrings;
+use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
+
+use crate::tensor::{TensorHandle, TensorRef};
+
+pub use crate::export::{panic_message, plugin_methods, plugin_run};
+
+/// The plugin ABI version this crate defines.
+pub const ABI_VERSION: u32 = 1;
+
+/// The libtorch version this crate (and so every plugin built with it) links against.
+pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");
+
+/// What kind of output a method produces.
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodKind {
+    /// A map over the input.
+    Attribution,
+    /// A map over a layer's output.
+    LayerAttribution,
+    /// An explanation that is not a per-element map (feature visualisation, ...).
+    Explanation,
+    /// A score of another method's attribution.
+    Metric,
+}
+
+/// What a method needs from the model; the host refuses a model that cannot provide it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Copy, Debug, Default)]
+pub struct Needs {
+    pub gradients: bool,
+    pub layers: bool,
+    pub backward_rules: bool,
+}
+
+/// Everything the host knows about a method before running it.
+#[repr(C)]
+#[derive(StableAbi, Clone, Debug)]
+pub struct MethodInfo {
+    /// `family.snake_case`, e.g. `captum.integrated_gradients`.
+    pub id: RString,
+    pub title: RString,
+    pub summary: RString,
+    pub kind: MethodKind,
+    pub needs: Needs,
+    /// JSON Schema (draft 2020-12, from schemars) of the method's parameters.
+    pub params_schema: RString,
+    /// The paper that defines the method.
+    pub reference: RString,
+}
+
+#[repr(u8)]
+#[derive(StableAbi, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+}
+
+/// One method call: explain `target` of the wrapped model at `inputs`.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct RunRequest<'a> {
+    pub method_id: RStr<'a>,
+    /// The method's parameters as a JSON object, already checked against its schema.
+    pub params_json: RStr<'a>,
+    pub inputs: TensorRef<'a>,
+    pub target: i64,
+}
+
+/// What a method returns: the attribution and a JSON object of extras (convergence delta, ...).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct RunOutput {
+    pub attribution: TensorHandle,
+    pub extras_json: RString,
+}
+
+/// The services the host offers a running method. Implemented by the host; a plugin uses it
+/// through [`crate::Context`].
+#[sabi_trait]
+pub trait Host {
+    /// The wrapped model's scores `[B, K]` for `inputs` `[B, ...]`, with autograd history.
+    fn forward(&self, inputs: TensorRef<'_>) -> RResult<TensorHandle, RString>;
+
+    /// Loads a tensor from a file named in the parameters (npy, NIfTI, PNG), relative paths
+    /// resolved the way the host resolves the input's.
+    fn load_tensor(&self, path: RStr<'_>) -> RResult<TensorHandle, RString>;
+
+    /// How many items of `bytes_per_item` fit in the memory budget (at least 1).
+    fn batch_size_hint(&self, bytes_per_item: u64) -> u64;
+
+    fn progress(&self, done: u64, total: u64);
+
+    fn is_cancelled(&self) -> bool;
+
+    fn log(&self, level: LogLevel, message: RStr<'_>);
+
+    /// The job's seed; a method that samples must draw from it so that runs repeat.
+    fn seed(&self) -> u64;
+
+    /// The model's layer names; an error on models that are black boxes (TorchScript).
+    fn layers(&self) -> RResult<RVec<RString>, RString>;
+
+    /// Runs another method on the same wrapped model (metrics explain through this).
+    #[sabi(last_prefix_field)]
+    fn explain(&self, request: RunRequest<'_>) -> RResult<RunOutput, RString>;
+}
+
+/// The host's handle as a plugin receives it.
+pub type HostRef<'a> = Host_TO<'a, abi_stable::sabi_types::RRef<'a, ()>>;
+
+/// The root module every plugin cdylib exports.
+#[repr(C)]
+#[derive(StableAbi)]
+#[sabi(kind(Prefix(prefix_ref = PluginRef)))]
+#[sabi(missing_field(panic))]
+pub struct Plugin {
+    pub abi_version: u32,
+    pub libtorch_version: RStr<'static>,
+    pub family: RStr<'static>,
+    pub methods: extern "C" fn() -> RResult<RVec<MethodInfo>, RString>,
+    #[sabi(last_prefix_field)]
+    pub run: extern "C" fn(RunRequest<'_>, HostRef<'_>) -> RResult<RunOutput, RString>,
+}
+
+impl RootModule for PluginRef {
+    declare_root_module_statics! {PluginRef}
+    const BASE_NAME: &'static str = "esegeta_plugin";
+    const NAME: &'static str = "esegeta_plugin";
+    const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}

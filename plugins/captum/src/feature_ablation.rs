@@ -1,0 +1,80 @@
+//! FeatureAblation: each feature (an element, or a group of elements sharing a `feature_mask`
+//! label) is replaced by a baseline in turn, and every element of it gets the drop in the target
+//! score, as Captum's `FeatureAblation`.
+
+use anyhow::Result;
+use esegeta_plugin_api::{
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tch::Tensor;
+
+use crate::perturbation::{ablate, one, FeatureMask, Perturbed, Weighting};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// What ablated elements are replaced with: a number, or a file with a tensor that
+    /// broadcasts to the input. Default 0.
+    #[serde(default)]
+    pub baselines: TensorOrScalar,
+    /// A file of integer labels grouping the input's elements into features that are ablated
+    /// together. Its shape is the input's, or broadcasts to it (a batch dimension of 1, or none,
+    /// shares it across examples). Default: every element is its own feature.
+    #[serde(default)]
+    pub feature_mask: Option<String>,
+    /// Features ablated together in one forward pass.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub perturbations_per_eval: usize,
+}
+
+pub struct FeatureAblation;
+
+impl Method for FeatureAblation {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: "captum.feature_ablation",
+            title: "Feature Ablation",
+            summary: "Drop in the target score when each feature (element or labelled group) is \
+                      replaced by a baseline.",
+            kind: MethodKind::Attribution,
+            needs: Needs::default(),
+            reference: "Captum documentation, FeatureAblation, \
+                        https://captum.ai/api/feature_ablation.html",
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
+        let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
+        let ids = features.features();
+        let map = ablate(
+            ctx,
+            inputs,
+            target,
+            ids.len(),
+            p.perturbations_per_eval,
+            Weighting::Sum,
+            |i| {
+                let mask = features.select(ids[i]);
+                Ok(Perturbed {
+                    input: baselines.where_self(&mask, inputs),
+                    mask,
+                })
+            },
+        )?;
+        Ok(Attribution::new(map))
+    }
+}
+
+register_method!(FeatureAblation);

@@ -1,0 +1,192 @@
+//! The engine shared by Captum's perturbation methods (Occlusion, FeatureAblation,
+//! FeaturePermutation, ShapleyValueSampling): perturbed copies of the input batch evaluated a
+//! group at a time, score changes credited to the elements each perturbation covered, and the
+//! `feature_mask` that says which elements form one feature.
+//!
+//! A method describes its perturbations as a count and a function from an index to a
+//! [`Perturbed`] batch; [`ablate`] runs Captum's FeatureAblation loop over them. Shapley value
+//! sampling chains its perturbations, so it uses the lower-level [`evaluate_copies`] and
+//! [`credit`] directly.
+
+use anyhow::{ensure, Result};
+use esegeta_plugin_api::Context;
+use tch::{Device, Kind, Tensor};
+
+/// One perturbed copy of the whole input batch.
+pub struct Perturbed {
+    /// The perturbed batch, shaped like the inputs.
+    pub input: Tensor,
+    /// Bool, true on the elements the perturbation covers; `[1 or B, ...]`, broadcasting to
+    /// the inputs.
+    pub mask: Tensor,
+}
+
+/// How the credits of perturbations that cover the same element combine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Weighting {
+    /// Add them up (FeatureAblation and FeaturePermutation, whose features do not overlap).
+    Sum,
+    /// Divide each element's sum by the number of perturbations covering it (Occlusion, whose
+    /// windows overlap).
+    MeanOverCoverage,
+}
+
+/// `perturbations_per_eval`'s default, as in Captum.
+pub fn one() -> usize {
+    1
+}
+
+pub fn check_per_eval(per_eval: usize) -> Result<()> {
+    ensure!(
+        per_eval >= 1,
+        "perturbations_per_eval must be at least 1 (it is {per_eval})"
+    );
+    Ok(())
+}
+
+/// Captum's FeatureAblation loop: `sum over p of (f(x) - f(x perturbed by p)) * mask_p`, per
+/// example, with `per_eval` perturbations evaluated in one forward pass.
+pub fn ablate(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    target: i64,
+    count: usize,
+    per_eval: usize,
+    weighting: Weighting,
+    mut perturb: impl FnMut(usize) -> Result<Perturbed>,
+) -> Result<Tensor> {
+    check_per_eval(per_eval)?;
+    let original = ctx.evaluate(inputs, target)?.to_device(inputs.device());
+    let mut total = Tensor::zeros(inputs.size(), (original.kind(), inputs.device()));
+    let mut coverage = (weighting == Weighting::MeanOverCoverage).then(|| total.zeros_like());
+    let evaluations = count.div_ceil(per_eval) + 1;
+    ctx.progress(1, evaluations);
+    for (group, start) in (0..count).step_by(per_eval).enumerate() {
+        ctx.check_cancelled()?;
+        let perturbed = (start..count.min(start + per_eval))
+            .map(&mut perturb)
+            .collect::<Result<Vec<_>>>()?;
+        let copies: Vec<&Tensor> = perturbed.iter().map(|p| &p.input).collect();
+        let diffs = original.unsqueeze(0) - evaluate_copies(ctx, target, &copies)?;
+        for (j, p) in perturbed.iter().enumerate() {
+            credit(&mut total, &diffs.get(j as i64), &p.mask);
+            if let Some(coverage) = coverage.as_mut() {
+                *coverage += p.mask.to_kind(coverage.kind());
+            }
+        }
+        ctx.progress(group + 2, evaluations);
+    }
+    Ok(match coverage {
+        Some(coverage) => total / coverage,
+        None => total,
+    })
+}
+
+/// Target scores `[k, B]` of `k` perturbed copies of a `B`-example batch, from one forward pass
+/// over the copies concatenated along the batch dimension (Captum's layout).
+pub fn evaluate_copies(ctx: &Context<'_>, target: i64, copies: &[&Tensor]) -> Result<Tensor> {
+    let k = copies.len() as i64;
+    let batch = copies.first().map_or(0, |c| c.size()[0]);
+    let scores = ctx.evaluate(&Tensor::f_cat(copies, 0)?, target)?;
+    ensure!(
+        scores.numel() as i64 == k * batch,
+        "the model returned {} scores for {} examples ({k} perturbed copies of {batch}); \
+         perturbation methods need one score per example",
+        scores.numel(),
+        k * batch
+    );
+    Ok(scores.reshape([k, batch]).to_device(copies[0].device()))
+}
+
+/// `total += diff * mask`: each example's score change `diff` (`[B]`) credited to the elements
+/// of `mask` (bool, broadcasting to `total`, `[B, ...]`).
+pub fn credit(total: &mut Tensor, diff: &Tensor, mask: &Tensor) {
+    let mut per_example = vec![1i64; total.dim()];
+    per_example[0] = diff.size()[0];
+    *total += diff.view(per_example.as_slice()) * mask.to_kind(total.kind());
+}
+
+/// Captum's `feature_mask`: integer labels over the input; the elements that share a label form
+/// one feature, perturbed together.
+pub struct FeatureMask {
+    /// `[1 or B, ...]`, the input's shape after the batch dim.
+    labels: Tensor,
+    /// The distinct labels, ascending (the order Captum visits them in).
+    features: Vec<i64>,
+}
+
+impl FeatureMask {
+    /// The mask in the file `path`, or each element its own feature when there is none.
+    pub fn new(ctx: &Context<'_>, path: Option<&str>, inputs: &Tensor) -> Result<Self> {
+        let labels = match path {
+            Some(path) => labels_from_file(ctx, path, inputs)?,
+            None => one_feature_per_element(inputs),
+        };
+        let (unique, _) = labels.f_internal_unique(true, false)?;
+        let features = Vec::<i64>::try_from(&unique.to_device(Device::Cpu))?;
+        Ok(FeatureMask { labels, features })
+    }
+
+    pub fn features(&self) -> &[i64] {
+        &self.features
+    }
+
+    /// Where `feature` lies: bool, `[1 or B, ...]`.
+    pub fn select(&self, feature: i64) -> Tensor {
+        self.labels.eq(feature)
+    }
+}
+
+fn one_feature_per_element(inputs: &Tensor) -> Tensor {
+    let mut shape = inputs.size();
+    shape[0] = 1;
+    let per_example = shape.iter().product::<i64>();
+    Tensor::arange(per_example, (Kind::Int64, inputs.device())).view(shape.as_slice())
+}
+
+/// The labels in `path`, padded with leading size-1 dims to the input's rank (Captum's
+/// ShapleyValueSampling rule, which the ablation methods assume) and expanded over the non-batch
+/// dims. The batch dim stays 1 (one mask for all examples) or B (a mask per example).
+fn labels_from_file(ctx: &Context<'_>, path: &str, inputs: &Tensor) -> Result<Tensor> {
+    let what = format!("`feature_mask` ({path})");
+    let raw = ctx.load_tensor(path)?;
+    let (shape, input) = (raw.size(), inputs.size());
+    let fits = shape.len() <= input.len()
+        && shape
+            .iter()
+            .rev()
+            .zip(input.iter().rev())
+            .all(|(&m, &i)| m == 1 || m == i);
+    ensure!(
+        fits,
+        "{what} has shape {shape:?}, which does not broadcast to the input's shape {input:?}: \
+         counted from the last, each of its dimensions must be 1 or equal the input's (a \
+         leading dimension of 1 shares the mask across the batch); give a mask of the input's \
+         shape, or of its shape without the batch dimension"
+    );
+    let labels = integer_labels(&raw, &what)?;
+    let mut padded = vec![1i64; input.len() - shape.len()];
+    padded.extend(&shape);
+    let mut full = input.clone();
+    full[0] = padded[0];
+    Ok(labels
+        .reshape(padded.as_slice())
+        .expand(full.as_slice(), false)
+        .contiguous()
+        .to_device(inputs.device()))
+}
+
+fn integer_labels(raw: &Tensor, what: &str) -> Result<Tensor> {
+    if raw.is_floating_point() {
+        let integral = raw
+            .f_eq_tensor(&raw.f_round()?)?
+            .f_logical_and(&raw.f_isfinite()?)?
+            .f_all()?;
+        ensure!(
+            bool::try_from(&integral)?,
+            "{what} must hold integer feature labels (0, 1, 2, ...), but some of its values are \
+             fractional or not finite"
+        );
+    }
+    Ok(raw.to_kind(Kind::Int64))
+}
