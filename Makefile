@@ -1,0 +1,27 @@
+# The two commands of the README, and the build they share. Each recipe sources tools/env.sh,
+# which installs torch==2.13.0 (libtorch for tch) into a cached virtualenv on first use.
+SHELL := /bin/bash
+ENV := . tools/env.sh &&
+ESEGETA := target/release/esegeta
+
+.PHONY: build demo test
+
+## Builds the esegeta binary and every plugin (release), beside each other in target/release.
+build:
+	$(ENV) cargo build --release --workspace
+
+## The main job: explains why the demo classifier sees a lesion, writing out/demo/.
+demo: build
+	$(ESEGETA) explain --model configs/demo/lesion_classifier.pt \
+		--input configs/demo/scan_with_lesion.png \
+		--method captum.integrated_gradients --params '{"n_steps": 50}' --target 1 \
+		--out out/demo/integrated_gradients.png
+	$(ESEGETA) explain --model configs/demo/lesion_classifier.pt \
+		--input configs/demo/scan_with_lesion.png \
+		--method captum.occlusion --params '{"sliding_window_shapes": [1, 8, 8], "strides": [1, 4, 4]}' \
+		--target 1 --out out/demo/occlusion.png
+	@echo "Open out/demo/integrated_gradients.png and out/demo/occlusion.png"
+
+## Every test: unit tests, and end-to-end tests of the binary against Captum references.
+test: build
+	$(ENV) cargo test --release --workspace

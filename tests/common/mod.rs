@@ -1,0 +1,72 @@
+//! Helpers shared by the end-to-end tests: running the built `esegeta` binary on fixtures and
+//! comparing maps.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tch::Tensor;
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .canonicalize()
+        .unwrap()
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    fixtures().join(name)
+}
+
+/// The built binary, run from the fixtures folder (relative parameter files resolve there),
+/// finding the plugins beside it.
+pub fn esegeta() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_esegeta"));
+    cmd.current_dir(fixtures())
+        .env_remove("ESEGETA_PLUGIN_PATH")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// Runs and returns (success, stdout, stderr); fails the test if the process died of a signal
+/// (a panic that aborted, a crash).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out: Output = cmd.output().expect("the esegeta binary runs");
+    assert!(
+        out.status.code().is_some(),
+        "esegeta died of a signal: {out:?}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "esegeta panicked: {stderr}");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr,
+    )
+}
+
+/// Runs and expects failure; returns stderr.
+pub fn fails(cmd: &mut Command) -> String {
+    let (ok, stdout, stderr) = run(cmd);
+    assert!(!ok, "expected a failure, got success: {stdout}");
+    stderr
+}
+
+/// A fresh temporary folder under target/, removed and recreated.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn load(path: &Path) -> Tensor {
+    esegeta::io::load_tensor(path).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// `max|a - b|` and `max|b|`.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    assert_eq!(a.size(), b.size(), "shapes differ");
+    let diff = (a - b).abs().max().double_value(&[]);
+    (diff, b.abs().max().double_value(&[]))
+}
