@@ -1,6 +1,7 @@
 //! "Did you mean ...?" for names a user mistyped: method ids, parameters, layers.
 
-/// The candidates closest to `name` (at most three), best first; empty when none is close.
+/// The candidates closest to `name` (at most three, about equally close), best first; empty
+/// when none is close.
 pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
@@ -8,7 +9,14 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
         .filter(|(score, c)| *score >= 0.5 || c.contains(name) || name.contains(*c))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored.into_iter().take(3).map(|(_, c)| c).collect()
+    // Only names about as close as the best: a shared `family.` prefix is not a likeness.
+    let best = scored.first().map_or(0.0, |s| s.0);
+    scored
+        .into_iter()
+        .take_while(|(score, _)| *score >= best - 0.1)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// ` Did you mean `a` or `b`?` or an empty string.

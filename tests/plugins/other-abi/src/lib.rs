@@ -1,0 +1,18 @@
+//! A plugin that claims the next plugin ABI version: the host must refuse it by name.
+
+use esegeta_plugin_api::abi::{plugin_methods, plugin_run, Plugin, PluginRef};
+use esegeta_plugin_api::abi_stable::{
+    export_root_module, prefix_type::PrefixTypeTrait, std_types::RStr,
+};
+
+#[export_root_module]
+pub fn root() -> PluginRef {
+    Plugin {
+        abi_version: esegeta_plugin_api::ABI_VERSION + 1,
+        libtorch_version: RStr::from_str(esegeta_plugin_api::LIBTORCH_VERSION),
+        family: RStr::from_str("other_abi"),
+        methods: plugin_methods,
+        run: plugin_run,
+    }
+    .leak_into_prefix()
+}
