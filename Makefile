@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo test
+.PHONY: build demo test schemas
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -25,3 +25,7 @@ demo: build
 ## Every test: unit tests, and end-to-end tests of the binary against Captum references.
 test: build
 	$(ENV) cargo test --release --workspace
+
+## Regenerates schemas/ (a test fails when it is stale).
+schemas: build
+	$(ESEGETA) schema --write-dir schemas/methods

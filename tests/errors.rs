@@ -1,1 +1,262 @@
+//! Bad input gets a clear error that says what was wrong, where, and what to do; nothing
+//! panics (`common::run` fails a test on a panic or a signal) and the exit code is non-zero.
 
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+
+fn explain(model: &Path, input: &Path, method: &str, extra: &[&str]) -> String {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let out =
+        scratch(&format!("errors-{}", CALLS.fetch_add(1, Ordering::Relaxed))).join("never.npy");
+    let mut cmd = esegeta();
+    cmd.arg("explain")
+        .arg("--model")
+        .arg(model)
+        .arg("--input")
+        .arg(input);
+    cmd.args(["--method", method])
+        .args(extra)
+        .arg("--out")
+        .arg(&out);
+    let stderr = fails(&mut cmd);
+    assert!(!out.exists(), "nothing is written on failure");
+    stderr
+}
+
+fn ok_model() -> PathBuf {
+    fixture("classifier2d.pt")
+}
+
+fn ok_input() -> PathBuf {
+    fixture("classifier2d_x.npy")
+}
+
+fn file_with(name: &str, bytes: &[u8]) -> PathBuf {
+    let path = scratch(&format!("errors-file-{name}")).join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+fn assert_contains(stderr: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+}
+
+#[test]
+fn missing_files_are_named() {
+    let e = explain(
+        Path::new("/no/such/model.pt"),
+        &ok_input(),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["/no/such/model.pt does not exist", "--model"]);
+    let e = explain(
+        &ok_model(),
+        Path::new("/no/such/input.npy"),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["/no/such/input.npy does not exist"]);
+}
+
+#[test]
+fn corrupt_files_say_what_they_are_not() {
+    let e = explain(
+        &ok_model(),
+        &file_with("x.npy", b"not an npy"),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["x.npy is not a valid .npy file"]);
+    let e = explain(
+        &ok_model(),
+        &file_with("x.nii.gz", b"not a nifti"),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["x.nii.gz is not a valid NIfTI file"]);
+    let e = explain(
+        &file_with("m.pt", b"not torchscript"),
+        &ok_input(),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["m.pt is not a TorchScript model", "torch.jit.trace"]);
+    let mut truncated = std::fs::read(ok_input()).unwrap();
+    truncated.truncate(truncated.len() - 10);
+    let e = explain(
+        &ok_model(),
+        &file_with("t.npy", &truncated),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["t.npy is not a valid .npy file"]);
+}
+
+#[test]
+fn an_input_shape_the_model_rejects_quotes_the_models_error() {
+    let e = explain(&ok_model(), &fixture("seg3d_x.npy"), "captum.saliency", &[]);
+    assert_contains(
+        &e,
+        &[
+            "rejected an input of shape [1, 1, 8, 8, 8]",
+            "Expected 4-dimensional input",
+        ],
+    );
+}
+
+#[test]
+fn a_target_outside_the_score_columns_gives_the_range() {
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--target", "3"],
+    );
+    assert_contains(
+        &e,
+        &["target 3 is outside the score columns", "between 0 and 2"],
+    );
+}
+
+#[test]
+fn an_unknown_method_suggests_the_nearest_ids() {
+    let e = explain(&ok_model(), &ok_input(), "captum.integrated_gradient", &[]);
+    assert_contains(
+        &e,
+        &[
+            "unknown method `captum.integrated_gradient`",
+            "Did you mean `captum.integrated_gradients`?",
+        ],
+    );
+}
+
+#[test]
+fn bad_parameters_are_named_with_the_schemas_rule_all_at_once() {
+    let params = r#"{"n_steps": "fifty", "n_step": 3, "method": "riemann"}"#;
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.integrated_gradients",
+        &["--params", params],
+    );
+    assert_contains(
+        &e,
+        &[
+            r#"params.n_steps: "fifty" is not of type "integer""#,
+            r#""minimum":1"#,
+            "params.n_step: unknown parameter. Did you mean `n_steps`?",
+            r#"params.method: "riemann" is not one of"#,
+        ],
+    );
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.integrated_gradients",
+        &["--params", r#"{"n_steps": 0}"#],
+    );
+    assert_contains(&e, &["params.n_steps: 0 is less than the minimum of 1"]);
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--params", "{abs: true"],
+    );
+    assert_contains(&e, &["--params is not valid JSON"]);
+}
+
+#[test]
+fn nan_or_infinite_inputs_are_refused() {
+    // A copy of the fixture input with one NaN: npy header then float32 data.
+    let mut bytes = std::fs::read(ok_input()).unwrap();
+    let n = bytes.len();
+    bytes[n - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let e = explain(
+        &ok_model(),
+        &file_with("nan.npy", &bytes),
+        "captum.saliency",
+        &[],
+    );
+    assert_contains(&e, &["nan.npy holds 1 NaN or infinite value(s)"]);
+}
+
+#[test]
+fn a_device_this_machine_lacks_is_refused() {
+    let count = tch::Cuda::device_count();
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--device", &format!("cuda:{count}")],
+    );
+    assert_contains(&e, &["is not available", "CUDA device(s)"]);
+}
+
+#[test]
+fn methods_that_need_layers_on_torchscript_and_wrong_wrappers_explain_the_fix() {
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--layer", "conv1"],
+    );
+    assert_contains(&e, &["captum.saliency is not a layer method; drop --layer"]);
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--task", "segmentation"],
+    );
+    assert_contains(
+        &e,
+        &["not [batch, channels, ...spatial]", "--task classification"],
+    );
+    let seg = fixture("segmenter3d.pt");
+    let e = explain(
+        &seg,
+        &fixture("seg3d_x.npy"),
+        "captum.saliency",
+        &["--task", "segmentation", "--wrapper", "threshold"],
+    );
+    assert_contains(
+        &e,
+        &[
+            "threshold wrapper needs one foreground channel",
+            "--wrapper argmax",
+        ],
+    );
+    let e = explain(
+        &seg,
+        &fixture("seg3d_x.npy"),
+        "captum.saliency",
+        &["--task", "segmentation", "--wrapper", "mask"],
+    );
+    assert_contains(&e, &["needs a region: pass --mask FILE"]);
+}
+
+#[test]
+fn an_unknown_output_format_is_refused_before_any_work() {
+    let out = scratch("errors-format").join("map.tiff");
+    let mut cmd = esegeta();
+    cmd.args([
+        "explain",
+        "--model",
+        "classifier2d.pt",
+        "--input",
+        "classifier2d_x.npy",
+        "--method",
+        "captum.saliency",
+        "--out",
+    ]);
+    let e = fails(cmd.arg(&out));
+    assert_contains(
+        &e,
+        &["unknown output format `.tiff`", ".npy, .nii.gz or .png"],
+    );
+}

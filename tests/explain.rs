@@ -1,1 +1,160 @@
+//! `esegeta explain` end to end: inputs in every format load as the model expects, and maps are
+//! written as npy, NIfTI on the source's grid, and PNG heatmaps.
 
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use esegeta::io::load_input;
+use tch::Tensor;
+
+fn same(a: &Tensor, b: &Tensor) {
+    let (diff, _) = max_diff(a, b);
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn nifti_loads_channel_first_in_voxel_index_order_like_nibabel() {
+    let input = load_input(&fixture("vol.nii.gz")).unwrap();
+    assert_eq!(input.tensor.size(), vec![1, 1, 8, 6, 4]);
+    same(&input.tensor, &load(&fixture("vol.npy")));
+    assert!(input.nifti.is_some());
+}
+
+#[test]
+fn images_load_as_batch_channel_height_width_in_unit_range() {
+    same(
+        &load_input(&fixture("rgb.png")).unwrap().tensor,
+        &load(&fixture("rgb.npy")),
+    );
+    same(
+        &load_input(&fixture("gray.png")).unwrap().tensor,
+        &load(&fixture("gray.npy")),
+    );
+}
+
+/// A version 1.0 `.npy` with the given dtype, memory order, shape and raw data.
+fn npy(descr: &str, fortran: bool, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let order = if fortran { "True" } else { "False" };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': {order}, 'shape': ({},), }}",
+        dims.join(", ")
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(data);
+    bytes
+}
+
+#[test]
+fn npy_of_any_numeric_dtype_and_order_becomes_float32() {
+    let dir = scratch("npy-dtypes");
+    let expected = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]).view([2, 3]);
+    let big_endian_i16: Vec<u8> = [1i16, 2, 3, 4, 5, 6]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let u16s: Vec<u8> = [1u16, 2, 3, 4, 5, 6]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    // Fortran order: columns first.
+    let fortran_f64: Vec<u8> = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let u8s = vec![1u8, 2, 3, 4, 5, 6];
+    for (name, bytes) in [
+        ("i16be.npy", npy(">i2", false, &[2, 3], &big_endian_i16)),
+        ("u16.npy", npy("<u2", false, &[2, 3], &u16s)),
+        ("f64f.npy", npy("<f8", true, &[2, 3], &fortran_f64)),
+        ("u8.npy", npy("|u1", false, &[2, 3], &u8s)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let t = load(&path);
+        assert_eq!(t.kind(), tch::Kind::Float, "{name}");
+        same(&t, &expected);
+    }
+}
+
+fn explain_to(out: &Path, model: &str, input: &str, extra: &[&str]) -> String {
+    let mut cmd = esegeta();
+    cmd.args([
+        "explain",
+        "--model",
+        model,
+        "--input",
+        input,
+        "--method",
+        "captum.saliency",
+    ]);
+    cmd.args(extra).arg("--out").arg(out);
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    stdout
+}
+
+#[test]
+fn nifti_maps_keep_the_source_affine_and_match_the_npy_map() {
+    let dir = scratch("nifti-out");
+    let seg = [
+        "--task",
+        "segmentation",
+        "--wrapper",
+        "argmax",
+        "--target",
+        "1",
+    ];
+    explain_to(
+        &dir.join("map.nii.gz"),
+        "segmenter3d.pt",
+        "vol.nii.gz",
+        &seg,
+    );
+    explain_to(&dir.join("map.npy"), "segmenter3d.pt", "vol.nii.gz", &seg);
+    let written = load_input(&dir.join("map.nii.gz")).unwrap();
+    same(&written.tensor, &load(&dir.join("map.npy")));
+    let header = written.nifti.unwrap();
+    let source = load_input(&fixture("vol.nii.gz")).unwrap().nifti.unwrap();
+    assert_eq!(
+        (header.srow_x, header.srow_y, header.srow_z),
+        (source.srow_x, source.srow_y, source.srow_z)
+    );
+    assert_eq!(
+        (header.sform_code, header.qform_code),
+        (source.sform_code, source.qform_code)
+    );
+    assert_eq!(&header.pixdim[1..4], &source.pixdim[1..4]);
+    let affine = load(&fixture("vol_affine.npy"));
+    let rows =
+        Tensor::from_slice(&[header.srow_x, header.srow_y, header.srow_z].concat()).view([3, 4]);
+    let (diff, _) = max_diff(
+        &rows.to_kind(tch::Kind::Double),
+        &affine.narrow(0, 0, 3).to_kind(tch::Kind::Double),
+    );
+    assert!(diff < 1e-6, "affine differs by {diff}");
+}
+
+#[test]
+fn png_maps_are_heatmaps_over_the_input_with_a_colour_bar() {
+    let out = scratch("png-out").join("map.png");
+    let stdout = explain_to(&out, "classifier2d.pt", "rgb.png", &["--target", "1"]);
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let img = image::open(&out).unwrap().to_rgb8();
+    // 8x8 input scaled x32, then a gap and the colour bar.
+    assert_eq!(img.dimensions(), (256 + 8 + 16, 256));
+    let top = img.get_pixel(256 + 8 + 8, 0);
+    let bottom = img.get_pixel(256 + 8 + 8, 255);
+    assert_ne!(
+        top, bottom,
+        "the colour bar runs from the maximum to the minimum"
+    );
+}

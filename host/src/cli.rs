@@ -42,10 +42,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Prints one method's parameter JSON Schema.
+    /// Prints one method's parameter JSON Schema, or writes every method's into a folder.
     Schema {
         /// The method id, e.g. captum.integrated_gradients.
-        id: String,
+        #[arg(required_unless_present = "write_dir")]
+        id: Option<String>,
+        /// Write `<id>.json` for every method into this folder (how schemas/ is made).
+        #[arg(long, conflicts_with = "id")]
+        write_dir: Option<PathBuf>,
     },
 }
 
@@ -130,15 +134,19 @@ fn run(cli: Cli) -> Result<()> {
             print_methods(&registry, json);
             Ok(())
         }
-        Command::Schema { id } => {
-            let method = registry.method(&id)?;
-            println!("{}", method.info.params_schema);
+        Command::Schema { id: Some(id), .. } => {
+            println!("{}", registry.method(&id)?.info.params_schema);
             Ok(())
         }
+        Command::Schema {
+            id: None,
+            write_dir,
+        } => write_schemas(&registry, &write_dir.unwrap_or_default()),
     }
 }
 
 fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
+    crate::io::check_output(&args.out)?;
     let params: Value = serde_json::from_str(&args.params)
         .with_context(|| format!("--params is not valid JSON: {}", args.params))?;
     let job = Job {
@@ -167,6 +175,20 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
     if done.extras.as_object().is_some_and(|m| !m.is_empty()) {
         println!("extras: {}", done.extras);
     }
+    Ok(())
+}
+
+fn write_schemas(registry: &Registry, dir: &std::path::Path) -> Result<()> {
+    for (id, method) in &registry.methods {
+        let path = dir.join(format!("{id}.json"));
+        let text = format!("{}\n", method.info.params_schema);
+        crate::io::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &text)?))?;
+    }
+    println!(
+        "wrote {} schemas into {}",
+        registry.methods.len(),
+        dir.display()
+    );
     Ok(())
 }
 

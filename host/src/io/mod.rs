@@ -83,6 +83,17 @@ fn check_finite(t: &Tensor, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless `out` names a format `write_map` writes; checked before any work starts.
+pub fn check_output(out: &Path) -> Result<()> {
+    match extension(out).as_str() {
+        "npy" | "nii" | "nii.gz" | "png" => Ok(()),
+        other => bail!(
+            "{}: unknown output format `.{other}`; use .npy, .nii.gz or .png",
+            out.display()
+        ),
+    }
+}
+
 /// Writes `map` (the attribution, Captum's shape) to `out` in the format its extension names.
 /// `input` is drawn under PNG heatmaps; `nifti` gives NIfTI outputs the source's grid.
 pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
@@ -95,9 +106,6 @@ pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
         "npy" => npy::write(&map, out),
         "nii" | "nii.gz" => nifti_file::write(&map, input.nifti.as_ref(), out),
         "png" => heatmap::write(&map, &input.tensor, out),
-        other => bail!(
-            "{}: unknown output format `.{other}`; use .npy, .nii.gz or .png",
-            out.display()
-        ),
+        _ => check_output(out),
     }
 }

@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::perturbation::{ablate, one, FeatureMask, Perturbed, Weighting};
+use crate::perturbation::{
+    ablate, default_perturbations_per_eval, FeatureMask, Perturbed, Weighting,
+};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -25,7 +27,7 @@ pub struct Params {
     #[serde(default)]
     pub feature_mask: Option<String>,
     /// Features ablated together in one forward pass.
-    #[serde(default = "one")]
+    #[serde(default = "default_perturbations_per_eval")]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: usize,
 }

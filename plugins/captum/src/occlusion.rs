@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, one, Perturbed, Weighting};
+use crate::perturbation::{ablate, default_perturbations_per_eval, Perturbed, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,7 +29,7 @@ pub struct Params {
     #[serde(default)]
     pub baselines: TensorOrScalar,
     /// Window positions evaluated together in one forward pass.
-    #[serde(default = "one")]
+    #[serde(default = "default_perturbations_per_eval")]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: usize,
 }
@@ -119,7 +119,10 @@ impl WindowGrid {
             window.len()
         );
         let strides = match strides {
-            Strides::All(s) => vec![*s; n],
+            Strides::All(s) => {
+                ensure!(*s >= 1, "strides is {s}; strides must be at least 1");
+                vec![*s; n]
+            }
             Strides::PerDim(v) => v.clone(),
         };
         ensure!(

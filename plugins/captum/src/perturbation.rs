@@ -32,7 +32,7 @@ pub enum Weighting {
 }
 
 /// `perturbations_per_eval`'s default, as in Captum.
-pub fn one() -> usize {
+pub fn default_perturbations_per_eval() -> usize {
     1
 }
 

@@ -14,7 +14,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::perturbation::{check_per_eval, credit, evaluate_copies, one, FeatureMask};
+use crate::perturbation::{
+    check_per_eval, credit, default_perturbations_per_eval, evaluate_copies, FeatureMask,
+};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,7 +35,7 @@ pub struct Params {
     #[schemars(range(min = 1))]
     pub n_samples: usize,
     /// Steps of one feature order evaluated together in one forward pass.
-    #[serde(default = "one")]
+    #[serde(default = "default_perturbations_per_eval")]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: usize,
 }
