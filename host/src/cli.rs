@@ -103,7 +103,16 @@ struct ExplainArgs {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     init_logging(&cli.log_level);
-    match run(cli) {
+    // Every panic is caught below and reported as an error; keep the default hook's
+    // backtrace noise out of the user's terminal.
+    std::panic::set_hook(Box::new(|info| tracing::debug!("{info}")));
+    let result = std::panic::catch_unwind(|| run(cli)).unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "internal error, a bug in esegeta: {}. Please report it with the command you ran",
+            esegeta_plugin_api::panic_message(&p)
+        ))
+    });
+    match result {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
