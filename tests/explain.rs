@@ -149,12 +149,43 @@ fn png_maps_are_heatmaps_over_the_input_with_a_colour_bar() {
     let stdout = explain_to(&out, "classifier2d.pt", "rgb.png", &["--target", "1"]);
     assert!(stdout.contains("wrote"), "{stdout}");
     let img = image::open(&out).unwrap().to_rgb8();
-    // 8x8 input scaled x32, then a gap and the colour bar.
-    assert_eq!(img.dimensions(), (256 + 8 + 16, 256));
+    // 8x8 input scaled x32, then a gap, the colour bar and its labels.
+    assert_eq!(img.dimensions(), (256 + 8 + 16 + 4 + 72, 256));
     let top = img.get_pixel(256 + 8 + 8, 0);
     let bottom = img.get_pixel(256 + 8 + 8, 255);
     assert_ne!(
         top, bottom,
         "the colour bar runs from the maximum to the minimum"
     );
+}
+
+#[test]
+fn sampling_methods_repeat_with_the_same_seed() {
+    let dir = scratch("seeds");
+    let params = r#"{"noise_tunnel": {"nt_type": "smoothgrad", "nt_samples": 4, "stdevs": 0.2}}"#;
+    for (name, seed) in [("a.npy", "7"), ("b.npy", "7"), ("c.npy", "8")] {
+        let mut cmd = esegeta();
+        cmd.args([
+            "explain",
+            "--model",
+            "classifier2d.pt",
+            "--input",
+            "classifier2d_x.npy",
+        ]);
+        cmd.args([
+            "--method",
+            "captum.saliency",
+            "--params",
+            params,
+            "--seed",
+            seed,
+            "--out",
+        ])
+        .arg(dir.join(name));
+        let (ok, _, stderr) = run(&mut cmd);
+        assert!(ok, "{stderr}");
+    }
+    same(&load(&dir.join("a.npy")), &load(&dir.join("b.npy")));
+    let (diff, _) = max_diff(&load(&dir.join("a.npy")), &load(&dir.join("c.npy")));
+    assert!(diff > 0.0, "another seed draws other noise");
 }

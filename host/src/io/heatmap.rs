@@ -15,6 +15,9 @@ use super::write_atomically;
 const MIN_SIDE: u32 = 256;
 const BAR_WIDTH: u32 = 16;
 const GAP: u32 = 8;
+/// Room for a label of up to 9 characters of the 8x8 font, after a small gap.
+const LABEL_GAP: u32 = 4;
+const LABEL_WIDTH: u32 = 9 * 8;
 
 pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
     let (values, h, w) = plane(map, "the map", out)?;
@@ -25,20 +28,64 @@ pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
     let scale = Scale::of(&values);
     let zoom = (MIN_SIDE / h.min(w) as u32).max(1);
     let (pw, ph) = (w as u32 * zoom, h as u32 * zoom);
-    let mut img = RgbImage::from_pixel(pw + GAP + BAR_WIDTH, ph, Rgb([255, 255, 255]));
+    let bar = pw + GAP;
+    let mut img = RgbImage::from_pixel(
+        bar + BAR_WIDTH + LABEL_GAP + LABEL_WIDTH,
+        ph,
+        Rgb([255, 255, 255]),
+    );
     for (x, y, px) in img.enumerate_pixels_mut() {
         if x < pw {
             let i = (y / zoom) as usize * w + (x / zoom) as usize;
             *px = blend(background[i], &scale, values[i]);
-        } else if x >= pw + GAP {
+        } else if (bar..bar + BAR_WIDTH).contains(&x) {
             let t = 1.0 - y as f64 / (ph - 1).max(1) as f64; // top is the maximum
             *px = scale.colour_at(t);
         }
+    }
+    let label_x = bar + BAR_WIDTH + LABEL_GAP;
+    let middle = (scale.lo + scale.hi) / 2.0;
+    for (value, y) in [
+        (scale.hi, 0),
+        (middle, ph.saturating_sub(8) / 2),
+        (scale.lo, ph.saturating_sub(8)),
+    ] {
+        draw_text(&mut img, &label(value), label_x, y);
     }
     write_atomically(out, |tmp| {
         img.save_with_format(tmp, image::ImageFormat::Png)
             .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
     })
+}
+
+/// A short label for a scale value: plain for ordinary magnitudes, else scientific.
+fn label(v: f64) -> String {
+    let a = v.abs();
+    if a == 0.0 {
+        "0".to_string()
+    } else if (0.01..1000.0).contains(&a) {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+/// Draws `text` in black with the 8x8 bitmap font, its top-left corner at (x, y).
+fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32) {
+    use font8x8::UnicodeFonts;
+    for (i, c) in text.chars().enumerate() {
+        let Some(glyph) = font8x8::BASIC_FONTS.get(c) else {
+            continue;
+        };
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                let (px, py) = (x + i as u32 * 8 + col, y + row as u32);
+                if bits & (1 << col) != 0 && px < img.width() && py < img.height() {
+                    img.put_pixel(px, py, Rgb([0, 0, 0]));
+                }
+            }
+        }
+    }
 }
 
 /// `[1, C, H, W]` summed over channels to an `H x W` plane, row-major.
