@@ -24,7 +24,7 @@ demo: build
 
 ## Every test: unit tests, and end-to-end tests of the binary against Captum references.
 test: build
-	$(ENV) cargo test --release --workspace
+	$(ENV) cargo test --release --workspace --tests
 
 ## Regenerates schemas/ (a test fails when it is stale).
 schemas: build

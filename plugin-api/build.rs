@@ -7,6 +7,10 @@ fn main() {
     let version = libtorch_version(Path::new(&lib)).unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=ESEGETA_LIBTORCH_VERSION={version}");
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    // This crate's own test binaries find libtorch without LD_LIBRARY_PATH.
+    if !lib.is_empty() {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
+    }
 }
 
 /// A pip install keeps `torch/version.py` beside `torch/lib`; a libtorch zip has `build-version`.

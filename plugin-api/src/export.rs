@@ -31,7 +31,7 @@ pub extern "C" fn plugin_run(
         let id = request.method_id.as_str();
         let method = inventory::iter::<MethodEntry>
             .into_iter()
-            .find(|m| m.0.info().id.as_str() == id)
+            .find(|m| m.0.id() == id)
             .ok_or_else(|| anyhow::anyhow!("this plugin has no method `{id}`"))?;
         let ctx = Context::new(host);
         let inputs = request.inputs.to_tensor();

@@ -63,6 +63,7 @@ pub trait Method: Send + Sync + 'static {
 
 /// A method with its parameter type erased, as the registry holds it.
 pub trait ErasedMethod: Send + Sync {
+    fn id(&self) -> &'static str;
     fn info(&self) -> MethodInfo;
     fn run(
         &self,
@@ -74,6 +75,10 @@ pub trait ErasedMethod: Send + Sync {
 }
 
 impl<M: Method> ErasedMethod for M {
+    fn id(&self) -> &'static str {
+        self.meta().id
+    }
+
     fn info(&self) -> MethodInfo {
         let meta = self.meta();
         let schema = schemars::schema_for!(M::Params);

@@ -70,3 +70,33 @@ impl<'a> TensorRef<'a> {
         unsafe { Tensor::clone_from_ptr(self.ptr as *mut torch_sys::C_tensor) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handle_gives_back_the_same_tensor() {
+        let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+        let ptr = t.as_ptr();
+        let back = TensorHandle::new(t).into_tensor();
+        assert_eq!(back.as_ptr(), ptr, "no copy, no new at::Tensor");
+        assert_eq!(Vec::<f32>::try_from(&back).unwrap(), vec![1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn a_reference_shares_storage_and_autograd_identity() {
+        let x = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+        let borrowed = TensorRef::new(&x).to_tensor();
+        assert_eq!(borrowed.data_ptr(), x.data_ptr());
+        let y = (&borrowed * 3.0).sum(tch::Kind::Float);
+        let grads = Tensor::run_backward(&[y], &[&x], false, false);
+        assert_eq!(Vec::<f32>::try_from(&grads[0]).unwrap(), vec![3.0, 3.0]);
+        drop(borrowed);
+        assert_eq!(
+            x.size(),
+            vec![2],
+            "dropping the callee's tensor leaves the caller's alive"
+        );
+    }
+}

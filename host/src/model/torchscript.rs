@@ -30,6 +30,11 @@ impl TorchScriptModel {
             )
         })?;
         module.set_eval();
+        // TorchScript parameters keep requires_grad in eval mode; methods differentiate with
+        // respect to the input only, so don't let autograd record weight gradients.
+        for (_, parameter) in module.named_parameters()? {
+            let _ = parameter.set_requires_grad(false);
+        }
         Ok(TorchScriptModel {
             module,
             name: path.display().to_string(),
