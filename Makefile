@@ -28,4 +28,4 @@ test: build
 
 ## Regenerates schemas/ (a test fails when it is stale).
 schemas: build
-	$(ESEGETA) schema --write-dir schemas/methods
+	$(ESEGETA) schema --write-dir schemas

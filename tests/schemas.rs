@@ -27,17 +27,72 @@ fn schemas_folder_is_up_to_date() {
     let fresh = scratch("schemas");
     let (ok, _, stderr) = run(esegeta().arg("schema").arg("--write-dir").arg(&fresh));
     assert!(ok, "{stderr}");
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/methods");
-    let (fresh, committed) = (read_dir(&fresh), read_dir(&committed));
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas");
+    let mut fresh_files = read_dir(&fresh.join("methods"));
+    let mut committed_files = read_dir(&committed.join("methods"));
+    fresh_files.extend(read_dir(&fresh));
+    committed_files.extend(read_dir(&committed));
+    let (fresh, committed) = (fresh_files, committed_files);
     assert_eq!(
         fresh.keys().collect::<Vec<_>>(),
         committed.keys().collect::<Vec<_>>(),
-        "schemas/methods lists other methods than the plugins provide; run `make schemas`"
+        "schemas/ lists other methods than the plugins provide; run `make schemas`"
     );
     for (name, text) in &fresh {
         assert_eq!(
             text, &committed[name],
-            "schemas/methods/{name} is stale; run `make schemas`"
+            "schemas/.../{name} is stale; run `make schemas`"
         );
+    }
+}
+
+fn run_config_schema() -> serde_json::Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/run-config.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn example(name: &str) -> serde_json::Value {
+    esegeta::config::read(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configs")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn the_run_config_schema_checks_whole_configs_including_method_parameters() {
+    let validator = jsonschema::validator_for(&run_config_schema()).unwrap();
+    for name in [
+        "classification-2d.json",
+        "segmentation-3d-patched.json",
+        "multi-device.json",
+    ] {
+        let errors: Vec<String> = validator
+            .iter_errors(&example(name))
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{name}: {errors:?}");
+    }
+    let mut bad = example("segmentation-3d-patched.json");
+    bad["methods"][1]["params"]["n_steps"] = serde_json::json!("fifty");
+    bad["methods"][0]["id"] = serde_json::json!("captum.salency");
+    let paths: Vec<String> = validator
+        .iter_errors(&bad)
+        .map(|e| e.instance_path().to_string())
+        .collect();
+    assert!(
+        paths.contains(&"/methods/1/params/n_steps".to_string()),
+        "{paths:?}"
+    );
+    assert!(paths.contains(&"/methods/0/id".to_string()), "{paths:?}");
+}
+
+#[test]
+fn the_cpu_example_configs_pass_esegeta_check() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+    for name in ["classification-2d.json", "segmentation-3d-patched.json"] {
+        let (ok, stdout, stderr) = run(esegeta().arg("check").arg(configs.join(name)));
+        assert!(ok && stdout.contains("is valid"), "{name}: {stderr}");
     }
 }

@@ -6,8 +6,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
+use crate::config::check::InvalidConfig;
 use crate::explain::{explain, Job};
 use crate::plugins::Registry;
+use crate::run::plan::Shard;
+use crate::run::JobsFailed;
 use crate::task::{TaskKind, WrapperKind};
 
 /// Memory a method may use to batch its evaluations, unless configured.
@@ -42,12 +45,40 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs a config: every input x method x target, on the configured devices and workers.
+    Run {
+        /// The run config (JSON; comments allowed).
+        config: PathBuf,
+        /// Run the share i/n of the jobs (0-based), for job arrays; `esegeta merge` joins them.
+        #[arg(long)]
+        shard: Option<Shard>,
+    },
+    /// Checks a config against its schema and the plugins without running it.
+    Check { config: PathBuf },
+    /// Joins the manifests of a sharded run's folder into its results.json.
+    Merge {
+        /// The run's output folder.
+        folder: PathBuf,
+    },
+    /// Runs one planned job of a config and prints its record (the worker of isolation: process).
+    #[command(hide = true)]
+    Job {
+        config: PathBuf,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        device: String,
+        #[arg(long)]
+        threads: Option<i32>,
+    },
     /// Prints one method's parameter JSON Schema, or writes every method's into a folder.
     Schema {
         /// The method id, e.g. captum.integrated_gradients.
         #[arg(required_unless_present = "write_dir")]
         id: Option<String>,
-        /// Write `<id>.json` for every method into this folder (how schemas/ is made).
+        /// Write `methods/<id>.json` for every method, and `run-config.json` (the run config's
+        /// schema with every method's parameters embedded), into this folder (how schemas/ is
+        /// made).
         #[arg(long, conflicts_with = "id")]
         write_dir: Option<PathBuf>,
     },
@@ -102,7 +133,7 @@ struct ExplainArgs {
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
+    init_logging(&cli.log_level, run_log(&cli));
     // Every panic is caught below and reported as an error; keep the default hook's
     // backtrace noise out of the user's terminal.
     std::panic::set_hook(Box::new(|info| tracing::debug!("{info}")));
@@ -116,18 +147,61 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("error: {e:#}");
-            1
+            exit_code(&e)
         }
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// 3: the config did not validate; 4: some jobs failed or timed out; 1: anything else.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    if e.downcast_ref::<InvalidConfig>().is_some() {
+        3
+    } else if e.downcast_ref::<JobsFailed>().is_some() {
+        4
+    } else {
+        1
+    }
+}
+
+/// `run.log` in the run's output folder, when the command is a run whose config names one.
+fn run_log(cli: &Cli) -> Option<PathBuf> {
+    let Command::Run { config, .. } = &cli.command else {
+        return None;
+    };
+    let raw = crate::config::read(config).ok()?;
+    let folder = config
+        .parent()?
+        .join(raw.pointer("/output/folder")?.as_str()?);
+    std::fs::create_dir_all(&folder).ok()?;
+    Some(folder.join("run.log"))
+}
+
+/// Console logging at `level` (or RUST_LOG); with a log file, everything at debug there too.
+fn init_logging(level: &str, file: Option<PathBuf>) {
+    use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+    let console_filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let console = fmt::layer()
         .with_writer(std::io::stderr)
         .without_time()
+        .with_filter(console_filter);
+    let file_layer = file
+        .and_then(|path| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .ok()
+        })
+        .map(|f| {
+            fmt::layer()
+                .with_writer(std::sync::Mutex::new(f))
+                .with_ansi(false)
+                .with_filter(EnvFilter::new("debug"))
+        });
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(file_layer)
         .try_init();
 }
 
@@ -141,6 +215,45 @@ fn run(cli: Cli) -> Result<()> {
         Command::Explain(args) => run_explain(&registry, args),
         Command::Methods { json } => {
             print_methods(&registry, json);
+            Ok(())
+        }
+        Command::Run { config, shard } => {
+            let loaded = crate::config::check(&config, &registry)?;
+            let summary = crate::run::run(&registry, &loaded, shard, &cli.plugins)?;
+            println!(
+                "{} job(s) done ({} finished by an earlier run); manifest: {}",
+                summary.done,
+                summary.resumed,
+                summary.manifest.display()
+            );
+            Ok(())
+        }
+        Command::Check { config } => {
+            crate::config::check(&config, &registry)?;
+            println!("{} is valid", config.display());
+            Ok(())
+        }
+        Command::Merge { folder } => {
+            let merged = crate::run::merge(&folder)?;
+            println!(
+                "merged {} job(s) into {}",
+                merged.jobs.len(),
+                folder.join("results.json").display()
+            );
+            Ok(())
+        }
+        Command::Job {
+            config,
+            id,
+            device,
+            threads,
+        } => {
+            if let Some(n) = threads {
+                tch::set_num_threads(n);
+            }
+            let loaded = crate::config::check(&config, &registry)?;
+            let record = crate::run::worker::run_job_here(&registry, &loaded, &id, &device)?;
+            println!("{}", serde_json::to_string(&record)?);
             Ok(())
         }
         Command::Schema { id: Some(id), .. } => {
@@ -189,12 +302,17 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
 
 fn write_schemas(registry: &Registry, dir: &std::path::Path) -> Result<()> {
     for (id, method) in &registry.methods {
-        let path = dir.join(format!("{id}.json"));
+        let path = dir.join("methods").join(format!("{id}.json"));
         let text = format!("{}\n", method.info.params_schema);
         crate::io::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, &text)?))?;
     }
+    let run_config =
+        serde_json::to_string_pretty(&crate::config::schema_with_methods(registry)?)? + "\n";
+    crate::io::write_atomically(&dir.join("run-config.json"), |tmp| {
+        Ok(std::fs::write(tmp, &run_config)?)
+    })?;
     println!(
-        "wrote {} schemas into {}",
+        "wrote {} method schemas and run-config.json into {}",
         registry.methods.len(),
         dir.display()
     );

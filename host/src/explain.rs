@@ -55,19 +55,28 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         "params",
     )?;
     let input = crate::io::load_input(&job.input)?;
-    let model = model::load(&job.model, job.device, job.output_index)?;
-    check_needs(method, model.as_ref(), job)?;
-    let inputs = input.tensor.to_device(job.device);
-    let reference = tch::no_grad(|| model.forward(&inputs))?;
+    let model = model::load(&job.model, job.device, tch::Kind::Float, job.output_index)?;
+    check_needs(method, model.as_ref(), &job.method, &job.model)?;
     let region = job
         .mask
         .as_ref()
         .map(|p| crate::io::load_tensor(p))
         .transpose()?;
-    let wrapper = TaskWrapper::new(job.task, job.wrapper, &reference, job.fixed_mask, region)?;
-    check_target(&tch::no_grad(|| wrapper.scores(&reference))?, job.target)?;
-    let (attribution, extras) =
-        run_method(registry, model.as_ref(), &wrapper, &inputs, &params, job)?;
+    let request = Request {
+        method: &job.method,
+        params: &params,
+        target: job.target,
+        task: job.task,
+        wrapper: job.wrapper,
+        region,
+        fixed_mask: job.fixed_mask,
+        seed: job.seed,
+        memory_budget: job.memory_budget,
+        base_dir: std::env::current_dir().unwrap_or_default(),
+    };
+    let cancelled = AtomicBool::new(false);
+    let inputs = input.tensor.to_device(job.device);
+    let (attribution, extras) = attribute(registry, model.as_ref(), &inputs, &request, &cancelled)?;
     Ok(Explained {
         input,
         attribution,
@@ -75,34 +84,63 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
     })
 }
 
-fn run_method(
+/// One method call on a loaded model, whatever drives it (the CLI, a run's worker, a patch).
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Already checked against the method's schema.
+    pub params: &'a Value,
+    pub target: i64,
+    pub task: TaskKind,
+    pub wrapper: Option<WrapperKind>,
+    /// The `mask` wrapper's region, on the input's spatial grid.
+    pub region: Option<Tensor>,
+    pub fixed_mask: bool,
+    pub seed: u64,
+    pub memory_budget: u64,
+    /// Relative paths in parameters are resolved against this folder.
+    pub base_dir: PathBuf,
+}
+
+/// Wraps the model for the task on `inputs`, checks the target, and runs the method.
+pub fn attribute(
     registry: &Registry,
     model: &dyn Model,
-    wrapper: &TaskWrapper,
     inputs: &Tensor,
-    params: &Value,
-    job: &Job,
+    request: &Request<'_>,
+    cancelled: &AtomicBool,
 ) -> Result<(Tensor, Value)> {
-    let cancelled = AtomicBool::new(false);
+    let reference = tch::no_grad(|| model.forward(inputs))?;
+    let region = request.region.as_ref().map(|r| r.shallow_clone());
+    let wrapper = TaskWrapper::new(
+        request.task,
+        request.wrapper,
+        &reference,
+        request.fixed_mask,
+        region,
+    )?;
+    check_target(
+        &tch::no_grad(|| wrapper.scores(&reference))?,
+        request.target,
+    )?;
     let host = JobHost {
         model,
-        wrapper,
+        wrapper: &wrapper,
         registry,
-        base_dir: std::env::current_dir().unwrap_or_default(),
-        seed: job.seed,
-        memory_budget: job.memory_budget,
-        cancelled: &cancelled,
+        base_dir: request.base_dir.clone(),
+        seed: request.seed,
+        memory_budget: request.memory_budget,
+        cancelled,
     };
-    let params_json = params.to_string();
-    let request = RunRequest {
-        method_id: RStr::from_str(&job.method),
+    let params_json = request.params.to_string();
+    let run = RunRequest {
+        method_id: RStr::from_str(request.method),
         params_json: RStr::from_str(&params_json),
         inputs: TensorRef::new(inputs),
-        target: job.target,
+        target: request.target,
     };
     let out = host
-        .run(request)
-        .with_context(|| format!("{} failed", job.method))?;
+        .run(run)
+        .with_context(|| format!("{} failed", request.method))?;
     let extras = serde_json::from_str(out.extras_json.as_str()).unwrap_or(Value::Null);
     Ok((out.attribution.into_tensor(), extras))
 }
@@ -121,19 +159,25 @@ fn params_with_layer(method: &Provided, job: &Job) -> Result<Value> {
     Ok(params)
 }
 
-fn check_needs(method: &Provided, model: &dyn Model, job: &Job) -> Result<()> {
+/// Refuses a method that needs what the model cannot give (layers, rules of a black box).
+pub fn check_needs(
+    method: &Provided,
+    model: &dyn Model,
+    method_id: &str,
+    model_path: &std::path::Path,
+) -> Result<()> {
     let needs = method.info.needs;
     if (needs.layers || needs.backward_rules) && !model.is_graph() {
         bail!(
             "{} needs {} but {} is a TorchScript model, a black box to libtorch; export the \
              model to ONNX (torch.onnx.export) and pass the .onnx file",
-            job.method,
+            method_id,
             if needs.layers {
                 "named layers"
             } else {
                 "backward rules"
             },
-            job.model.display()
+            model_path.display()
         );
     }
     Ok(())

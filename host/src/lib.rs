@@ -3,11 +3,14 @@
 //! and writes the map.
 
 pub mod cli;
+pub mod config;
 pub mod explain;
 pub mod host_services;
 pub mod io;
 pub mod model;
 pub mod params;
+pub mod patch;
 pub mod plugins;
+pub mod run;
 pub mod suggest;
 pub mod task;

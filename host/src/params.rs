@@ -1,7 +1,7 @@
 //! Checking a method's parameters against the JSON Schema its plugin publishes, before any
 //! work starts: every error at once, each naming the parameter, what was wrong and the rule.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
@@ -11,19 +11,7 @@ use crate::suggest::did_you_mean;
 /// where the parameters came from, for messages: `params` for `--params`,
 /// `methods[3].params` in a config.
 pub fn check(method_id: &str, schema: &str, params: &Value, at: &str) -> Result<()> {
-    let schema: Value = serde_json::from_str(schema)
-        .with_context(|| format!("the plugin's schema for {method_id} is not valid JSON"))?;
-    if !params.is_object() {
-        bail!("{at}: the parameters of {method_id} must be a JSON object such as {{\"n_steps\": 50}}, got {params}");
-    }
-    let validator = match jsonschema::validator_for(&schema) {
-        Ok(v) => v,
-        Err(e) => bail!("the plugin's schema for {method_id} is not a valid JSON Schema: {e}"),
-    };
-    let errors: Vec<String> = validator
-        .iter_errors(params)
-        .map(|e| describe(&e, &schema, at))
-        .collect();
+    let errors = problems(method_id, schema, params, at);
     if !errors.is_empty() {
         bail!(
             "invalid parameters for {method_id}:\n  {}\n(`esegeta schema {method_id}` prints every parameter with its rule)",
@@ -31,6 +19,35 @@ pub fn check(method_id: &str, schema: &str, params: &Value, at: &str) -> Result<
         );
     }
     Ok(())
+}
+
+/// Every way `params` breaks the method's schema, one sentence each.
+pub fn problems(method_id: &str, schema: &str, params: &Value, at: &str) -> Vec<String> {
+    let schema: Value = match serde_json::from_str(schema) {
+        Ok(s) => s,
+        Err(_) => {
+            return vec![format!(
+                "{at}: the plugin's schema for {method_id} is not valid JSON"
+            )]
+        }
+    };
+    if !params.is_object() {
+        return vec![format!(
+            "{at}: the parameters of {method_id} must be a JSON object such as {{\"n_steps\": 50}}, got {params}"
+        )];
+    }
+    validate(&schema, params, at)
+}
+
+/// Every error of `instance` against `schema`, each naming its place under `at`.
+pub fn validate(schema: &Value, instance: &Value, at: &str) -> Vec<String> {
+    match jsonschema::validator_for(schema) {
+        Ok(v) => v
+            .iter_errors(instance)
+            .map(|e| describe(&e, schema, at))
+            .collect(),
+        Err(e) => vec![format!("{at}: the schema is not a valid JSON Schema: {e}")],
+    }
 }
 
 fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value, at: &str) -> String {
@@ -50,7 +67,8 @@ fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value, at: &str) -
             .iter()
             .map(|u| {
                 format!(
-                    "{place}.{u}: unknown parameter.{} Known parameters: {}",
+                    "{}: unknown parameter.{} Known parameters: {}",
+                    json_path(&place, &[u.as_str()]),
                     did_you_mean(u, names.iter().map(String::as_str)),
                     names.join(", ")
                 )
@@ -64,11 +82,26 @@ fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value, at: &str) -
     format!("{place}: {error}{rule_text}")
 }
 
+/// `methods[3].params.n_steps` from `at` and a JSON pointer's segments.
+fn json_path(at: &str, segments: &[&str]) -> String {
+    segments
+        .iter()
+        .fold(at.to_string(), |path, s| match s.parse::<usize>() {
+            Ok(index) => format!("{path}[{index}]"),
+            Err(_) if path.is_empty() => s.to_string(),
+            Err(_) => format!("{path}.{s}"),
+        })
+}
+
 /// The sub-schema that governs the value at `segments`, following `properties` and `$ref`.
 fn rule<'a>(schema: &'a Value, segments: &[&str]) -> Option<&'a Value> {
     let mut node = resolve(schema, schema);
     for segment in segments {
-        node = resolve(schema, node.get("properties")?.get(*segment)?);
+        let child = match segment.parse::<usize>() {
+            Ok(_) => node.get("items"),
+            Err(_) => node.get("properties").and_then(|p| p.get(*segment)),
+        };
+        node = resolve(schema, child?);
     }
     Some(node)
 }

@@ -5,7 +5,7 @@ mod torchscript;
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 pub use torchscript::TorchScriptModel;
 
@@ -22,8 +22,14 @@ pub trait Model {
     fn is_graph(&self) -> bool;
 }
 
-/// Loads the model at `path` by its extension.
-pub fn load(path: &Path, device: Device, output_index: usize) -> Result<Box<dyn Model>> {
+/// Loads the model at `path` by its extension, on `device` with parameters of `kind`
+/// (float for fp32; half or bfloat16 for reduced precision).
+pub fn load(
+    path: &Path,
+    device: Device,
+    kind: Kind,
+    output_index: usize,
+) -> Result<Box<dyn Model>> {
     if !path.exists() {
         bail!(
             "the model file {} does not exist; check the path given to --model",
@@ -34,6 +40,7 @@ pub fn load(path: &Path, device: Device, output_index: usize) -> Result<Box<dyn 
         "pt" | "ts" | "pth" => Ok(Box::new(TorchScriptModel::load(
             path,
             device,
+            kind,
             output_index,
         )?)),
         "onnx" => bail!(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use anyhow::{anyhow, bail, Result};
-use tch::{CModule, Device, IValue, Tensor};
+use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use super::Model;
 
@@ -20,7 +20,7 @@ pub struct TorchScriptModel {
 }
 
 impl TorchScriptModel {
-    pub fn load(path: &Path, device: Device, output_index: usize) -> Result<Self> {
+    pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
         let mut module = CModule::load_on_device(path, device).map_err(|e| {
             anyhow!(
                 "{} is not a TorchScript model libtorch can load ({}). Export it with \
@@ -30,6 +30,9 @@ impl TorchScriptModel {
             )
         })?;
         module.set_eval();
+        if kind != Kind::Float {
+            module.to(device, kind, false);
+        }
         // TorchScript parameters keep requires_grad in eval mode; methods differentiate with
         // respect to the input only, so don't let autograd record weight gradients.
         for (_, parameter) in module.named_parameters()? {

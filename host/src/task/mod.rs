@@ -14,7 +14,17 @@ pub use mask::RegionMask;
 pub use threshold::Threshold;
 
 /// How a segmentation's pixel-wise output becomes per-class scores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum WrapperKind {
     /// `scores[b, c]`: the sum of channel c over the pixels whose argmax is c.
@@ -25,7 +35,17 @@ pub enum WrapperKind {
     Mask,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     Classification,

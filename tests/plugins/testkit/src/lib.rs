@@ -1,5 +1,7 @@
 //! A plugin for the host's tests: `testkit.echo` exercises every tensor crossing (borrowed
-//! input, host forward, gradient, owned output) and `testkit.panic` panics.
+//! input, host forward, gradient, owned output); `testkit.panic` panics; `testkit.sleep`
+//! works for a while, checking for cancellation; `testkit.hang` ignores it; `testkit.segfault`
+//! crashes the process.
 
 use anyhow::Result;
 use esegeta_plugin_api::{
@@ -65,5 +67,97 @@ impl Method for Panic {
 }
 
 register_method!(Panic);
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Duration {
+    /// How long to work.
+    pub seconds: f64,
+}
+
+fn meta(id: &'static str, summary: &'static str) -> MethodMeta {
+    MethodMeta {
+        id,
+        title: id,
+        summary,
+        kind: MethodKind::Attribution,
+        needs: Needs::default(),
+        reference: "none",
+    }
+}
+
+/// Sleeps in 10 ms steps, checking for cancellation between them, then returns zeros.
+pub struct Sleep;
+
+impl Method for Sleep {
+    type Params = Duration;
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "testkit.sleep",
+            "Works for `seconds`, checking for cancellation every 10 ms.",
+        )
+    }
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        _: i64,
+        p: Duration,
+    ) -> Result<Attribution> {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs_f64(p.seconds);
+        while std::time::Instant::now() < until {
+            ctx.check_cancelled()?;
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Ok(Attribution::new(inputs.zeros_like()))
+    }
+}
+
+register_method!(Sleep);
+
+/// Sleeps without ever checking for cancellation.
+pub struct Hang;
+
+impl Method for Hang {
+    type Params = Duration;
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "testkit.hang",
+            "Sleeps for `seconds` and never checks for cancellation.",
+        )
+    }
+    fn attribute(
+        &self,
+        _: &Context<'_>,
+        inputs: &Tensor,
+        _: i64,
+        p: Duration,
+    ) -> Result<Attribution> {
+        std::thread::sleep(std::time::Duration::from_secs_f64(p.seconds));
+        Ok(Attribution::new(inputs.zeros_like()))
+    }
+}
+
+register_method!(Hang);
+
+/// Writes through a null pointer.
+pub struct Segfault;
+
+impl Method for Segfault {
+    type Params = NoParams;
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "testkit.segfault",
+            "Crashes the process with a segmentation fault.",
+        )
+    }
+    fn attribute(&self, _: &Context<'_>, _: &Tensor, _: i64, _: NoParams) -> Result<Attribution> {
+        // SAFETY: none; crashing is the point.
+        unsafe { std::ptr::null_mut::<i32>().write_volatile(1) };
+        unreachable!("the write above crashes")
+    }
+}
+
+register_method!(Segfault);
 
 esegeta_plugin_api::export_plugin!("testkit");

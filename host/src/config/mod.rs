@@ -1,0 +1,274 @@
+//! The run config: one JSON file (comments allowed) describing the model, the inputs, the
+//! methods and how to execute and write them. `check` validates it against its schema and the
+//! plugins' parameter schemas, every error at once, before any job starts.
+
+pub mod check;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use check::{check, schema_with_methods};
+
+use crate::patch::PatchSpec;
+use crate::task::{TaskKind, WrapperKind};
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    /// The inputs; each path may be a glob (`scans/*.nii.gz`).
+    #[schemars(length(min = 1))]
+    pub inputs: Vec<InputSpec>,
+    #[serde(default)]
+    pub preprocessing: Preprocessing,
+    /// The methods to run on every input and target.
+    #[schemars(length(min = 1))]
+    pub methods: Vec<MethodSpec>,
+    #[serde(default)]
+    pub execution: Execution,
+    pub output: OutputConfig,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// TorchScript file (.pt, .ts), relative to the config's folder.
+    pub path: PathBuf,
+    #[serde(default = "classification")]
+    pub task: TaskKind,
+    /// How a segmentation output becomes class scores (default argmax).
+    #[serde(default)]
+    pub wrapper: Option<WrapperKind>,
+    /// `fixed`: the argmax/threshold mask is computed once on the unperturbed input.
+    #[serde(default)]
+    pub mask_mode: MaskMode,
+    /// Which output of a model with several (deep supervision) to explain.
+    #[serde(default)]
+    pub output_index: usize,
+}
+
+fn classification() -> TaskKind {
+    TaskKind::Classification
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskMode {
+    #[default]
+    Dynamic,
+    Fixed,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// A file (.npy, .nii, .nii.gz, .png, .jpg) or a glob matching several.
+    pub path: String,
+    /// The score columns to explain.
+    #[schemars(length(min = 1))]
+    pub targets: Vec<i64>,
+    /// The region of the `mask` wrapper (ground truth or ROI), npy or NIfTI.
+    #[serde(default)]
+    pub mask: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// Intensity normalisation of each input before the model sees it.
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Channel order of 2D images as the model expects it.
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Normalize {
+    /// The values as loaded.
+    #[default]
+    None,
+    /// Scaled to [0, 1] by the input's minimum and maximum.
+    Minmax,
+    /// Zero mean, unit standard deviation.
+    Zscore,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    Bgr,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSpec {
+    /// The method id, e.g. `captum.integrated_gradients` (`esegeta methods` lists them).
+    pub id: String,
+    /// Names this entry's outputs; needed when one method appears twice. Default: the id.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The method's parameters (Captum's keyword names); checked against its schema.
+    #[serde(default = "empty_object")]
+    pub params: Value,
+    /// The layer of a layer method.
+    #[serde(default)]
+    pub layer: Option<String>,
+    /// Overrides of the execution settings for this method.
+    #[serde(default)]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub precision: Option<Precision>,
+    #[serde(default)]
+    pub patching: Option<PatchSpec>,
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub timeout_s: Option<f64>,
+    #[serde(default)]
+    pub outputs: Option<Vec<Format>>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl MethodSpec {
+    /// The name its outputs and jobs go by.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.id)
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// Jobs run in worker threads of this process; timeouts cancel cooperatively.
+    #[default]
+    None,
+    /// Each job runs in a child `esegeta` process, killed at its deadline; a crash or hang
+    /// costs that job only.
+    Process,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Execution {
+    /// Device slots: `cpu`, `cuda:N`.
+    #[serde(default = "cpu")]
+    #[schemars(length(min = 1))]
+    pub devices: Vec<String>,
+    /// Workers (each with its own model copy) per device.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub workers_per_device: usize,
+    #[serde(default)]
+    pub precision: Precision,
+    /// Sliding-window patching, for models trained on patches or volumes too large for memory.
+    #[serde(default)]
+    pub patching: Option<PatchSpec>,
+    /// Seconds a job may take; none by default.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub timeout_s: Option<f64>,
+    #[serde(default)]
+    pub isolation: Isolation,
+    /// Memory a method may use to batch its model evaluations, in MiB.
+    #[serde(default = "default_budget")]
+    #[schemars(range(min = 1))]
+    pub memory_budget_mb: u64,
+    /// Seed of sampling methods; the same seed repeats a run.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn cpu() -> Vec<String> {
+    vec!["cpu".to_string()]
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_budget() -> u64 {
+    1024
+}
+
+impl Default for Execution {
+    fn default() -> Self {
+        serde_json::from_str("{}").expect("every execution setting has a default")
+    }
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// The run's folder, relative to the config's folder.
+    pub folder: PathBuf,
+    /// Formats of each map; default npy and png, plus nii.gz for NIfTI inputs.
+    #[serde(default)]
+    pub formats: Option<Vec<Format>>,
+}
+
+#[derive(
+    Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord,
+)]
+pub enum Format {
+    #[serde(rename = "npy")]
+    Npy,
+    #[serde(rename = "nii.gz")]
+    NiiGz,
+    #[serde(rename = "png")]
+    Png,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Npy => "npy",
+            Format::NiiGz => "nii.gz",
+            Format::Png => "png",
+        }
+    }
+}
+
+/// A config as read from disk, with the folder its relative paths are relative to.
+pub struct Loaded {
+    pub config: RunConfig,
+    pub raw: Value,
+    pub base_dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl Loaded {
+    pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    pub fn output_folder(&self) -> PathBuf {
+        self.resolve(&self.config.output.folder)
+    }
+}
+
+/// Reads the JSON (comments stripped) without checking it; see [`check`].
+pub fn read(path: &Path) -> Result<Value> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot read the config {}", path.display()))?;
+    let reader = json_comments::StripComments::new(std::io::BufReader::new(file));
+    serde_json::from_reader(reader).with_context(|| format!("{} is not valid JSON", path.display()))
+}

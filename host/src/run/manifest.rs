@@ -1,0 +1,130 @@
+//! `results.json`: every job of a run with its status, timing, files and extras. Rewritten
+//! atomically after each job, so an interrupted run loses nothing and resumes from it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::io::write_atomically;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Done,
+    Failed,
+    TimedOut,
+    /// Not run: the previous run had finished it (resume) or the run stopped first.
+    Skipped,
+}
+
+/// One job's outcome.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct JobRecord {
+    pub id: String,
+    pub input: PathBuf,
+    pub method: String,
+    pub name: String,
+    pub params: Value,
+    pub target: i64,
+    pub device: String,
+    pub precision: String,
+    pub status: Status,
+    #[serde(default)]
+    pub error: Option<String>,
+    pub duration_s: f64,
+    /// Peak resident memory of the process that ran the job, in MiB.
+    pub peak_rss_mib: f64,
+    pub files: Vec<PathBuf>,
+    #[serde(default)]
+    pub extras: Value,
+    /// The reduced-precision map held NaN or inf, so it was recomputed in fp32.
+    #[serde(default)]
+    pub precision_fallback: bool,
+}
+
+#[derive(Serialize, Deserialize, Default, Debug)]
+pub struct Manifest {
+    pub config: PathBuf,
+    #[serde(default)]
+    pub shard: Option<String>,
+    pub jobs: Vec<JobRecord>,
+}
+
+impl Manifest {
+    /// The manifest at `path`, or an empty one when there is none yet.
+    pub fn load_or_new(path: &Path, config: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Ok(Manifest {
+                config: config.to_path_buf(),
+                ..Default::default()
+            });
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not an esegeta manifest; move it away to start the run afresh",
+                path.display()
+            )
+        })
+    }
+
+    /// The record of a finished job whose files are all still there.
+    pub fn finished(&self, id: &str) -> Option<&JobRecord> {
+        self.jobs
+            .iter()
+            .find(|r| r.id == id && r.status == Status::Done && r.files.iter().all(|f| f.is_file()))
+    }
+
+    /// Replaces the job's record (or adds it), keeping records sorted by id.
+    pub fn record(&mut self, record: JobRecord) {
+        self.jobs.retain(|r| r.id != record.id);
+        self.jobs.push(record);
+        self.jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        write_atomically(path, |tmp| Ok(std::fs::write(tmp, text.as_bytes())?))
+    }
+}
+
+/// The manifest's file name: `results.json`, or one per shard.
+pub fn file_name(shard: Option<super::plan::Shard>) -> String {
+    match shard {
+        None => "results.json".to_string(),
+        Some(s) => format!("results.shard-{}-of-{}.json", s.index, s.count),
+    }
+}
+
+/// Joins the shards' manifests in `folder` into its `results.json`.
+pub fn merge(folder: &Path) -> Result<Manifest> {
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot read the run folder {}", folder.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("results.shard-") && n.ends_with(".json"))
+        })
+        .collect();
+    shards.sort();
+    if shards.is_empty() {
+        bail!(
+            "{} holds no shard manifests (results.shard-*.json) to merge",
+            folder.display()
+        );
+    }
+    let mut merged = Manifest::default();
+    for path in &shards {
+        let shard = Manifest::load_or_new(path, Path::new(""))?;
+        merged.config = shard.config;
+        for record in shard.jobs {
+            merged.record(record);
+        }
+    }
+    merged.save(&folder.join("results.json"))?;
+    Ok(merged)
+}

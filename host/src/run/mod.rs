@@ -1,0 +1,209 @@
+//! `esegeta run CONFIG`: plans the jobs, skips those a previous run finished, runs the rest on
+//! one worker per device slot, and records every outcome in the manifest as it happens.
+
+pub mod manifest;
+pub mod plan;
+pub mod worker;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::{Isolation, Loaded};
+use crate::plugins::Registry;
+use manifest::{JobRecord, Manifest, Status};
+use plan::{PlannedJob, Shard};
+
+/// Some jobs failed or timed out; the manifest says which.
+#[derive(Debug)]
+pub struct JobsFailed {
+    pub failed: usize,
+    pub timed_out: usize,
+    pub manifest: PathBuf,
+}
+
+impl std::fmt::Display for JobsFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} job(s) failed and {} timed out; see {}",
+            self.failed,
+            self.timed_out,
+            self.manifest.display()
+        )
+    }
+}
+
+impl std::error::Error for JobsFailed {}
+
+/// What a run did, for its summary line.
+pub struct Summary {
+    pub done: usize,
+    pub resumed: usize,
+    pub manifest: PathBuf,
+}
+
+/// Runs the checked config (or one shard of it).
+pub fn run(
+    registry: &Registry,
+    loaded: &Loaded,
+    shard: Option<Shard>,
+    plugin_dirs: &[PathBuf],
+) -> Result<Summary> {
+    let folder = loaded.output_folder();
+    std::fs::create_dir_all(&folder)?;
+    let manifest_path = folder.join(manifest::file_name(shard));
+    let mut manifest = Manifest::load_or_new(&manifest_path, &loaded.path)?;
+    manifest.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
+    let mut jobs = plan::plan(loaded)?;
+    if let Some(shard) = shard {
+        jobs = shard.select(jobs);
+    }
+    let (todo, resumed): (Vec<PlannedJob>, Vec<PlannedJob>) = jobs
+        .into_iter()
+        .partition(|j| manifest.finished(&j.id).is_none());
+    tracing::info!(
+        "{} job(s) to run, {} finished by an earlier run",
+        todo.len(),
+        resumed.len()
+    );
+    let manifest = Mutex::new(manifest);
+    let bar = progress_bar(todo.len());
+    let queue = Mutex::new(VecDeque::from(todo));
+    let slots = slots(loaded);
+    let threads =
+        (std::thread::available_parallelism().map_or(1, |n| n.get()) / slots.len()).max(1);
+    std::thread::scope(|scope| {
+        for device in &slots {
+            let (queue, manifest, bar) = (&queue, &manifest, &bar);
+            let manifest_path = &manifest_path;
+            scope.spawn(move || {
+                tch::set_num_threads(threads as i32);
+                let mut models = worker::Models::default();
+                while let Some(job) = next_job(queue, loaded, device) {
+                    let record = match worker::settings(loaded, &job, device) {
+                        Ok(settings) if loaded.config.execution.isolation == Isolation::Process => {
+                            worker::run_in_child(loaded, &job, &settings, plugin_dirs, threads)
+                        }
+                        Ok(settings) => {
+                            worker::run_in_process(registry, loaded, &job, &settings, &mut models)
+                        }
+                        Err(e) => unreachable_settings(&job, e),
+                    };
+                    if bar.is_hidden() {
+                        println!("{}", line(&record));
+                    } else {
+                        bar.println(line(&record));
+                    }
+                    bar.inc(1);
+                    let mut m = manifest.lock().unwrap_or_else(|p| p.into_inner());
+                    m.record(record);
+                    if let Err(e) = m.save(manifest_path) {
+                        tracing::error!("cannot save the manifest: {e:#}");
+                    }
+                }
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let manifest = manifest.into_inner().unwrap_or_else(|p| p.into_inner());
+    manifest.save(&manifest_path)?;
+    outcome(&manifest, resumed.len(), manifest_path)
+}
+
+fn outcome(manifest: &Manifest, resumed: usize, path: PathBuf) -> Result<Summary> {
+    let count = |s: Status| manifest.jobs.iter().filter(|r| r.status == s).count();
+    let (failed, timed_out) = (count(Status::Failed), count(Status::TimedOut));
+    if failed + timed_out > 0 {
+        return Err(JobsFailed {
+            failed,
+            timed_out,
+            manifest: path,
+        }
+        .into());
+    }
+    Ok(Summary {
+        done: count(Status::Done),
+        resumed,
+        manifest: path,
+    })
+}
+
+/// `cpu`, `cuda:0`, ... once per worker.
+fn slots(loaded: &Loaded) -> Vec<String> {
+    let execution = &loaded.config.execution;
+    execution
+        .devices
+        .iter()
+        .flat_map(|d| std::iter::repeat_n(d.clone(), execution.workers_per_device))
+        .collect()
+}
+
+/// The first queued job this slot may run (a method may pin its device).
+fn next_job(
+    queue: &Mutex<VecDeque<PlannedJob>>,
+    loaded: &Loaded,
+    device: &str,
+) -> Option<PlannedJob> {
+    let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+    let allowed = |j: &PlannedJob| {
+        loaded.config.methods[j.method]
+            .device
+            .as_deref()
+            .is_none_or(|d| d == device || !is_slot(loaded, d))
+    };
+    let index = queue.iter().position(allowed)?;
+    queue.remove(index)
+}
+
+fn is_slot(loaded: &Loaded, device: &str) -> bool {
+    loaded.config.execution.devices.iter().any(|d| d == device)
+}
+
+/// Settings were checked with the config; should they still fail, the job fails.
+fn unreachable_settings(job: &PlannedJob, e: anyhow::Error) -> JobRecord {
+    JobRecord {
+        id: job.id.clone(),
+        input: job.input.clone(),
+        method: String::new(),
+        name: String::new(),
+        params: serde_json::Value::Null,
+        target: job.target,
+        device: String::new(),
+        precision: String::new(),
+        status: Status::Failed,
+        error: Some(format!("{e:#}")),
+        duration_s: 0.0,
+        peak_rss_mib: 0.0,
+        files: Vec::new(),
+        extras: serde_json::Value::Null,
+        precision_fallback: false,
+    }
+}
+
+fn line(r: &JobRecord) -> String {
+    let status = match r.status {
+        Status::Done => "done".to_string(),
+        Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
+        Status::TimedOut => format!("TIMED OUT: {}", r.error.as_deref().unwrap_or("")),
+        Status::Skipped => "skipped".to_string(),
+    };
+    format!("{:<60} {:>7.2}s  {status}", r.id, r.duration_s)
+}
+
+fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, ~{eta} left")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// The run folder of a manifest file, for `esegeta merge`.
+pub fn merge(folder: &Path) -> Result<Manifest> {
+    manifest::merge(folder)
+}

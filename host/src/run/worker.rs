@@ -1,0 +1,470 @@
+//! Running one job: in this process with a worker's cached model (cooperative timeout), or in
+//! a child `esegeta job` process that is killed at the deadline (isolation: process).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use super::manifest::{JobRecord, Status};
+use super::plan::PlannedJob;
+use crate::config::{ChannelOrder, Loaded, Normalize, Precision};
+use crate::explain::{attribute, check_needs, Request};
+use crate::model::{self, Model};
+use crate::patch::PatchSpec;
+use crate::plugins::Registry;
+
+/// A job's execution settings: the method's overrides, else the run's.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub device_name: String,
+    pub device: Device,
+    pub precision: Precision,
+    pub patching: Option<PatchSpec>,
+    pub timeout: Option<Duration>,
+}
+
+pub fn settings(loaded: &Loaded, job: &PlannedJob, slot_device: &str) -> Result<Settings> {
+    let method = &loaded.config.methods[job.method];
+    let execution = &loaded.config.execution;
+    let device_name = method
+        .device
+        .clone()
+        .unwrap_or_else(|| slot_device.to_string());
+    Ok(Settings {
+        device: model::parse_device(&device_name)?,
+        device_name,
+        precision: method.precision.unwrap_or(execution.precision),
+        patching: method
+            .patching
+            .clone()
+            .or_else(|| execution.patching.clone()),
+        timeout: method
+            .timeout_s
+            .or(execution.timeout_s)
+            .map(Duration::from_secs_f64),
+    })
+}
+
+/// A worker's models, loaded once per device and precision.
+#[derive(Default)]
+pub struct Models {
+    loaded: HashMap<(String, Precision), Box<dyn Model>>,
+}
+
+impl Models {
+    fn get(&mut self, loaded: &Loaded, device: &str, precision: Precision) -> Result<&dyn Model> {
+        let key = (device.to_string(), precision);
+        if !self.loaded.contains_key(&key) {
+            let config = &loaded.config.model;
+            let m = model::load(
+                &loaded.resolve(&config.path),
+                model::parse_device(device)?,
+                kind(precision),
+                config.output_index,
+            )?;
+            self.loaded.insert(key.clone(), m);
+        }
+        Ok(self.loaded[&key].as_ref())
+    }
+}
+
+fn kind(precision: Precision) -> Kind {
+    match precision {
+        Precision::Fp32 => Kind::Float,
+        Precision::Bf16 => Kind::BFloat16,
+        Precision::Fp16 => Kind::Half,
+    }
+}
+
+/// Runs `job` here, cancelling it cooperatively at its deadline.
+pub fn run_in_process(
+    registry: &Registry,
+    loaded: &Loaded,
+    job: &PlannedJob,
+    settings: &Settings,
+    models: &mut Models,
+) -> JobRecord {
+    let started = Instant::now();
+    let cancelled = AtomicBool::new(false);
+    let (done, finished) = mpsc::channel::<()>();
+    let outcome = std::thread::scope(|scope| {
+        if let Some(timeout) = settings.timeout {
+            let cancelled = &cancelled;
+            scope.spawn(move || {
+                if finished.recv_timeout(timeout).is_err() {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+            });
+        }
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            execute(registry, loaded, job, settings, models, &cancelled)
+        }))
+        .unwrap_or_else(|p| {
+            Err(anyhow!(
+                "internal error: {}",
+                esegeta_plugin_api::panic_message(&p)
+            ))
+        });
+        drop(done);
+        outcome
+    });
+    let timed_out = cancelled.load(Ordering::Relaxed);
+    record(
+        loaded,
+        job,
+        settings,
+        started.elapsed(),
+        peak_rss_mib(),
+        outcome,
+        timed_out,
+    )
+}
+
+/// What a finished job produced.
+pub struct Produced {
+    pub files: Vec<PathBuf>,
+    pub extras: Value,
+    pub precision_fallback: bool,
+}
+
+fn execute(
+    registry: &Registry,
+    loaded: &Loaded,
+    job: &PlannedJob,
+    settings: &Settings,
+    models: &mut Models,
+    cancelled: &AtomicBool,
+) -> Result<Produced> {
+    let method = &loaded.config.methods[job.method];
+    let provided = registry.method(&method.id)?;
+    let mut params = method.params.clone();
+    if let (Some(layer), Value::Object(map)) = (&method.layer, &mut params) {
+        map.insert("layer".into(), json!(layer));
+    }
+    let mut input = crate::io::load_input(&job.input)?;
+    input.tensor = preprocess(&input.tensor, loaded, &job.input);
+    let region = job
+        .mask
+        .as_ref()
+        .map(|p| crate::io::load_tensor(p))
+        .transpose()?;
+    let config = &loaded.config;
+    let request = Request {
+        method: &method.id,
+        params: &params,
+        target: job.target,
+        task: config.model.task,
+        wrapper: config.model.wrapper,
+        region,
+        fixed_mask: config.model.mask_mode == crate::config::MaskMode::Fixed,
+        seed: config.execution.seed,
+        memory_budget: config.execution.memory_budget_mb << 20,
+        base_dir: loaded.base_dir.clone(),
+    };
+    let run = |precision: Precision, models: &mut Models| -> Result<(Tensor, Value)> {
+        let model = models.get(loaded, &settings.device_name, precision)?;
+        check_needs(provided, model, &method.id, &config.model.path)?;
+        let inputs = input
+            .tensor
+            .to_device(settings.device)
+            .to_kind(kind(precision));
+        attribute_maybe_patched(
+            registry,
+            model,
+            &inputs,
+            &request,
+            settings.patching.as_ref(),
+            cancelled,
+        )
+    };
+    let (mut map, mut extras) = run(settings.precision, models)?;
+    let mut precision_fallback = false;
+    if settings.precision != Precision::Fp32 && !bool::try_from(map.isfinite().all())? {
+        tracing::warn!(
+            "{}: the {:?} map holds NaN or inf; recomputing in fp32",
+            job.id,
+            settings.precision
+        );
+        (map, extras) = run(Precision::Fp32, models)?;
+        precision_fallback = true;
+    }
+    let map = map.to_kind(Kind::Float);
+    let mut files = Vec::new();
+    for (_, path) in &job.outputs {
+        crate::io::write_map(&map, &input, path)?;
+        files.push(path.clone());
+    }
+    Ok(Produced {
+        files,
+        extras,
+        precision_fallback,
+    })
+}
+
+/// The method on the whole input, or on each sliding window stitched back together.
+fn attribute_maybe_patched(
+    registry: &Registry,
+    model: &dyn Model,
+    inputs: &Tensor,
+    request: &Request<'_>,
+    patching: Option<&PatchSpec>,
+    cancelled: &AtomicBool,
+) -> Result<(Tensor, Value)> {
+    let Some(spec) = patching else {
+        return attribute(registry, model, inputs, request, cancelled);
+    };
+    let mut extras = Vec::new();
+    let map = crate::patch::attribute_patched(inputs, spec, |patch, window| {
+        let region = request
+            .region
+            .as_ref()
+            .map(|r| window_of(r, &window.start, &window.size));
+        let patch_request = Request {
+            region,
+            base_dir: request.base_dir.clone(),
+            ..*request
+        };
+        let (map, e) = attribute(registry, model, patch, &patch_request, cancelled)?;
+        extras.push(e);
+        Ok(map)
+    })?;
+    Ok((map, json!({ "patches": extras })))
+}
+
+/// The part of a region (spatial dims last) under a window.
+fn window_of(region: &Tensor, start: &[i64], size: &[i64]) -> Tensor {
+    let offset = region.dim() as i64 - start.len() as i64;
+    start
+        .iter()
+        .zip(size)
+        .enumerate()
+        .fold(region.shallow_clone(), |r, (d, (&s, &n))| {
+            r.narrow(offset + d as i64, s, n)
+        })
+}
+
+/// The config's intensity normalisation and channel order.
+fn preprocess(t: &Tensor, loaded: &Loaded, path: &std::path::Path) -> Tensor {
+    let p = &loaded.config.preprocessing;
+    let mut t = match p.normalize {
+        Normalize::None => t.shallow_clone(),
+        Normalize::Minmax => {
+            let (lo, hi) = (t.min(), t.max());
+            (t - &lo) / (hi - lo).clamp_min(1e-12)
+        }
+        Normalize::Zscore => (t - t.mean(Kind::Float)) / t.std(true).clamp_min(1e-12),
+    };
+    let is_image = matches!(model::extension(path).as_str(), "png" | "jpg" | "jpeg");
+    if p.channel_order == ChannelOrder::Bgr && is_image && t.size()[1] == 3 {
+        t = t.flip([1]);
+    }
+    t
+}
+
+fn record(
+    loaded: &Loaded,
+    job: &PlannedJob,
+    settings: &Settings,
+    elapsed: Duration,
+    peak_rss_mib: f64,
+    outcome: Result<Produced>,
+    timed_out: bool,
+) -> JobRecord {
+    let method = &loaded.config.methods[job.method];
+    let (status, error, produced) = match outcome {
+        Ok(p) => (Status::Done, None, Some(p)),
+        Err(e) if timed_out => (
+            Status::TimedOut,
+            Some(format!(
+                "timed out after {:?}: {e:#}",
+                settings.timeout.unwrap_or_default()
+            )),
+            None,
+        ),
+        Err(e) => (Status::Failed, Some(format!("{e:#}")), None),
+    };
+    JobRecord {
+        id: job.id.clone(),
+        input: job.input.clone(),
+        method: method.id.clone(),
+        name: method.name().to_string(),
+        params: method.params.clone(),
+        target: job.target,
+        device: settings.device_name.clone(),
+        precision: format!("{:?}", settings.precision).to_lowercase(),
+        status,
+        error,
+        duration_s: elapsed.as_secs_f64(),
+        peak_rss_mib,
+        files: produced
+            .as_ref()
+            .map(|p| p.files.clone())
+            .unwrap_or_default(),
+        extras: produced
+            .as_ref()
+            .map(|p| p.extras.clone())
+            .unwrap_or(Value::Null),
+        precision_fallback: produced.is_some_and(|p| p.precision_fallback),
+    }
+}
+
+/// This process's peak resident memory (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok());
+    kib.unwrap_or(0.0) / 1024.0
+}
+
+/// Runs `job` in a child `esegeta job` process and kills it at the deadline; a crash or a
+/// hang costs this job only.
+pub fn run_in_child(
+    loaded: &Loaded,
+    job: &PlannedJob,
+    settings: &Settings,
+    plugin_dirs: &[PathBuf],
+    threads: usize,
+) -> JobRecord {
+    let started = Instant::now();
+    let outcome = child(loaded, job, settings, plugin_dirs, threads);
+    match outcome {
+        Ok(record) => record,
+        Err((e, timed_out)) => record(
+            loaded,
+            job,
+            settings,
+            started.elapsed(),
+            0.0,
+            Err(e),
+            timed_out,
+        ),
+    }
+}
+
+fn child(
+    loaded: &Loaded,
+    job: &PlannedJob,
+    settings: &Settings,
+    plugin_dirs: &[PathBuf],
+    threads: usize,
+) -> Result<JobRecord, (anyhow::Error, bool)> {
+    let exe = std::env::current_exe()
+        .map_err(|e| (anyhow!("cannot find the esegeta binary: {e}"), false))?;
+    let mut cmd = Command::new(exe);
+    for dir in plugin_dirs {
+        cmd.arg("--plugins").arg(dir);
+    }
+    cmd.arg("job").arg(&loaded.path).args([
+        "--id",
+        &job.id,
+        "--device",
+        &settings.device_name,
+        "--threads",
+        &threads.to_string(),
+    ]);
+    let mut process = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| (anyhow!("cannot start a worker process: {e}"), false))?;
+    let stdout = drain(process.stdout.take());
+    let stderr = drain(process.stderr.take());
+    let deadline = settings.timeout.map(|t| Instant::now() + t);
+    let status = loop {
+        match process.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                let timeout = settings.timeout.unwrap_or_default();
+                return Err((
+                    anyhow!("the worker process was killed at the {timeout:?} deadline"),
+                    true,
+                ));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err((anyhow!("lost the worker process: {e}"), false)),
+        }
+    };
+    let (stdout, stderr) = (
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    );
+    if let Some(line) = stdout.lines().rev().find(|l| l.starts_with('{')) {
+        if let Ok(record) = serde_json::from_str::<JobRecord>(line) {
+            return Ok(record);
+        }
+    }
+    let last = stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or("")
+        .to_string();
+    Err((
+        anyhow!(
+            "the worker process died ({}){}",
+            describe(status),
+            if last.is_empty() {
+                String::new()
+            } else {
+                format!(": {last}")
+            }
+        ),
+        false,
+    ))
+}
+
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_string(&mut text);
+        }
+        text
+    })
+}
+
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(11)) => "signal 11, a segmentation fault".to_string(),
+        (None, Some(signal)) => format!("signal {signal}"),
+        _ => "unknown status".to_string(),
+    }
+}
+
+/// The `esegeta job` side: runs one planned job here and prints its record as JSON.
+pub fn run_job_here(
+    registry: &Registry,
+    loaded: &Loaded,
+    id: &str,
+    device: &str,
+) -> Result<JobRecord> {
+    let jobs = super::plan::plan(loaded)?;
+    let job = jobs
+        .iter()
+        .find(|j| j.id == id)
+        .with_context(|| format!("the config plans no job `{id}`"))?;
+    let settings = settings(loaded, job, device)?;
+    let mut models = Models::default();
+    Ok(run_in_process(
+        registry,
+        loaded,
+        job,
+        &settings,
+        &mut models,
+    ))
+}

@@ -1,0 +1,319 @@
+//! `esegeta run`: configs checked before any job, jobs on workers, timeouts with and without
+//! isolation, crashes costing one job, resume after a kill, and shards.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+fn testkit_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_esegeta"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Writes `config` into a fresh folder (its output goes to `out/` there) and returns its path.
+fn write_config(test: &str, config: Value) -> PathBuf {
+    let dir = scratch(test);
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    path
+}
+
+fn classifier_config(methods: Value, execution: Value) -> Value {
+    json!({
+        "model": {"path": fixture("classifier2d.pt")},
+        "inputs": [
+            {"path": fixture("classifier2d_x.npy"), "targets": [1]},
+            {"path": fixture("rgb.png"), "targets": [0, 2]}
+        ],
+        "methods": methods,
+        "execution": execution,
+        "output": {"folder": "out", "formats": ["npy"]}
+    })
+}
+
+/// `esegeta --plugins <testkit> run CONFIG [extra]`; the fixture plugins sit beside the binary.
+fn run_cmd(config: &Path, extra: &[&str]) -> Command {
+    let mut cmd = esegeta();
+    cmd.arg("--plugins")
+        .arg(testkit_dir())
+        .arg("run")
+        .arg(config)
+        .args(extra);
+    cmd
+}
+
+fn manifest(config: &Path, name: &str) -> Value {
+    let text = std::fs::read_to_string(config.parent().unwrap().join("out").join(name)).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn statuses(m: &Value) -> Vec<(String, String)> {
+    m["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| {
+            (
+                j["id"].as_str().unwrap().to_string(),
+                j["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn job<'a>(m: &'a Value, id_part: &str) -> &'a Value {
+    m["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"].as_str().unwrap().contains(id_part))
+        .unwrap()
+}
+
+#[test]
+fn a_bad_config_reports_every_problem_by_json_path_before_any_job() {
+    let config = write_config(
+        "run-bad-config",
+        json!({
+            "model": {"path": fixture("classifier2d.pt")},
+            "inputs": [{"path": "missing/*.npy", "targets": [1]}],
+            "methods": [
+                {"id": "captum.saliency"},
+                {"id": "captum.integrated_gradients", "params": {"n_steps": "fifty"}},
+                {"id": "captum.salency"}
+            ],
+            "output": {"folder": "out"}
+        }),
+    );
+    let out = run_cmd(&config, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "inputs[0].path: `missing/*.npy` matches no file",
+        r#"methods[1].params.n_steps: "fifty" is not of type "integer""#,
+        "methods[2].id: unknown method `captum.salency`. Did you mean `captum.saliency`?",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+    assert!(
+        !config.parent().unwrap().join("out/results.json").exists(),
+        "no job ran"
+    );
+    let config = write_config(
+        "run-bad-shape",
+        json!({"model": {}, "inputs": [], "methods": [], "output": {"folder": 3}}),
+    );
+    let stderr = fails(&mut run_cmd(&config, &[]));
+    assert!(
+        stderr.contains("model: \"path\" is a required property")
+            && stderr.contains("output.folder: 3 is not of type \"string\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_run_explains_every_input_method_and_target_like_explain_does() {
+    let methods = json!([{"id": "captum.saliency"}, {"id": "captum.integrated_gradients", "params": {"n_steps": 8}}]);
+    let config = write_config(
+        "run-basic",
+        classifier_config(methods, json!({"workers_per_device": 2})),
+    );
+    let (ok, stdout, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("6 job(s) done"), "{stdout}");
+    let m = manifest(&config, "results.json");
+    assert!(statuses(&m).iter().all(|(_, s)| s == "done"), "{m}");
+    let ig = job(&m, "classifier2d_x/captum.integrated_gradients/target1");
+    assert!(ig["extras"]["convergence_delta"].is_array());
+    let map = load(Path::new(ig["files"][0].as_str().unwrap()));
+    let single = scratch("run-basic-single").join("ig.npy");
+    let mut cmd = esegeta();
+    cmd.args([
+        "explain",
+        "--model",
+        "classifier2d.pt",
+        "--input",
+        "classifier2d_x.npy",
+        "--method",
+        "captum.integrated_gradients",
+    ]);
+    cmd.args(["--params", r#"{"n_steps": 8}"#, "--target", "1", "--out"])
+        .arg(&single);
+    assert!(run(&mut cmd).0);
+    let (diff, _) = max_diff(&map, &load(&single));
+    assert_eq!(diff, 0.0);
+}
+
+#[test]
+fn a_panicking_method_fails_its_jobs_and_the_run_goes_on() {
+    let methods = json!([{"id": "testkit.panic"}, {"id": "captum.saliency"}]);
+    let config = write_config("run-panic", classifier_config(methods, json!({})));
+    let out = run_cmd(&config, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let m = manifest(&config, "results.json");
+    let s = statuses(&m);
+    assert_eq!(s.iter().filter(|(_, s)| s == "failed").count(), 3, "{s:?}");
+    assert_eq!(s.iter().filter(|(_, s)| s == "done").count(), 3, "{s:?}");
+    assert!(job(&m, "testkit.panic")["error"]
+        .as_str()
+        .unwrap()
+        .contains("panicked"));
+}
+
+fn one_input(methods: Value, execution: Value) -> Value {
+    json!({
+        "model": {"path": fixture("classifier2d.pt")},
+        "inputs": [{"path": fixture("classifier2d_x.npy"), "targets": [1]}],
+        "methods": methods,
+        "execution": execution,
+        "output": {"folder": "out", "formats": ["npy"]}
+    })
+}
+
+#[test]
+fn a_cooperative_method_is_cancelled_at_its_timeout_without_isolation() {
+    let methods = json!([{"id": "testkit.sleep", "params": {"seconds": 30}, "timeout_s": 1.0}, {"id": "captum.saliency"}]);
+    let config = write_config("run-timeout-threads", one_input(methods, json!({})));
+    let started = Instant::now();
+    let out = run_cmd(&config, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let m = manifest(&config, "results.json");
+    let sleep = job(&m, "testkit.sleep");
+    assert_eq!(sleep["status"], "timed_out");
+    assert!(sleep["duration_s"].as_f64().unwrap() < 1.5, "{sleep}");
+    assert_eq!(job(&m, "captum.saliency")["status"], "done");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn under_isolation_a_hang_is_killed_at_the_deadline_and_a_segfault_costs_one_job() {
+    let methods = json!([
+        {"id": "testkit.hang", "params": {"seconds": 60}, "timeout_s": 2.0},
+        {"id": "testkit.segfault"},
+        {"id": "captum.saliency"}
+    ]);
+    let config = write_config(
+        "run-isolation",
+        one_input(methods, json!({"isolation": "process"})),
+    );
+    let started = Instant::now();
+    let out = run_cmd(&config, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "the hang was not killed"
+    );
+    let m = manifest(&config, "results.json");
+    let hang = job(&m, "testkit.hang");
+    assert_eq!(hang["status"], "timed_out", "{hang}");
+    let overshoot = hang["duration_s"].as_f64().unwrap() - 2.0;
+    assert!(
+        (0.0..1.0).contains(&overshoot),
+        "killed {overshoot} s after the deadline"
+    );
+    let crash = job(&m, "testkit.segfault");
+    assert_eq!(crash["status"], "failed");
+    assert!(
+        crash["error"].as_str().unwrap().contains("signal 11"),
+        "{crash}"
+    );
+    assert_eq!(job(&m, "captum.saliency")["status"], "done");
+}
+
+#[test]
+fn a_run_killed_half_way_resumes_without_redoing_or_losing_jobs() {
+    let methods = json!([
+        {"id": "captum.saliency"},
+        {"id": "testkit.sleep", "name": "slow", "params": {"seconds": 60}}
+    ]);
+    let config = write_config("run-resume", classifier_config(methods, json!({})));
+    let mut child = run_cmd(&config, &[]).spawn().unwrap();
+    let results = config.parent().unwrap().join("out/results.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The first job (by id) is a quick saliency one; the second sleeps: kill the run there.
+    while Instant::now() < deadline
+        && !std::fs::read_to_string(&results).is_ok_and(|t| t.contains("\"done\""))
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = manifest(&config, "results.json");
+    let finished = first["jobs"].as_array().unwrap().len();
+    assert!(
+        finished >= 1 && statuses(&first).iter().all(|(_, s)| s == "done"),
+        "{first}"
+    );
+    // The second run must not redo the saliency jobs: make the slow ones quick now.
+    let mut edited: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edited["methods"][1]["params"]["seconds"] = json!(0.01);
+    std::fs::write(&config, edited.to_string()).unwrap();
+    let (ok, stdout, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("({finished} finished by an earlier run)")),
+        "{stdout}"
+    );
+    let second = manifest(&config, "results.json");
+    assert_eq!(second["jobs"].as_array().unwrap().len(), 6);
+    for j in first["jobs"].as_array().unwrap() {
+        let again = job(&second, j["id"].as_str().unwrap());
+        assert_eq!(
+            again["duration_s"], j["duration_s"],
+            "a finished job was redone"
+        );
+    }
+    assert!(
+        std::fs::read_dir(config.parent().unwrap().join("out/classifier2d_x"))
+            .unwrap()
+            .all(|e| {
+                !e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".esegeta-")
+            }),
+        "no half-written file is left"
+    );
+}
+
+#[test]
+fn three_shards_run_as_separate_processes_equal_the_single_run() {
+    let methods = json!([{"id": "captum.saliency"}, {"id": "captum.occlusion", "params": {"sliding_window_shapes": [3, 3, 3], "strides": [1, 2, 2]}}]);
+    let single = write_config("run-single", classifier_config(methods.clone(), json!({})));
+    assert!(run(&mut run_cmd(&single, &[])).0);
+    let sharded = write_config("run-shards", classifier_config(methods, json!({})));
+    let shards: Vec<_> = (0..3)
+        .map(|i| {
+            run_cmd(&sharded, &["--shard", &format!("{i}/3")])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut s in shards {
+        assert!(s.wait().unwrap().success());
+    }
+    let mut merge = esegeta();
+    merge
+        .arg("merge")
+        .arg(sharded.parent().unwrap().join("out"));
+    assert!(run(&mut merge).0);
+    let (a, b) = (
+        manifest(&single, "results.json"),
+        manifest(&sharded, "results.json"),
+    );
+    assert_eq!(statuses(&a), statuses(&b));
+    assert_eq!(statuses(&a).len(), 6);
+    for (id, _) in statuses(&a) {
+        let file = |m: &Value| PathBuf::from(job(m, &id)["files"][0].as_str().unwrap());
+        let (diff, _) = max_diff(&load(&file(&a)), &load(&file(&b)));
+        assert_eq!(diff, 0.0, "{id}");
+    }
+}
