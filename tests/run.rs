@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
+use tch::Tensor;
 
 fn testkit_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_esegeta"))
@@ -316,4 +317,105 @@ fn three_shards_run_as_separate_processes_equal_the_single_run() {
         let (diff, _) = max_diff(&load(&file(&a)), &load(&file(&b)));
         assert_eq!(diff, 0.0, "{id}");
     }
+}
+
+#[test]
+fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
+    let methods = json!([{"id": "captum.saliency", "params": {"abs": false}}, {"id": "testkit.nan_below_fp32"}]);
+    let config = write_config("run-bf16", one_input(methods, json!({"precision": "bf16"})));
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&config, "results.json");
+    let saliency = job(&m, "captum.saliency");
+    assert_eq!(
+        (
+            saliency["precision"].as_str(),
+            saliency["precision_fallback"].as_bool()
+        ),
+        (Some("bf16"), Some(false))
+    );
+    let ours = load(Path::new(saliency["files"][0].as_str().unwrap()));
+    let captum = load(&fixture("classifier2d_saliency_noabs.npy"));
+    // bf16 keeps 8 bits of mantissa, and a rounding can flip a ReLU's gate, so single elements
+    // may differ a lot: require the map as a whole to agree with fp32 Captum, mean |diff| within
+    // 2% of the map's scale and correlation at least 0.99 (measured: 1% and 0.995).
+    let (_, scale) = max_diff(&ours, &captum);
+    let mean_diff = (&ours - &captum)
+        .abs()
+        .mean(tch::Kind::Double)
+        .double_value(&[]);
+    assert!(
+        mean_diff <= 0.02 * scale,
+        "bf16 saliency differs by {mean_diff} on average (scale {scale})"
+    );
+    let pair =
+        Tensor::stack(&[ours.flatten(0, -1), captum.flatten(0, -1)], 0).to_kind(tch::Kind::Double);
+    let correlation = pair.corrcoef().double_value(&[0, 1]);
+    assert!(correlation >= 0.99, "correlation {correlation}");
+    let nan = job(&m, "testkit.nan_below_fp32");
+    assert_eq!(nan["precision_fallback"], true, "{nan}");
+    let map = load(Path::new(nan["files"][0].as_str().unwrap()));
+    let (diff, _) = max_diff(&map, &load(&fixture("classifier2d_x.npy")));
+    assert_eq!(diff, 0.0, "recomputed in fp32");
+}
+
+#[test]
+fn patched_volumes_are_stitched_on_the_source_grid() {
+    let config = |patching: Value| {
+        json!({
+            "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation", "wrapper": "argmax"},
+            "inputs": [{"path": fixture("vol.nii.gz"), "targets": [1]}],
+            "methods": [{"id": "captum.saliency"}],
+            "execution": {"patching": patching},
+            "output": {"folder": "out", "formats": ["npy", "nii.gz", "png"]}
+        })
+    };
+    // One window covering the volume: the same map as without patching.
+    let whole = write_config("run-patch-whole", config(json!({"size": [8, 6, 4]})));
+    assert!(run(&mut run_cmd(&whole, &[])).0);
+    let single = scratch("run-patch-single").join("map.npy");
+    let mut cmd = esegeta();
+    cmd.args([
+        "explain",
+        "--model",
+        "segmenter3d.pt",
+        "--input",
+        "vol.nii.gz",
+        "--method",
+        "captum.saliency",
+    ]);
+    cmd.args(["--task", "segmentation", "--target", "1", "--out"])
+        .arg(&single);
+    assert!(run(&mut cmd).0);
+    let m = manifest(&whole, "results.json");
+    let patched = load(Path::new(job(&m, "saliency")["files"][0].as_str().unwrap()));
+    let (diff, scale) = max_diff(&patched, &load(&single));
+    assert!(diff <= 1e-6 * scale, "{diff}");
+    // Overlapping windows: a full map, on the source's grid.
+    let overlapping = write_config(
+        "run-patch-overlap",
+        config(json!({"size": [4, 4, 4], "overlap": 0.5})),
+    );
+    let (ok, _, stderr) = run(&mut run_cmd(&overlapping, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&overlapping, "results.json");
+    let files: Vec<&str> = job(&m, "saliency")["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3);
+    let nifti = esegeta::io::load_input(Path::new(
+        files.iter().find(|f| f.ends_with(".nii.gz")).unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(nifti.tensor.size(), vec![1, 1, 8, 6, 4]);
+    assert_eq!(
+        job(&m, "saliency")["extras"]["patches"]
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
 }

@@ -10,9 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::perturbation::{
-    ablate, default_perturbations_per_eval, FeatureMask, Perturbed, Weighting,
-};
+use crate::perturbation::{ablate, per_eval, FeatureMask, Perturbed, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -27,9 +25,10 @@ pub struct Params {
     #[serde(default)]
     pub feature_mask: Option<String>,
     /// Features ablated together in one forward pass.
-    #[serde(default = "default_perturbations_per_eval")]
+    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    #[serde(default)]
     #[schemars(range(min = 1))]
-    pub perturbations_per_eval: usize,
+    pub perturbations_per_eval: Option<usize>,
 }
 
 pub struct FeatureAblation;
@@ -65,7 +64,7 @@ impl Method for FeatureAblation {
             inputs,
             target,
             ids.len(),
-            p.perturbations_per_eval,
+            per_eval(ctx, p.perturbations_per_eval, inputs)?,
             Weighting::Sum,
             |i| {
                 let mask = features.select(ids[i]);

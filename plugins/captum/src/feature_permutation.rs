@@ -13,9 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{
-    ablate, default_perturbations_per_eval, FeatureMask, Perturbed, Weighting,
-};
+use crate::perturbation::{ablate, per_eval, FeatureMask, Perturbed, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -26,9 +24,10 @@ pub struct Params {
     #[serde(default)]
     pub feature_mask: Option<String>,
     /// Features permuted together in one forward pass.
-    #[serde(default = "default_perturbations_per_eval")]
+    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    #[serde(default)]
     #[schemars(range(min = 1))]
-    pub perturbations_per_eval: usize,
+    pub perturbations_per_eval: Option<usize>,
 }
 
 pub struct FeaturePermutation;
@@ -70,7 +69,7 @@ impl Method for FeaturePermutation {
             inputs,
             target,
             ids.len(),
-            p.perturbations_per_eval,
+            per_eval(ctx, p.perturbations_per_eval, inputs)?,
             Weighting::Sum,
             |i| {
                 let mask = features.select(ids[i]);

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, default_perturbations_per_eval, Perturbed, Weighting};
+use crate::perturbation::{ablate, per_eval, Perturbed, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -29,9 +29,10 @@ pub struct Params {
     #[serde(default)]
     pub baselines: TensorOrScalar,
     /// Window positions evaluated together in one forward pass.
-    #[serde(default = "default_perturbations_per_eval")]
+    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    #[serde(default)]
     #[schemars(range(min = 1))]
-    pub perturbations_per_eval: usize,
+    pub perturbations_per_eval: Option<usize>,
 }
 
 /// Captum's `strides`: one step for every dimension, or one per dimension.
@@ -82,7 +83,7 @@ impl Method for Occlusion {
             inputs,
             target,
             grid.count(),
-            p.perturbations_per_eval,
+            per_eval(ctx, p.perturbations_per_eval, inputs)?,
             Weighting::MeanOverCoverage,
             |i| {
                 let mask = grid.mask(i, inputs);

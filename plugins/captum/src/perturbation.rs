@@ -31,21 +31,25 @@ pub enum Weighting {
     MeanOverCoverage,
 }
 
-/// `perturbations_per_eval`'s default, as in Captum.
-pub fn default_perturbations_per_eval() -> usize {
-    1
-}
-
-pub fn check_per_eval(per_eval: usize) -> Result<()> {
-    ensure!(
-        per_eval >= 1,
-        "perturbations_per_eval must be at least 1 (it is {per_eval})"
-    );
-    Ok(())
+/// How many perturbed copies to evaluate in one forward pass: the explicit
+/// `perturbations_per_eval`, else as many as the memory budget allows. Captum defaults to 1;
+/// the map is the same either way, only the number of forward passes changes.
+pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> Result<usize> {
+    if let Some(n) = explicit {
+        ensure!(
+            n >= 1,
+            "perturbations_per_eval must be at least 1 (it is {n})"
+        );
+        return Ok(n);
+    }
+    // A forward pass without gradients holds a few activations of the input's size at once.
+    let bytes_per_copy = inputs.numel() as u64 * 4 * 8;
+    Ok(ctx.batch_size_hint(bytes_per_copy))
 }
 
 /// Captum's FeatureAblation loop: `sum over p of (f(x) - f(x perturbed by p)) * mask_p`, per
-/// example, with `per_eval` perturbations evaluated in one forward pass.
+/// example, with `per_eval` (at least 1, see [`per_eval`]) perturbations evaluated in one
+/// forward pass.
 pub fn ablate(
     ctx: &Context<'_>,
     inputs: &Tensor,
@@ -55,7 +59,6 @@ pub fn ablate(
     weighting: Weighting,
     mut perturb: impl FnMut(usize) -> Result<Perturbed>,
 ) -> Result<Tensor> {
-    check_per_eval(per_eval)?;
     let original = ctx.evaluate(inputs, target)?.to_device(inputs.device());
     let mut total = Tensor::zeros(inputs.size(), (original.kind(), inputs.device()));
     let mut coverage = (weighting == Weighting::MeanOverCoverage).then(|| total.zeros_like());

@@ -14,9 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::perturbation::{
-    check_per_eval, credit, default_perturbations_per_eval, evaluate_copies, FeatureMask,
-};
+use crate::perturbation::{credit, evaluate_copies, per_eval, FeatureMask};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -35,9 +33,10 @@ pub struct Params {
     #[schemars(range(min = 1))]
     pub n_samples: usize,
     /// Steps of one feature order evaluated together in one forward pass.
-    #[serde(default = "default_perturbations_per_eval")]
+    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    #[serde(default)]
     #[schemars(range(min = 1))]
-    pub perturbations_per_eval: usize,
+    pub perturbations_per_eval: Option<usize>,
 }
 
 fn default_n_samples() -> usize {
@@ -76,7 +75,7 @@ impl Method for ShapleyValueSampling {
             "n_samples must be at least 1 (it is {})",
             p.n_samples
         );
-        check_per_eval(p.perturbations_per_eval)?;
+        let batch = per_eval(ctx, p.perturbations_per_eval, inputs)?;
         let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let mut order = playing_features(ctx, &features);
@@ -86,12 +85,12 @@ impl Method for ShapleyValueSampling {
             baselines: &baselines,
             features: &features,
             target,
-            per_eval: p.perturbations_per_eval,
+            per_eval: batch,
         };
         let start = ctx.evaluate(&baselines, target)?.to_device(inputs.device());
         let mut total = Tensor::zeros(inputs.size(), (start.kind(), inputs.device()));
         let mut rng = StdRng::seed_from_u64(ctx.seed());
-        let evaluations = p.n_samples * order.len().div_ceil(p.perturbations_per_eval) + 1;
+        let evaluations = p.n_samples * order.len().div_ceil(batch) + 1;
         let mut done = 1;
         ctx.progress(done, evaluations);
         for _ in 0..p.n_samples {

@@ -1,7 +1,7 @@
 //! A plugin for the host's tests: `testkit.echo` exercises every tensor crossing (borrowed
 //! input, host forward, gradient, owned output); `testkit.panic` panics; `testkit.sleep`
 //! works for a while, checking for cancellation; `testkit.hang` ignores it; `testkit.segfault`
-//! crashes the process.
+//! crashes the process; `testkit.nan_below_fp32` fails in reduced precision.
 
 use anyhow::Result;
 use esegeta_plugin_api::{
@@ -159,5 +159,34 @@ impl Method for Segfault {
 }
 
 register_method!(Segfault);
+
+/// Returns NaN everywhere unless the input is float32, to exercise the fp32 fallback.
+pub struct NanBelowFp32;
+
+impl Method for NanBelowFp32 {
+    type Params = NoParams;
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "testkit.nan_below_fp32",
+            "The input in fp32; NaN in reduced precision.",
+        )
+    }
+    fn attribute(
+        &self,
+        _: &Context<'_>,
+        inputs: &Tensor,
+        _: i64,
+        _: NoParams,
+    ) -> Result<Attribution> {
+        let map = if inputs.kind() == tch::Kind::Float {
+            inputs.copy()
+        } else {
+            inputs.full_like(f64::NAN)
+        };
+        Ok(Attribution::new(map))
+    }
+}
+
+register_method!(NanBelowFp32);
 
 esegeta_plugin_api::export_plugin!("testkit");
