@@ -2,7 +2,8 @@
 //!
 //! Signed maps use a diverging scale symmetric around zero (blue negative, red positive);
 //! non-negative maps a sequential one. The map is blended over the input in grey, more opaque
-//! where the attribution is larger, and scaled up so that small inputs stay legible.
+//! where the attribution is larger, and scaled up so that small inputs stay legible. The
+//! drawing helpers are shared with the montages of 3D maps, so both read the same way.
 
 use std::path::Path;
 
@@ -13,11 +14,11 @@ use tch::{Kind, Tensor};
 use super::write_atomically;
 
 const MIN_SIDE: u32 = 256;
-const BAR_WIDTH: u32 = 16;
-const GAP: u32 = 8;
+pub(super) const BAR_WIDTH: u32 = 16;
+pub(super) const GAP: u32 = 8;
 /// Room for a label of up to 9 characters of the 8x8 font, after a small gap.
-const LABEL_GAP: u32 = 4;
-const LABEL_WIDTH: u32 = 9 * 8;
+pub(super) const LABEL_GAP: u32 = 4;
+pub(super) const LABEL_WIDTH: u32 = 9 * 8;
 
 pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
     let (values, h, w) = plane(map, "the map", out)?;
@@ -34,28 +35,72 @@ pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
         ph,
         Rgb([255, 255, 255]),
     );
-    for (x, y, px) in img.enumerate_pixels_mut() {
-        if x < pw {
-            let i = (y / zoom) as usize * w + (x / zoom) as usize;
-            *px = blend(background[i], &scale, values[i]);
-        } else if (bar..bar + BAR_WIDTH).contains(&x) {
-            let t = 1.0 - y as f64 / (ph - 1).max(1) as f64; // top is the maximum
-            *px = scale.colour_at(t);
-        }
-    }
-    let label_x = bar + BAR_WIDTH + LABEL_GAP;
-    let middle = (scale.lo + scale.hi) / 2.0;
-    for (value, y) in [
-        (scale.hi, 0),
-        (middle, ph.saturating_sub(8) / 2),
-        (scale.lo, ph.saturating_sub(8)),
-    ] {
-        draw_text(&mut img, &label(value), label_x, y);
-    }
+    let panel = Panel {
+        values: &values,
+        grey: &background,
+        w,
+        h,
+    };
+    draw_panel(&mut img, &panel, &scale, (0, 0), zoom);
+    draw_colour_bar(&mut img, &scale, (bar, 0), ph);
+    save_png(&img, out)
+}
+
+/// Writes `img` as a PNG under a temporary name, then renames it to `out`.
+pub(super) fn save_png(img: &RgbImage, out: &Path) -> Result<()> {
     write_atomically(out, |tmp| {
         img.save_with_format(tmp, image::ImageFormat::Png)
             .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
     })
+}
+
+/// One picture of a map over its input: both `w x h`, row-major, the first row on top.
+pub(super) struct Panel<'a> {
+    pub values: &'a [f64],
+    /// The input in [0, 1].
+    pub grey: &'a [f64],
+    pub w: usize,
+    pub h: usize,
+}
+
+/// Draws `panel` blended with `scale`, each value a `zoom x zoom` square, from `(x, y)`.
+pub(super) fn draw_panel(
+    img: &mut RgbImage,
+    panel: &Panel,
+    scale: &Scale,
+    (x, y): (u32, u32),
+    zoom: u32,
+) {
+    for py in 0..panel.h as u32 * zoom {
+        for px in 0..panel.w as u32 * zoom {
+            let i = (py / zoom) as usize * panel.w + (px / zoom) as usize;
+            if x + px < img.width() && y + py < img.height() {
+                img.put_pixel(x + px, y + py, blend(panel.grey[i], scale, panel.values[i]));
+            }
+        }
+    }
+}
+
+/// Draws the colour bar, maximum on top, `height` tall from `(x, y)`, with the maximum, middle
+/// and minimum labelled on its right.
+pub(super) fn draw_colour_bar(img: &mut RgbImage, scale: &Scale, (x, y): (u32, u32), height: u32) {
+    for dy in 0..height {
+        let t = 1.0 - dy as f64 / (height - 1).max(1) as f64; // top is the maximum
+        for dx in 0..BAR_WIDTH {
+            if x + dx < img.width() && y + dy < img.height() {
+                img.put_pixel(x + dx, y + dy, scale.colour_at(t));
+            }
+        }
+    }
+    let label_x = x + BAR_WIDTH + LABEL_GAP;
+    let middle = (scale.lo + scale.hi) / 2.0;
+    for (value, dy) in [
+        (scale.hi, 0),
+        (middle, height.saturating_sub(8) / 2),
+        (scale.lo, height.saturating_sub(8)),
+    ] {
+        draw_text(img, &label(value), label_x, y + dy);
+    }
 }
 
 /// A short label for a scale value: plain for ordinary magnitudes, else scientific.
@@ -71,7 +116,7 @@ fn label(v: f64) -> String {
 }
 
 /// Draws `text` in black with the 8x8 bitmap font, its top-left corner at (x, y).
-fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32) {
+pub(super) fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32) {
     use font8x8::UnicodeFonts;
     for (i, c) in text.chars().enumerate() {
         let Some(glyph) = font8x8::BASIC_FONTS.get(c) else {
@@ -91,10 +136,10 @@ fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32) {
 /// `[1, C, H, W]` summed over channels to an `H x W` plane, row-major.
 fn plane(t: &Tensor, what: &str, out: &Path) -> Result<(Vec<f64>, usize, usize)> {
     let size = t.size();
-    if size.len() != 4 || size[0] != 1 {
+    if size.len() != 4 || size[0] != 1 || size[2..].contains(&0) {
         bail!(
-            "{}: PNG output draws a 2D map of one example, shape [1, C, H, W]; {what} has shape \
-             {size:?}. Write .nii.gz for volumes or .npy for anything else",
+            "{}: PNG output draws a map of one example, shape [1, C, H, W] (2D) or \
+             [1, C, D, H, W] (3D); {what} has shape {size:?}. Write .npy for anything else",
             out.display()
         );
     }
@@ -115,14 +160,14 @@ fn normalise(values: &[f64]) -> Vec<f64> {
 }
 
 /// The colour scale: `[lo, hi]` mapped to [0, 1] of a gradient.
-struct Scale {
+pub(super) struct Scale {
     lo: f64,
     hi: f64,
     signed: bool,
 }
 
 impl Scale {
-    fn of(values: &[f64]) -> Self {
+    pub(super) fn of(values: &[f64]) -> Self {
         let max_abs = values
             .iter()
             .fold(0.0f64, |m, v| m.max(v.abs()))

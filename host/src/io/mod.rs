@@ -4,6 +4,7 @@
 mod atomic;
 mod heatmap;
 mod image_file;
+mod montage;
 mod nifti_file;
 mod npy;
 
@@ -105,6 +106,7 @@ pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
     match extension(out).as_str() {
         "npy" => npy::write(&map, out),
         "nii" | "nii.gz" => nifti_file::write(&map, input.nifti.as_ref(), out),
+        "png" if map.dim() == 5 => montage::write(&map, &input.tensor, out),
         "png" => heatmap::write(&map, &input.tensor, out),
         _ => check_output(out),
     }
