@@ -243,18 +243,8 @@ fn methods_that_need_layers_on_torchscript_and_wrong_wrappers_explain_the_fix() 
 #[test]
 fn an_unknown_output_format_is_refused_before_any_work() {
     let out = scratch("errors-format").join("map.tiff");
-    let mut cmd = esegeta();
-    cmd.args([
-        "explain",
-        "--model",
-        "classifier2d.pt",
-        "--input",
-        "classifier2d_x.npy",
-        "--method",
-        "captum.saliency",
-        "--out",
-    ]);
-    let e = fails(cmd.arg(&out));
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    let e = fails(cmd.arg("--out").arg(&out));
     assert_contains(
         &e,
         &["unknown output format `.tiff`", ".npy, .nii.gz or .png"],

@@ -86,16 +86,7 @@ fn npy_of_any_numeric_dtype_and_order_becomes_float32() {
 }
 
 fn explain_to(out: &Path, model: &str, input: &str, extra: &[&str]) -> String {
-    let mut cmd = esegeta();
-    cmd.args([
-        "explain",
-        "--model",
-        model,
-        "--input",
-        input,
-        "--method",
-        "captum.saliency",
-    ]);
+    let mut cmd = explain_cmd(model, input, "captum.saliency");
     cmd.args(extra).arg("--out").arg(out);
     let (ok, stdout, stderr) = run(&mut cmd);
     assert!(ok, "{stderr}");
@@ -164,24 +155,9 @@ fn sampling_methods_repeat_with_the_same_seed() {
     let dir = scratch("seeds");
     let params = r#"{"noise_tunnel": {"nt_type": "smoothgrad", "nt_samples": 4, "stdevs": 0.2}}"#;
     for (name, seed) in [("a.npy", "7"), ("b.npy", "7"), ("c.npy", "8")] {
-        let mut cmd = esegeta();
-        cmd.args([
-            "explain",
-            "--model",
-            "classifier2d.pt",
-            "--input",
-            "classifier2d_x.npy",
-        ]);
-        cmd.args([
-            "--method",
-            "captum.saliency",
-            "--params",
-            params,
-            "--seed",
-            seed,
-            "--out",
-        ])
-        .arg(dir.join(name));
+        let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+        cmd.args(["--params", params, "--seed", seed, "--out"])
+            .arg(dir.join(name));
         let (ok, _, stderr) = run(&mut cmd);
         assert!(ok, "{stderr}");
     }

@@ -141,16 +141,8 @@ fn two_plugins_claiming_one_method_id_are_reported_and_the_first_wins() {
 fn a_panicking_method_fails_its_job_without_aborting() {
     let dir = plugin_dir("panic", &[("fixture_testkit", "libfixture_testkit.so")]);
     let out = scratch("panic-out").join("map.npy");
-    let mut cmd = esegeta();
-    cmd.arg("--plugins").arg(&dir);
-    cmd.args([
-        "explain",
-        "--model",
-        "classifier2d.pt",
-        "--input",
-        "classifier2d_x.npy",
-    ]);
-    cmd.args(["--method", "testkit.panic", "--out"]).arg(&out);
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "testkit.panic");
+    cmd.arg("--plugins").arg(&dir).arg("--out").arg(&out);
     let output = cmd.output().unwrap();
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -135,16 +135,11 @@ fn a_run_explains_every_input_method_and_target_like_explain_does() {
     assert!(ig["extras"]["convergence_delta"].is_array());
     let map = load(Path::new(ig["files"][0].as_str().unwrap()));
     let single = scratch("run-basic-single").join("ig.npy");
-    let mut cmd = esegeta();
-    cmd.args([
-        "explain",
-        "--model",
+    let mut cmd = explain_cmd(
         "classifier2d.pt",
-        "--input",
         "classifier2d_x.npy",
-        "--method",
         "captum.integrated_gradients",
-    ]);
+    );
     cmd.args(["--params", r#"{"n_steps": 8}"#, "--target", "1", "--out"])
         .arg(&single);
     assert!(run(&mut cmd).0);
@@ -374,16 +369,7 @@ fn patched_volumes_are_stitched_on_the_source_grid() {
     let whole = write_config("run-patch-whole", config(json!({"size": [8, 6, 4]})));
     assert!(run(&mut run_cmd(&whole, &[])).0);
     let single = scratch("run-patch-single").join("map.npy");
-    let mut cmd = esegeta();
-    cmd.args([
-        "explain",
-        "--model",
-        "segmenter3d.pt",
-        "--input",
-        "vol.nii.gz",
-        "--method",
-        "captum.saliency",
-    ]);
+    let mut cmd = explain_cmd("segmenter3d.pt", "vol.nii.gz", "captum.saliency");
     cmd.args(["--task", "segmentation", "--target", "1", "--out"])
         .arg(&single);
     assert!(run(&mut cmd).0);

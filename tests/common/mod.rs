@@ -28,6 +28,15 @@ pub fn esegeta() -> Command {
     cmd
 }
 
+/// `esegeta explain --model M --input X --method ID`, to which a test adds its flags.
+pub fn explain_cmd(model: &str, input: &str, method: &str) -> Command {
+    let mut cmd = esegeta();
+    cmd.args([
+        "explain", "--model", model, "--input", input, "--method", method,
+    ]);
+    cmd
+}
+
 /// Runs and returns (success, stdout, stderr); fails the test if the process died of a signal
 /// (a panic that aborted, a crash).
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
