@@ -405,3 +405,47 @@ fn patched_volumes_are_stitched_on_the_source_grid() {
         6
     );
 }
+
+#[test]
+fn cropped_and_normalised_inputs_give_maps_on_the_inputs_grid() {
+    let config = json!({
+        "model": {"path": fixture("classifier2d.pt")},
+        "inputs": [{"path": fixture("classifier2d_x.npy"), "targets": [1]}],
+        "preprocessing": {"crop": [6, 6], "normalize": "minmax"},
+        "methods": [{"id": "captum.saliency", "params": {"abs": false}}],
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    let config = write_config("run-preprocess", config);
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&config, "results.json");
+    let map = load(Path::new(job(&m, "saliency")["files"][0].as_str().unwrap()));
+    assert_eq!(
+        map.size(),
+        vec![1, 3, 8, 8],
+        "the map is on the input's grid"
+    );
+    assert_eq!(
+        map.narrow(2, 0, 1).abs().max().double_value(&[]),
+        0.0,
+        "zero where the crop cut"
+    );
+    // The same by hand: crop the centre 6x6, min-max normalise, explain.
+    let x = load(&fixture("classifier2d_x.npy"))
+        .narrow(2, 1, 6)
+        .narrow(3, 1, 6);
+    let x = (&x - x.min()) / (x.max() - x.min());
+    let prepared = config.parent().unwrap().join("prepared.npy");
+    x.write_npy(&prepared).unwrap();
+    let single = config.parent().unwrap().join("single.npy");
+    let mut cmd = explain_cmd(
+        "classifier2d.pt",
+        prepared.to_str().unwrap(),
+        "captum.saliency",
+    );
+    cmd.args(["--params", r#"{"abs": false}"#, "--target", "1", "--out"])
+        .arg(&single);
+    assert!(run(&mut cmd).0);
+    let (diff, scale) = max_diff(&map.narrow(2, 1, 6).narrow(3, 1, 6), &load(&single));
+    assert!(diff <= 1e-6 * scale, "{diff}");
+}

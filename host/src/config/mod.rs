@@ -79,6 +79,14 @@ pub struct InputSpec {
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, Default)]
 #[serde(deny_unknown_fields)]
 pub struct Preprocessing {
+    /// Centre crop of the spatial dims to this size (2D `[H, W]`, 3D `[i, j, k]`). Maps are
+    /// padded back onto the input's grid with zeros.
+    #[serde(default)]
+    pub crop: Option<Vec<i64>>,
+    /// Linear resize of the (cropped) spatial dims to this size. Maps are resized back onto
+    /// the input's grid, for display and overlay (resizing does not preserve their sums).
+    #[serde(default)]
+    pub resize: Option<Vec<i64>>,
     /// Intensity normalisation of each input before the model sees it.
     #[serde(default)]
     pub normalize: Normalize,

@@ -1,8 +1,10 @@
 //! `esegeta run CONFIG`: plans the jobs, skips those a previous run finished, runs the rest on
 //! one worker per device slot, and records every outcome in the manifest as it happens.
 
+mod child;
 pub mod manifest;
 pub mod plan;
+mod preprocess;
 pub mod worker;
 
 use std::collections::VecDeque;
@@ -86,13 +88,14 @@ pub fn run(
                 while let Some(job) = next_job(queue, loaded, device) {
                     let record = match worker::settings(loaded, &job, device) {
                         Ok(settings) if loaded.config.execution.isolation == Isolation::Process => {
-                            worker::run_in_child(loaded, &job, &settings, plugin_dirs, threads)
+                            child::run_in_child(loaded, &job, &settings, plugin_dirs, threads)
                         }
                         Ok(settings) => {
                             worker::run_in_process(registry, loaded, &job, &settings, &mut models)
                         }
                         Err(e) => unreachable_settings(&job, e),
                     };
+                    tracing::info!("{}", line(&record));
                     if bar.is_hidden() {
                         println!("{}", line(&record));
                     } else {

@@ -1,10 +1,8 @@
-//! Running one job: in this process with a worker's cached model (cooperative timeout), or in
-//! a child `esegeta job` process that is killed at the deadline (isolation: process).
+//! Running one job in this process, with a worker's cached models, cancelling it
+//! cooperatively at its deadline. (`child` runs a job in a process of its own.)
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -15,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::manifest::{JobRecord, Status};
 use super::plan::PlannedJob;
-use crate::config::{ChannelOrder, Loaded, Normalize, Precision};
+use crate::config::{Loaded, Precision};
 use crate::explain::{attribute, check_needs, Request};
 use crate::model::{self, Model};
 use crate::patch::PatchSpec;
@@ -53,21 +51,22 @@ pub fn settings(loaded: &Loaded, job: &PlannedJob, slot_device: &str) -> Result<
     })
 }
 
-/// A worker's models, loaded once per device and precision.
+/// A worker's models, loaded once per device and parameter kind.
 #[derive(Default)]
 pub struct Models {
-    loaded: HashMap<(String, Precision), Box<dyn Model>>,
+    loaded: HashMap<(String, Kind), Box<dyn Model>>,
 }
 
 impl Models {
-    fn get(&mut self, loaded: &Loaded, device: &str, precision: Precision) -> Result<&dyn Model> {
-        let key = (device.to_string(), precision);
+    fn get(&mut self, loaded: &Loaded, device: &str, kind: Kind) -> Result<&dyn Model> {
+        let key = (device.to_string(), kind);
         if !self.loaded.contains_key(&key) {
             let config = &loaded.config.model;
+            let path = loaded.resolve(&config.path);
             let m = model::load(
-                &loaded.resolve(&config.path),
+                &path,
                 model::parse_device(device)?,
-                kind(precision),
+                kind,
                 config.output_index,
             )?;
             self.loaded.insert(key.clone(), m);
@@ -149,12 +148,13 @@ fn execute(
     if let (Some(layer), Value::Object(map)) = (&method.layer, &mut params) {
         map.insert("layer".into(), json!(layer));
     }
-    let mut input = crate::io::load_input(&job.input)?;
-    input.tensor = preprocess(&input.tensor, loaded, &job.input);
+    let input = crate::io::load_input(&job.input)?;
+    let preprocessing = &loaded.config.preprocessing;
+    let (prepared, undo) = super::preprocess::apply(&input.tensor, preprocessing, &job.input)?;
     let region = job
         .mask
         .as_ref()
-        .map(|p| crate::io::load_tensor(p))
+        .map(|p| region_like(p, &input.tensor, preprocessing))
         .transpose()?;
     let config = &loaded.config;
     let request = Request {
@@ -170,20 +170,21 @@ fn execute(
         base_dir: loaded.base_dir.clone(),
     };
     let run = |precision: Precision, models: &mut Models| -> Result<(Tensor, Value)> {
-        let model = models.get(loaded, &settings.device_name, precision)?;
+        // On CUDA, fp16 runs under autocast with an fp32 model; elsewhere model and input are
+        // cast (autocast is CUDA-only in libtorch's C++ API).
+        let autocast = settings.device.is_cuda() && precision == Precision::Fp16;
+        let kind = if autocast {
+            Kind::Float
+        } else {
+            kind(precision)
+        };
+        let model = models.get(loaded, &settings.device_name, kind)?;
         check_needs(provided, model, &method.id, &config.model.path)?;
-        let inputs = input
-            .tensor
-            .to_device(settings.device)
-            .to_kind(kind(precision));
-        attribute_maybe_patched(
-            registry,
-            model,
-            &inputs,
-            &request,
-            settings.patching.as_ref(),
-            cancelled,
-        )
+        let inputs = prepared.to_device(settings.device).to_kind(kind);
+        let patching = settings.patching.as_ref();
+        tch::autocast(autocast, || {
+            attribute_maybe_patched(registry, model, &inputs, &request, patching, cancelled)
+        })
     };
     let (mut map, mut extras) = run(settings.precision, models)?;
     let mut precision_fallback = false;
@@ -196,7 +197,7 @@ fn execute(
         (map, extras) = run(Precision::Fp32, models)?;
         precision_fallback = true;
     }
-    let map = map.to_kind(Kind::Float);
+    let map = undo.map(&map.to_kind(Kind::Float))?;
     let mut files = Vec::new();
     for (_, path) in &job.outputs {
         crate::io::write_map(&map, &input, path)?;
@@ -207,6 +208,31 @@ fn execute(
         extras,
         precision_fallback,
     })
+}
+
+/// The region file of the `mask` wrapper as `[1, 1, ...spatial]` on the input's grid, then
+/// cropped and resized like the input.
+fn region_like(
+    path: &std::path::Path,
+    input: &Tensor,
+    preprocessing: &crate::config::Preprocessing,
+) -> Result<Tensor> {
+    let region = crate::io::load_tensor(path)?;
+    let spatial = &input.size()[2..];
+    if region.numel() as i64 != spatial.iter().product::<i64>() {
+        anyhow::bail!(
+            "the region {} has shape {:?}, but the input's spatial shape is {spatial:?}; give a mask on the input's grid",
+            path.display(),
+            region.size()
+        );
+    }
+    let shape: Vec<i64> = [1, 1].iter().chain(spatial).copied().collect();
+    Ok(super::preprocess::reshape_spatially(
+        &region.reshape(shape.as_slice()),
+        preprocessing,
+        path,
+    )?
+    .0)
 }
 
 /// The method on the whole input, or on each sliding window stitched back together.
@@ -251,25 +277,7 @@ fn window_of(region: &Tensor, start: &[i64], size: &[i64]) -> Tensor {
         })
 }
 
-/// The config's intensity normalisation and channel order.
-fn preprocess(t: &Tensor, loaded: &Loaded, path: &std::path::Path) -> Tensor {
-    let p = &loaded.config.preprocessing;
-    let mut t = match p.normalize {
-        Normalize::None => t.shallow_clone(),
-        Normalize::Minmax => {
-            let (lo, hi) = (t.min(), t.max());
-            (t - &lo) / (hi - lo).clamp_min(1e-12)
-        }
-        Normalize::Zscore => (t - t.mean(Kind::Float)) / t.std(true).clamp_min(1e-12),
-    };
-    let is_image = matches!(model::extension(path).as_str(), "png" | "jpg" | "jpeg");
-    if p.channel_order == ChannelOrder::Bgr && is_image && t.size()[1] == 3 {
-        t = t.flip([1]);
-    }
-    t
-}
-
-fn record(
+pub(super) fn record(
     loaded: &Loaded,
     job: &PlannedJob,
     settings: &Settings,
@@ -325,125 +333,6 @@ pub fn peak_rss_mib() -> f64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse::<f64>().ok());
     kib.unwrap_or(0.0) / 1024.0
-}
-
-/// Runs `job` in a child `esegeta job` process and kills it at the deadline; a crash or a
-/// hang costs this job only.
-pub fn run_in_child(
-    loaded: &Loaded,
-    job: &PlannedJob,
-    settings: &Settings,
-    plugin_dirs: &[PathBuf],
-    threads: usize,
-) -> JobRecord {
-    let started = Instant::now();
-    let outcome = child(loaded, job, settings, plugin_dirs, threads);
-    match outcome {
-        Ok(record) => record,
-        Err((e, timed_out)) => record(
-            loaded,
-            job,
-            settings,
-            started.elapsed(),
-            0.0,
-            Err(e),
-            timed_out,
-        ),
-    }
-}
-
-fn child(
-    loaded: &Loaded,
-    job: &PlannedJob,
-    settings: &Settings,
-    plugin_dirs: &[PathBuf],
-    threads: usize,
-) -> Result<JobRecord, (anyhow::Error, bool)> {
-    let exe = std::env::current_exe()
-        .map_err(|e| (anyhow!("cannot find the esegeta binary: {e}"), false))?;
-    let mut cmd = Command::new(exe);
-    for dir in plugin_dirs {
-        cmd.arg("--plugins").arg(dir);
-    }
-    cmd.arg("job").arg(&loaded.path).args([
-        "--id",
-        &job.id,
-        "--device",
-        &settings.device_name,
-        "--threads",
-        &threads.to_string(),
-    ]);
-    let mut process = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| (anyhow!("cannot start a worker process: {e}"), false))?;
-    let stdout = drain(process.stdout.take());
-    let stderr = drain(process.stderr.take());
-    let deadline = settings.timeout.map(|t| Instant::now() + t);
-    let status = loop {
-        match process.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                let _ = process.kill();
-                let _ = process.wait();
-                let timeout = settings.timeout.unwrap_or_default();
-                return Err((
-                    anyhow!("the worker process was killed at the {timeout:?} deadline"),
-                    true,
-                ));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err((anyhow!("lost the worker process: {e}"), false)),
-        }
-    };
-    let (stdout, stderr) = (
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    );
-    if let Some(line) = stdout.lines().rev().find(|l| l.starts_with('{')) {
-        if let Ok(record) = serde_json::from_str::<JobRecord>(line) {
-            return Ok(record);
-        }
-    }
-    let last = stderr
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
-        .unwrap_or("")
-        .to_string();
-    Err((
-        anyhow!(
-            "the worker process died ({}){}",
-            describe(status),
-            if last.is_empty() {
-                String::new()
-            } else {
-                format!(": {last}")
-            }
-        ),
-        false,
-    ))
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_string(&mut text);
-        }
-        text
-    })
-}
-
-fn describe(status: std::process::ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(11)) => "signal 11, a segmentation fault".to_string(),
-        (None, Some(signal)) => format!("signal {signal}"),
-        _ => "unknown status".to_string(),
-    }
 }
 
 /// The `esegeta job` side: runs one planned job here and prints its record as JSON.

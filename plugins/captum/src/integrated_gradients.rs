@@ -131,26 +131,24 @@ fn integrate(
     .max(1);
     let diff = inputs - baselines;
     let mut total = inputs.zeros_like();
-    for (chunk, (alphas, steps)) in alphas
+    let mut done = 0;
+    for (points, steps) in alphas
         .chunks(steps_per_eval)
         .zip(step_sizes.chunks(steps_per_eval))
-        .enumerate()
     {
         ctx.check_cancelled()?;
-        let scaled: Vec<Tensor> = alphas.iter().map(|&a| baselines + &diff * a).collect();
+        let scaled: Vec<Tensor> = points.iter().map(|&a| baselines + &diff * a).collect();
         let grads = ctx.gradient(&Tensor::cat(&scaled, 0), target)?;
-        let shape: Vec<i64> = [alphas.len() as i64]
-            .iter()
-            .chain(&inputs.size())
-            .copied()
-            .collect();
+        let k = points.len() as i64;
+        let shape: Vec<i64> = [k].iter().chain(&inputs.size()).copied().collect();
         let mut weight_shape = vec![1i64; shape.len()];
-        weight_shape[0] = alphas.len() as i64;
+        weight_shape[0] = k;
         let weights = Tensor::from_slice(steps)
             .to_device(inputs.device())
             .view(weight_shape.as_slice());
         total += (grads.view(shape.as_slice()) * weights).sum_dim_intlist(0, false, Kind::Float);
-        ctx.progress((chunk + 1) * steps_per_eval, alphas.len());
+        done += points.len();
+        ctx.progress(done, alphas.len());
     }
     Ok(total * diff)
 }
