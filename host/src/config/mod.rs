@@ -264,8 +264,23 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    /// `path` relative to the config's folder, with `.` and `..` resolved lexically (so that
+    /// messages and the manifest show `out/run`, not `configs/../out/run`).
     pub fn resolve(&self, path: impl AsRef<Path>) -> PathBuf {
-        self.base_dir.join(path)
+        use std::path::Component;
+        let mut out = PathBuf::new();
+        for part in self.base_dir.join(path).components() {
+            match part {
+                Component::CurDir => {}
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
     }
 
     pub fn output_folder(&self) -> PathBuf {
