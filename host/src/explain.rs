@@ -73,6 +73,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         seed: job.seed,
         memory_budget: job.memory_budget,
         base_dir: std::env::current_dir().unwrap_or_default(),
+        progress: None,
     };
     let cancelled = AtomicBool::new(false);
     let inputs = input.tensor.to_device(job.device);
@@ -99,6 +100,7 @@ pub struct Request<'a> {
     pub memory_budget: u64,
     /// Relative paths in parameters are resolved against this folder.
     pub base_dir: PathBuf,
+    pub progress: Option<&'a crate::host_services::Progress<'a>>,
 }
 
 /// Wraps the model for the task on `inputs`, checks the target, and runs the method.
@@ -130,6 +132,7 @@ pub fn attribute(
         seed: request.seed,
         memory_budget: request.memory_budget,
         cancelled,
+        progress: request.progress,
     };
     let params_json = request.params.to_string();
     let run = RunRequest {

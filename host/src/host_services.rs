@@ -29,7 +29,12 @@ pub struct JobHost<'a> {
     /// Bytes a method may use for batching its evaluations.
     pub memory_budget: u64,
     pub cancelled: &'a AtomicBool,
+    /// Where the method's progress goes (a run's progress bar); the log otherwise.
+    pub progress: Option<&'a Progress<'a>>,
 }
+
+/// Receives a method's progress: steps done of the total.
+pub type Progress<'a> = dyn Fn(u64, u64) + Sync + 'a;
 
 impl<'a> JobHost<'a> {
     /// The handle passed through the ABI; borrows `self`.
@@ -65,7 +70,10 @@ impl Host for JobHost<'_> {
     }
 
     fn progress(&self, done: u64, total: u64) {
-        tracing::debug!("progress {done}/{total}");
+        match self.progress {
+            Some(report) => report(done, total),
+            None => tracing::debug!("progress {done}/{total}"),
+        }
     }
 
     fn is_cancelled(&self) -> bool {

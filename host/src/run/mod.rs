@@ -91,7 +91,19 @@ pub fn run(
                             child::run_in_child(loaded, &job, &settings, plugin_dirs, threads)
                         }
                         Ok(settings) => {
-                            worker::run_in_process(registry, loaded, &job, &settings, &mut models)
+                            // The bar's message follows the job's own progress (one line for
+                            // all workers: the latest report wins).
+                            let report = |done: u64, total: u64| {
+                                bar.set_message(format!("{}: {done}/{total}", job.id))
+                            };
+                            worker::run_in_process(
+                                registry,
+                                loaded,
+                                &job,
+                                &settings,
+                                &mut models,
+                                Some(&report),
+                            )
                         }
                         Err(e) => unreachable_settings(&job, e),
                     };
@@ -200,8 +212,10 @@ fn line(r: &JobRecord) -> String {
 fn progress_bar(len: usize) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs, {elapsed} elapsed, ~{eta} left")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} jobs, {elapsed} elapsed, ~{eta} left  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
 }

@@ -15,6 +15,7 @@ use super::manifest::{JobRecord, Status};
 use super::plan::PlannedJob;
 use crate::config::{Loaded, Precision};
 use crate::explain::{attribute, check_needs, Request};
+use crate::host_services::Progress;
 use crate::model::{self, Model};
 use crate::patch::PatchSpec;
 use crate::plugins::Registry;
@@ -90,6 +91,7 @@ pub fn run_in_process(
     job: &PlannedJob,
     settings: &Settings,
     models: &mut Models,
+    progress: Option<&Progress<'_>>,
 ) -> JobRecord {
     let started = Instant::now();
     let cancelled = AtomicBool::new(false);
@@ -104,7 +106,9 @@ pub fn run_in_process(
             });
         }
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            execute(registry, loaded, job, settings, models, &cancelled)
+            execute(
+                registry, loaded, job, settings, models, &cancelled, progress,
+            )
         }))
         .unwrap_or_else(|p| {
             Err(anyhow!(
@@ -141,6 +145,7 @@ fn execute(
     settings: &Settings,
     models: &mut Models,
     cancelled: &AtomicBool,
+    progress: Option<&Progress<'_>>,
 ) -> Result<Produced> {
     let method = &loaded.config.methods[job.method];
     let provided = registry.method(&method.id)?;
@@ -168,6 +173,7 @@ fn execute(
         seed: config.execution.seed,
         memory_budget: config.execution.memory_budget_mb << 20,
         base_dir: loaded.base_dir.clone(),
+        progress,
     };
     let run = |precision: Precision, models: &mut Models| -> Result<(Tensor, Value)> {
         // On CUDA, fp16 runs under autocast with an fp32 model; elsewhere model and input are
@@ -355,5 +361,6 @@ pub fn run_job_here(
         job,
         &settings,
         &mut models,
+        None,
     ))
 }
