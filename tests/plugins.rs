@@ -209,6 +209,7 @@ fn ten_thousand_calls_neither_leak_nor_double_free() {
         seed: 0,
         memory_budget: 1 << 20,
         cancelled: &cancelled,
+        progress: None,
     };
     let inputs = Tensor::rand([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
     let call = || {
