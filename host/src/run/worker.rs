@@ -203,9 +203,16 @@ fn execute(
         (map, extras) = run(Precision::Fp32, models)?;
         precision_fallback = true;
     }
-    let map = undo.map(&map.to_kind(Kind::Float))?;
+    // A metric's "map" is its score per example: only npy holds it, and no grid applies.
+    let is_metric = provided.info.kind == esegeta_plugin_api::MethodKind::Metric;
+    let map = map.to_kind(Kind::Float);
+    let map = if is_metric { map } else { undo.map(&map)? };
     let mut files = Vec::new();
-    for (_, path) in &job.outputs {
+    for (_, path) in job
+        .outputs
+        .iter()
+        .filter(|(f, _)| !is_metric || *f == crate::config::Format::Npy)
+    {
         crate::io::write_map(&map, &input, path)?;
         files.push(path.clone());
     }
