@@ -1,1 +1,913 @@
-//! placeholder
+//! Localisation metrics: how well a map points at a ground-truth region (`mask`), for 2D and 3D
+//! maps alike.
+//!
+//! - `metrics.relevance_mass_accuracy` (Arras et al., 2022): the share of the positive relevance
+//!   that lies inside the region.
+//! - `metrics.relevance_rank_accuracy` (Arras et al., 2022): with K the region's voxel count, the
+//!   share of the K most relevant voxels that lie inside it.
+//! - `metrics.pointing_game` (Zhang et al., 2018): whether the most relevant voxel lies inside
+//!   the region, or within `tolerance` voxels of it.
+//! - `metrics.attribution_roc_auc`: the ROC-AUC of the relevance as a score that separates the
+//!   region's voxels from the others.
+//!
+//! Conventions shared by the four:
+//! - A map `[B, C, ...spatial]` becomes one relevance per voxel by summing its channels (after
+//!   taking each element's absolute value when `abs` is true), as Arras et al. pool relevance over
+//!   the colour channels by summing. `abs` defaults to false everywhere: the papers score the
+//!   signed relevance, so negative evidence never counts as pointing at the region. Maps whose
+//!   sign means nothing (a gradient) are best given with `abs` true, or by a method that returns
+//!   magnitudes already (`captum.saliency` does by default).
+//! - The mask is read from a file; values above 0.5 are inside. It is one region for every
+//!   example, or one per example; a region must not be empty.
+//! - Exact ties in the relevance are scored by their expected value when the tie is broken at
+//!   random (rank accuracy, pointing game) or averaged (ROC-AUC), so that a constant map scores
+//!   chance and not a lucky index order.
+//!
+//! Each metric's computation is a pure function of the voxel relevance `[B, ...spatial]` and the
+//! region (bool, same shape); the `Method` glue only loads the mask and asks for the map.
+
+use anyhow::{bail, ensure, Result};
+use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tch::{Device, Kind, Tensor};
+
+use crate::explained::{meta, Explained};
+
+// ---------------------------------------------------------------------------------------------
+// Parameters
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MassParams {
+    /// The attribution method whose map is scored, and its parameters.
+    pub explained: Explained,
+    /// A file (npy, NIfTI) holding the ground-truth region: values above 0.5 are inside. Its
+    /// shape is the input's spatial shape, optionally with a leading batch and a channel
+    /// dimension (`[...spatial]`, `[1, ...spatial]`, `[1, 1, ...spatial]`, a batch dimension of
+    /// B for one region per example), or the input's whole shape (a voxel is inside when it is
+    /// inside in any channel). Relative paths resolve against the working folder (`explain`) or
+    /// the run config's folder.
+    pub mask: String,
+    /// Count only positive relevance (Arras et al.): the score is the positive relevance inside
+    /// the region over the positive relevance of the whole map, in [0, 1] (0 when the map has no
+    /// positive relevance). The positive part is taken after summing the channels. With false,
+    /// the ratio of the signed sums, which can leave [0, 1]. Default true.
+    #[serde(default = "yes")]
+    pub positive_only: bool,
+    /// Take each element's absolute value before summing the channels (the relevance then has
+    /// no sign). Default false, as Arras et al. score signed relevance.
+    #[serde(default)]
+    pub abs: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RankParams {
+    /// The attribution method whose map is scored, and its parameters.
+    pub explained: Explained,
+    /// A file (npy, NIfTI) holding the ground-truth region: values above 0.5 are inside. Its
+    /// shape is the input's spatial shape, optionally with a leading batch and a channel
+    /// dimension (`[...spatial]`, `[1, ...spatial]`, `[1, 1, ...spatial]`, a batch dimension of
+    /// B for one region per example), or the input's whole shape (a voxel is inside when it is
+    /// inside in any channel). Relative paths resolve against the working folder (`explain`) or
+    /// the run config's folder.
+    pub mask: String,
+    /// Take each element's absolute value before summing the channels, and rank voxels by
+    /// magnitude. Default false: voxels are ranked by signed relevance, as Arras et al. do.
+    #[serde(default)]
+    pub abs: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PointingParams {
+    /// The attribution method whose map is scored, and its parameters.
+    pub explained: Explained,
+    /// A file (npy, NIfTI) holding the ground-truth region: values above 0.5 are inside. Its
+    /// shape is the input's spatial shape, optionally with a leading batch and a channel
+    /// dimension (`[...spatial]`, `[1, ...spatial]`, `[1, 1, ...spatial]`, a batch dimension of
+    /// B for one region per example), or the input's whole shape (a voxel is inside when it is
+    /// inside in any channel). Relative paths resolve against the working folder (`explain`) or
+    /// the run config's folder.
+    pub mask: String,
+    /// A hit may miss the region by up to this Euclidean distance, in voxels (the region is
+    /// dilated by a ball of this radius). Default 0: the most relevant voxel must lie inside.
+    /// Zhang et al. used 15 pixels; their code (TorchRay) accepts distances strictly below it,
+    /// so 14.99 here reproduces theirs.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub tolerance: f64,
+    /// Take each element's absolute value before summing the channels, so that the strongest
+    /// negative evidence can be the pointed-at voxel. Default false: the maximum of the signed
+    /// relevance, as in Zhang et al.
+    #[serde(default)]
+    pub abs: bool,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AucParams {
+    /// The attribution method whose map is scored, and its parameters.
+    pub explained: Explained,
+    /// A file (npy, NIfTI) holding the ground-truth region: values above 0.5 are inside. Its
+    /// shape is the input's spatial shape, optionally with a leading batch and a channel
+    /// dimension (`[...spatial]`, `[1, ...spatial]`, `[1, 1, ...spatial]`, a batch dimension of
+    /// B for one region per example), or the input's whole shape (a voxel is inside when it is
+    /// inside in any channel). Relative paths resolve against the working folder (`explain`) or
+    /// the run config's folder. It must leave some voxels outside.
+    pub mask: String,
+    /// Take each element's absolute value before summing the channels, and score voxels by
+    /// magnitude. Default false: the signed relevance is the score, so negative evidence ranks
+    /// below indifference.
+    #[serde(default)]
+    pub abs: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods
+
+pub struct RelevanceMassAccuracy;
+
+impl Method for RelevanceMassAccuracy {
+    type Params = MassParams;
+
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "metrics.relevance_mass_accuracy",
+            "Relevance Mass Accuracy",
+            "Share of the map's positive relevance that lies inside a ground-truth region, per \
+             example, in [0, 1].",
+            "Arras et al., CLEVR-XAI: A benchmark dataset for the ground truth evaluation of \
+             neural network explanations, Information Fusion 81, 2022, arXiv:2003.07258",
+        )
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: MassParams,
+    ) -> Result<Attribution> {
+        let (relevance, inside) =
+            relevance_and_region(ctx, inputs, target, &p.explained, &p.mask, p.abs)?;
+        let scores = relevance_mass_accuracy(&relevance, &inside, p.positive_only)?;
+        Ok(Attribution::new(scores).with_extra("region_voxels", region_sizes(&inside)?))
+    }
+}
+
+register_method!(RelevanceMassAccuracy);
+
+pub struct RelevanceRankAccuracy;
+
+impl Method for RelevanceRankAccuracy {
+    type Params = RankParams;
+
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "metrics.relevance_rank_accuracy",
+            "Relevance Rank Accuracy",
+            "With K the number of voxels of a ground-truth region, the share of the map's K most \
+             relevant voxels that lie inside it, per example, in [0, 1].",
+            "Arras et al., CLEVR-XAI: A benchmark dataset for the ground truth evaluation of \
+             neural network explanations, Information Fusion 81, 2022, arXiv:2003.07258",
+        )
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: RankParams,
+    ) -> Result<Attribution> {
+        let (relevance, inside) =
+            relevance_and_region(ctx, inputs, target, &p.explained, &p.mask, p.abs)?;
+        let scores = relevance_rank_accuracy(&relevance, &inside)?;
+        Ok(Attribution::new(scores).with_extra("region_voxels", region_sizes(&inside)?))
+    }
+}
+
+register_method!(RelevanceRankAccuracy);
+
+pub struct PointingGame;
+
+impl Method for PointingGame {
+    type Params = PointingParams;
+
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "metrics.pointing_game",
+            "Pointing Game",
+            "1 when the map's most relevant voxel lies inside a ground-truth region (or within \
+             `tolerance` voxels of it), else 0, per example.",
+            "Zhang et al., Top-down Neural Attention by Excitation Backprop, IJCV 126, 2018, \
+             arXiv:1608.00507",
+        )
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: PointingParams,
+    ) -> Result<Attribution> {
+        ensure!(
+            p.tolerance.is_finite() && p.tolerance >= 0.0,
+            "tolerance is {}; give a distance in voxels of at least 0",
+            p.tolerance
+        );
+        let (relevance, inside) =
+            relevance_and_region(ctx, inputs, target, &p.explained, &p.mask, p.abs)?;
+        let pointed = pointing_game(&relevance, &inside, p.tolerance)?;
+        Ok(Attribution::new(pointed.hits)
+            .with_extra("points", json!(pointed.points))
+            .with_extra("distances", json!(pointed.distances))
+            .with_extra("tied_maxima", json!(pointed.tied_maxima)))
+    }
+}
+
+register_method!(PointingGame);
+
+pub struct AttributionRocAuc;
+
+impl Method for AttributionRocAuc {
+    type Params = AucParams;
+
+    fn meta(&self) -> MethodMeta {
+        meta(
+            "metrics.attribution_roc_auc",
+            "Attribution ROC-AUC",
+            "Area under the ROC curve of the relevance as a score separating a ground-truth \
+             region's voxels from the others (the Mann-Whitney U statistic, ties counted half), \
+             per example, in [0, 1].",
+            "Fawcett, An introduction to ROC analysis, Pattern Recognition Letters 27, 2006; as \
+             Quantus' AUC (Hedström et al., JMLR 24, 2023, arXiv:2202.06861)",
+        )
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: AucParams,
+    ) -> Result<Attribution> {
+        let (relevance, inside) =
+            relevance_and_region(ctx, inputs, target, &p.explained, &p.mask, p.abs)?;
+        let scores = attribution_roc_auc(&relevance, &inside)?;
+        Ok(Attribution::new(scores).with_extra("region_voxels", region_sizes(&inside)?))
+    }
+}
+
+register_method!(AttributionRocAuc);
+
+/// The region first (a bad mask fails before the explained method runs), then the map as voxel
+/// relevance.
+fn relevance_and_region(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    target: i64,
+    explained: &Explained,
+    mask: &str,
+    abs: bool,
+) -> Result<(Tensor, Tensor)> {
+    check_spatial(inputs)?;
+    let what = format!("`mask` ({mask})");
+    let inside = region(&ctx.load_tensor(mask)?, &inputs.size(), &what)?.to_device(inputs.device());
+    let map = explained.map(ctx, inputs, target)?;
+    Ok((voxel_relevance(&map, abs, &explained.method)?, inside))
+}
+
+/// The region's voxel count per example, for the extras.
+fn region_sizes(inside: &Tensor) -> Result<Value> {
+    let b = inside.size()[0];
+    let counts = inside
+        .f_reshape([b, -1])?
+        .f_sum_dim_intlist(1, false, Kind::Int64)?;
+    Ok(json!(Vec::<i64>::try_from(&counts.to_device(Device::Cpu))?))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared by the metrics: voxel relevance and the region
+
+/// Fails unless `inputs` has a batch, a channel and at least one spatial dimension.
+pub(crate) fn check_spatial(inputs: &Tensor) -> Result<()> {
+    ensure!(
+        inputs.dim() >= 3,
+        "this metric needs inputs with a batch, a channel and spatial dimensions \
+         ([B, C, H, W] or [B, C, D, H, W]), but the input has shape {:?}",
+        inputs.size()
+    );
+    Ok(())
+}
+
+/// One relevance per voxel, `[B, ...spatial]` in f64: the map's channels summed, after taking
+/// each element's absolute value when `abs`. Fails on NaN or infinite values, naming `method`.
+pub(crate) fn voxel_relevance(map: &Tensor, abs: bool, method: &str) -> Result<Tensor> {
+    ensure!(
+        map.dim() >= 3,
+        "the map of {method} has shape {:?}; this metric needs a map [B, C, ...spatial]",
+        map.size()
+    );
+    let map = map.f_to_kind(Kind::Double)?;
+    ensure!(
+        bool::try_from(&map.f_isfinite()?.f_all()?)?,
+        "the map of {method} holds NaN or infinite values, which have no mass or rank; check \
+         the method's parameters, or run it in fp32"
+    );
+    let map = if abs { map.f_abs()? } else { map };
+    Ok(map.f_sum_dim_intlist(1, false, Kind::Double)?)
+}
+
+/// The region in `raw` (values above 0.5 are inside) as bool `[B, ...spatial]` for an input of
+/// shape `input` = `[B, C, ...spatial]`. `what` names the mask in errors.
+///
+/// Accepted shapes: `[...spatial]`, `[1 or B, ...spatial]`, `[1 or B, 1 or C, ...spatial]`; a
+/// channel dimension of C is reduced by "inside in any channel". Every example's region must hold
+/// at least one voxel.
+pub fn region(raw: &Tensor, input: &[i64], what: &str) -> Result<Tensor> {
+    let (b, c, spatial) = (input[0], input[1], &input[2..]);
+    let shape = raw.size();
+    let n = spatial.len();
+    let fits = match shape.len() {
+        r if r == n => shape == spatial,
+        r if r == n + 1 => &shape[1..] == spatial && (shape[0] == 1 || shape[0] == b),
+        r if r == n + 2 => {
+            &shape[2..] == spatial
+                && (shape[0] == 1 || shape[0] == b)
+                && (shape[1] == 1 || shape[1] == c)
+        }
+        _ => false,
+    };
+    if !fits {
+        let with = |lead: &[i64]| -> Vec<i64> { lead.iter().chain(spatial).copied().collect() };
+        bail!(
+            "{what} has shape {shape:?}, which does not fit the input's shape {input:?} (spatial \
+             shape {spatial:?}); give a mask of shape {:?}, {:?}, {:?}, or the input's shape",
+            spatial,
+            with(&[1]),
+            with(&[1, 1]),
+        );
+    }
+    // As [batch, channel, ...spatial]: a missing batch and channel count as 1.
+    let full: Vec<i64> = match shape.len() - n {
+        0 => [1, 1].iter().chain(spatial).copied().collect(),
+        1 => [shape[0], 1].iter().chain(spatial).copied().collect(),
+        _ => shape.clone(),
+    };
+    let inside = raw
+        .f_to_kind(Kind::Float)?
+        .f_gt(0.5)?
+        .f_reshape(full.as_slice())?
+        .f_any_dims([1i64].as_slice(), false)?;
+    let mut per_example = vec![b];
+    per_example.extend_from_slice(spatial);
+    let inside = inside
+        .f_expand(per_example.as_slice(), false)?
+        .f_contiguous()?;
+    let counts = inside
+        .f_reshape([b, -1])?
+        .f_sum_dim_intlist(1, false, Kind::Int64)?;
+    let counts = Vec::<i64>::try_from(&counts.to_device(Device::Cpu))?;
+    if let Some(i) = counts.iter().position(|&k| k == 0) {
+        let which = if full[0] == 1 {
+            String::new()
+        } else {
+            format!(" for example {i}")
+        };
+        bail!(
+            "{what} is empty{which}: none of its values is above 0.5, so there is no region to \
+             localise; give a mask that is 1 inside the region and 0 outside"
+        );
+    }
+    Ok(inside)
+}
+
+/// `[B, N]` f64 relevance and bool region, after checking that the shapes agree.
+fn flat(relevance: &Tensor, inside: &Tensor) -> Result<(Tensor, Tensor)> {
+    ensure!(
+        relevance.size() == inside.size() && relevance.dim() >= 1,
+        "the relevance has shape {:?} but the region {:?}; they must match",
+        relevance.size(),
+        inside.size()
+    );
+    let b = relevance.size()[0];
+    Ok((
+        relevance.f_to_kind(Kind::Double)?.f_reshape([b, -1])?,
+        inside.f_to_kind(Kind::Bool)?.f_reshape([b, -1])?,
+    ))
+}
+
+fn count(t: &Tensor) -> Result<i64> {
+    Ok(t.f_sum(Kind::Int64)?.int64_value(&[]))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The metrics as pure functions
+
+/// Relevance Mass Accuracy per example (`[B]`, f32): relevance inside the region over the
+/// relevance of the whole map, both over the positive part of `relevance` when `positive_only`.
+/// A map with no (positive) relevance at all scores 0.
+pub fn relevance_mass_accuracy(
+    relevance: &Tensor,
+    inside: &Tensor,
+    positive_only: bool,
+) -> Result<Tensor> {
+    let (r, m) = flat(relevance, inside)?;
+    let r = if positive_only {
+        r.f_clamp_min(0.0)?
+    } else {
+        r
+    };
+    let within = r
+        .f_mul(&m.f_to_kind(Kind::Double)?)?
+        .f_sum_dim_intlist(1, false, Kind::Double)?;
+    let total = r.f_sum_dim_intlist(1, false, Kind::Double)?;
+    let ratio = within.f_div(&total)?;
+    let zero = ratio.f_zeros_like()?;
+    Ok(ratio
+        .f_where_self(&total.f_ne(0.0)?, &zero)?
+        .f_to_kind(Kind::Float)?)
+}
+
+/// Relevance Rank Accuracy per example (`[B]`, f32): with K the region's voxel count, the share
+/// of the K most relevant voxels that lie inside the region. Voxels tied with the K-th value
+/// count by the expected share when the tie is broken at random: if `r` of the `t` tied voxels
+/// are to be taken and `i` of them are inside, they contribute `r * i / t`.
+pub fn relevance_rank_accuracy(relevance: &Tensor, inside: &Tensor) -> Result<Tensor> {
+    let (r, m) = flat(relevance, inside)?;
+    let (b, n) = (r.size()[0], r.size()[1]);
+    let mut scores = Vec::with_capacity(b as usize);
+    for i in 0..b {
+        let (ri, mi) = (r.get(i), m.get(i));
+        let k = count(&mi)?;
+        ensure!(k > 0, "the region of example {i} is empty");
+        // The K-th largest value is the (N - K + 1)-th smallest.
+        let (kth, _) = ri.f_kthvalue(n - k + 1, 0, false)?;
+        let threshold = kth.double_value(&[]);
+        let above = ri.f_gt(threshold)?;
+        let tied = ri.f_eq(threshold)?;
+        let (n_above, in_above) = (count(&above)?, count(&above.f_logical_and(&mi)?)?);
+        let (n_tied, in_tied) = (count(&tied)?, count(&tied.f_logical_and(&mi)?)?);
+        let taken = (k - n_above) as f64;
+        let hits = in_above as f64 + taken * in_tied as f64 / n_tied as f64;
+        scores.push(hits / k as f64);
+    }
+    Ok(Tensor::from_slice(&scores).to_kind(Kind::Float))
+}
+
+/// The pointing game per example, with what it looked at.
+pub struct Pointed {
+    /// `[B]` f32: 1 for a hit, 0 for a miss. When several voxels share the maximum, the share
+    /// of them that are hits (the expected score when the tie is broken at random), so that a
+    /// constant map scores the region's share instead of a free hit.
+    pub hits: Tensor,
+    /// Spatial index of the (first, in memory order) most relevant voxel of each example.
+    pub points: Vec<Vec<i64>>,
+    /// Euclidean distance in voxels from that voxel to the region (0 inside).
+    pub distances: Vec<f64>,
+    /// How many voxels share the maximum, per example (1 almost always).
+    pub tied_maxima: Vec<i64>,
+}
+
+/// The pointing game (Zhang et al.): a hit when the most relevant voxel lies within `tolerance`
+/// voxels (Euclidean, inclusive) of the region.
+pub fn pointing_game(relevance: &Tensor, inside: &Tensor, tolerance: f64) -> Result<Pointed> {
+    let spatial: Vec<usize> = relevance.size()[1..].iter().map(|&s| s as usize).collect();
+    let (r, m) = flat(relevance, inside)?;
+    let b = r.size()[0];
+    let limit = tolerance * tolerance;
+    let mut pointed = Pointed {
+        hits: Tensor::new(),
+        points: Vec::new(),
+        distances: Vec::new(),
+        tied_maxima: Vec::new(),
+    };
+    let mut hits = Vec::with_capacity(b as usize);
+    for i in 0..b {
+        let ri = r.get(i);
+        let maxima = ri.f_eq_tensor(&ri.f_max()?)?.f_nonzero()?.f_reshape([-1])?;
+        let maxima = Vec::<i64>::try_from(&maxima.to_device(Device::Cpu))?;
+        let region = Vec::<bool>::try_from(&m.get(i).to_device(Device::Cpu))?;
+        let d2 = squared_distance_to(&region, &spatial);
+        let hit = maxima.iter().filter(|&&v| d2[v as usize] <= limit).count();
+        hits.push(hit as f64 / maxima.len() as f64);
+        let first = maxima[0] as usize;
+        pointed.points.push(unravel(first, &spatial));
+        pointed.distances.push(d2[first].sqrt());
+        pointed.tied_maxima.push(maxima.len() as i64);
+    }
+    pointed.hits = Tensor::from_slice(&hits).to_kind(Kind::Float);
+    Ok(pointed)
+}
+
+/// ROC-AUC per example (`[B]`, f32) of the relevance as a score for "inside the region": the
+/// Mann-Whitney U statistic over (inside, outside) pairs, a tie counting one half, computed from
+/// average ranks. The region must leave at least one voxel outside.
+pub fn attribution_roc_auc(relevance: &Tensor, inside: &Tensor) -> Result<Tensor> {
+    let (r, m) = flat(relevance, inside)?;
+    let (b, n) = (r.size()[0], r.size()[1]);
+    let mut scores = Vec::with_capacity(b as usize);
+    for i in 0..b {
+        let (ri, mi) = (r.get(i), m.get(i));
+        let positives = count(&mi)?;
+        let negatives = n - positives;
+        ensure!(
+            positives > 0 && negatives > 0,
+            "the region of example {i} covers {positives} of its {n} voxels; ROC-AUC needs \
+             voxels both inside and outside the region"
+        );
+        let (sorted, order) = ri.f_sort(0, false)?;
+        let (_, _, counts) = sorted.f_unique_consecutive(false, true, None::<i64>)?;
+        let ends = counts.f_cumsum(0, Kind::Double)?;
+        let starts = ends.f_sub(&counts.f_to_kind(Kind::Double)?)?;
+        // The group of a tie spans ranks start+1 ..= end (1-based): its average rank.
+        let average = starts.f_add(&ends)?.f_add_scalar(1.0)?.f_div_scalar(2.0)?;
+        let ranks = average.f_repeat_interleave_self_tensor(&counts, 0, n)?;
+        let labels = mi.f_index_select(0, &order)?.f_to_kind(Kind::Double)?;
+        let rank_sum = ranks.f_mul(&labels)?.f_sum(Kind::Double)?.double_value(&[]);
+        let (p, q) = (positives as f64, negatives as f64);
+        scores.push((rank_sum - p * (p + 1.0) / 2.0) / (p * q));
+    }
+    Ok(Tensor::from_slice(&scores).to_kind(Kind::Float))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distances on the voxel grid
+
+fn unravel(mut index: usize, shape: &[usize]) -> Vec<i64> {
+    let mut out = vec![0i64; shape.len()];
+    for d in (0..shape.len()).rev() {
+        out[d] = (index % shape[d]) as i64;
+        index /= shape[d];
+    }
+    out
+}
+
+/// Squared Euclidean distance (in voxels) from every voxel of a row-major grid of `shape` to the
+/// nearest voxel where `inside` is true (0 on them; infinite when there is none). Exact, in
+/// O(voxels x dims): the separable transform of Felzenszwalb & Huttenlocher (Theory of Computing
+/// 8, 2012), one pass of a 1D lower envelope of parabolas per axis.
+fn squared_distance_to(inside: &[bool], shape: &[usize]) -> Vec<f64> {
+    let mut f: Vec<f64> = inside
+        .iter()
+        .map(|&v| if v { 0.0 } else { f64::INFINITY })
+        .collect();
+    let total = f.len();
+    let (mut line, mut out) = (Vec::new(), Vec::new());
+    let (mut v, mut z) = (Vec::new(), Vec::new());
+    for (axis, &len) in shape.iter().enumerate() {
+        if len <= 1 {
+            continue;
+        }
+        let stride: usize = shape[axis + 1..].iter().product();
+        let outer = total / (len * stride);
+        line.resize(len, 0.0);
+        out.resize(len, 0.0);
+        for o in 0..outer {
+            for inner in 0..stride {
+                let start = o * len * stride + inner;
+                for q in 0..len {
+                    line[q] = f[start + q * stride];
+                }
+                distance_1d(&line, &mut out, &mut v, &mut z);
+                for q in 0..len {
+                    f[start + q * stride] = out[q];
+                }
+            }
+        }
+    }
+    f
+}
+
+/// `d[q] = min over p of (q - p)^2 + f[p]`, skipping infinite `f[p]`.
+fn distance_1d(f: &[f64], d: &mut [f64], v: &mut Vec<usize>, z: &mut Vec<f64>) {
+    v.clear();
+    z.clear();
+    for q in 0..f.len() {
+        if !f[q].is_finite() {
+            continue;
+        }
+        let fq = f[q] + (q * q) as f64;
+        // Pop the parabolas the new one hides; z[k] is where v[k] starts being the lowest.
+        while let (Some(&p), Some(&zk)) = (v.last(), z.last()) {
+            let s = (fq - (f[p] + (p * p) as f64)) / (2.0 * (q - p) as f64);
+            if s <= zk {
+                v.pop();
+                z.pop();
+            } else {
+                v.push(q);
+                z.push(s);
+                break;
+            }
+        }
+        if v.is_empty() {
+            v.push(q);
+            z.push(f64::NEG_INFINITY);
+        }
+    }
+    if v.is_empty() {
+        d.fill(f64::INFINITY);
+        return;
+    }
+    let mut k = 0;
+    for (q, dq) in d.iter_mut().enumerate() {
+        while k + 1 < v.len() && z[k + 1] < q as f64 {
+            k += 1;
+        }
+        let p = v[k];
+        let gap = q as f64 - p as f64;
+        *dq = gap * gap + f[p];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(values: &[f64], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(values).reshape(shape)
+    }
+
+    fn mask(values: &[bool], shape: &[i64]) -> Tensor {
+        Tensor::from_slice(values).reshape(shape)
+    }
+
+    fn values(t: &Tensor) -> Vec<f64> {
+        Vec::<f64>::try_from(&t.to_kind(Kind::Double).reshape([-1])).unwrap()
+    }
+
+    fn close(a: &[f64], b: &[f64]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    /// The toy of the brief: relevance [3, -2, 1, 0], region the first two voxels.
+    fn toy() -> (Tensor, Tensor) {
+        (
+            t(&[3.0, -2.0, 1.0, 0.0], &[1, 4]),
+            mask(&[true, true, false, false], &[1, 4]),
+        )
+    }
+
+    #[test]
+    fn mass_accuracy_counts_positive_relevance() {
+        let (r, m) = toy();
+        // Positive relevance: 3 inside, 3 + 1 overall.
+        close(
+            &values(&relevance_mass_accuracy(&r, &m, true).unwrap()),
+            &[0.75],
+        );
+        // Signed: (3 - 2) / (3 - 2 + 1 + 0).
+        close(
+            &values(&relevance_mass_accuracy(&r, &m, false).unwrap()),
+            &[0.5],
+        );
+        // No positive relevance at all scores 0.
+        let neg = t(&[-1.0, -2.0, 0.0, 0.0], &[1, 4]);
+        close(
+            &values(&relevance_mass_accuracy(&neg, &m, true).unwrap()),
+            &[0.0],
+        );
+    }
+
+    #[test]
+    fn rank_accuracy_takes_the_k_largest() {
+        let (r, m) = toy();
+        // K = 2; the two largest are 3 (inside) and 1 (outside).
+        close(&values(&relevance_rank_accuracy(&r, &m).unwrap()), &[0.5]);
+        let all_in = mask(&[true, false, true, false], &[1, 4]);
+        close(
+            &values(&relevance_rank_accuracy(&r, &all_in).unwrap()),
+            &[1.0],
+        );
+    }
+
+    #[test]
+    fn rank_accuracy_breaks_ties_by_expectation() {
+        // K = 2: 2 is inside; the second pick is one of the tied 1s, one in, one out.
+        let r = t(&[2.0, 1.0, 1.0, 0.0], &[1, 4]);
+        let m = mask(&[true, false, true, false], &[1, 4]);
+        close(&values(&relevance_rank_accuracy(&r, &m).unwrap()), &[0.75]);
+        // A constant map scores chance, K / N.
+        let flat = t(&[5.0; 4], &[1, 4]);
+        let one = mask(&[false, false, true, false], &[1, 4]);
+        close(
+            &values(&relevance_rank_accuracy(&flat, &one).unwrap()),
+            &[0.25],
+        );
+    }
+
+    #[test]
+    fn pointing_game_hits_and_misses() {
+        let (r, m) = toy();
+        let p = pointing_game(&r, &m, 0.0).unwrap();
+        close(&values(&p.hits), &[1.0]);
+        assert_eq!(p.points, vec![vec![0]]);
+        let away = mask(&[false, false, true, true], &[1, 4]);
+        let p = pointing_game(&r, &away, 0.0).unwrap();
+        close(&values(&p.hits), &[0.0]);
+        close(&p.distances, &[2.0]);
+        // Within 2 voxels it counts; within 1.9 it does not.
+        close(
+            &values(&pointing_game(&r, &away, 2.0).unwrap().hits),
+            &[1.0],
+        );
+        close(
+            &values(&pointing_game(&r, &away, 1.9).unwrap().hits),
+            &[0.0],
+        );
+    }
+
+    #[test]
+    fn pointing_game_tolerance_is_euclidean_in_2d() {
+        // 5x5 map, maximum at (0, 0); region the single voxel (3, 4): distance 5.
+        let mut rel = vec![0.0; 25];
+        rel[0] = 1.0;
+        let mut region = vec![false; 25];
+        region[3 * 5 + 4] = true;
+        let (r, m) = (t(&rel, &[1, 5, 5]), mask(&region, &[1, 5, 5]));
+        let p = pointing_game(&r, &m, 4.99).unwrap();
+        close(&values(&p.hits), &[0.0]);
+        close(&p.distances, &[5.0]);
+        assert_eq!(p.points, vec![vec![0, 0]]);
+        close(&values(&pointing_game(&r, &m, 5.0).unwrap().hits), &[1.0]);
+    }
+
+    #[test]
+    fn pointing_game_shares_tied_maxima() {
+        // Four tied maxima, one inside: an expected hit of 1/4.
+        let r = t(&[1.0; 4], &[1, 4]);
+        let m = mask(&[false, true, false, false], &[1, 4]);
+        let p = pointing_game(&r, &m, 0.0).unwrap();
+        close(&values(&p.hits), &[0.25]);
+        assert_eq!(p.tied_maxima, vec![4]);
+    }
+
+    #[test]
+    fn distance_transform_matches_brute_force_in_3d() {
+        let shape = [4usize, 5, 3];
+        let n: usize = shape.iter().product();
+        let inside: Vec<bool> = (0..n).map(|i| i % 17 == 3 || i == 40).collect();
+        let d2 = squared_distance_to(&inside, &shape);
+        for (i, &d) in d2.iter().enumerate() {
+            let a = unravel(i, &shape);
+            let best = (0..n)
+                .filter(|&j| inside[j])
+                .map(|j| {
+                    let b = unravel(j, &shape);
+                    a.iter()
+                        .zip(&b)
+                        .map(|(x, y)| ((x - y) * (x - y)) as f64)
+                        .sum::<f64>()
+                })
+                .fold(f64::INFINITY, f64::min);
+            assert_eq!(d, best, "voxel {a:?}");
+        }
+        assert!(squared_distance_to(&[false; 3], &[3])
+            .iter()
+            .all(|d| d.is_infinite()));
+    }
+
+    #[test]
+    fn roc_auc_is_the_mann_whitney_statistic() {
+        let (r, m) = toy();
+        // Pairs (inside, outside): (3,1) (3,0) win, (-2,1) (-2,0) lose: 2/4.
+        close(&values(&attribution_roc_auc(&r, &m).unwrap()), &[0.5]);
+        // Ties count half: inside {2, 1}, outside {1, 0}: 1 + 1 + 0.5 + 1 = 3.5 of 4.
+        let r = t(&[2.0, 1.0, 1.0, 0.0], &[1, 4]);
+        let m = mask(&[true, true, false, false], &[1, 4]);
+        close(&values(&attribution_roc_auc(&r, &m).unwrap()), &[0.875]);
+        // Perfect separation and a constant map.
+        let r = t(&[4.0, 3.0, 2.0, 1.0, 0.0], &[1, 5]);
+        let m = mask(&[true, true, false, false, false], &[1, 5]);
+        close(&values(&attribution_roc_auc(&r, &m).unwrap()), &[1.0]);
+        close(&values(&attribution_roc_auc(&r.neg(), &m).unwrap()), &[0.0]);
+        close(
+            &values(&attribution_roc_auc(&r.ones_like(), &m).unwrap()),
+            &[0.5],
+        );
+        // A region covering everything has no negatives.
+        let all = mask(&[true; 5], &[1, 5]);
+        let e = attribution_roc_auc(&r, &all).unwrap_err().to_string();
+        assert!(e.contains("both inside and outside"), "{e}");
+    }
+
+    #[test]
+    fn metrics_are_per_example() {
+        // Two examples with their own regions.
+        let r = t(&[3.0, -2.0, 1.0, 0.0, 0.0, 1.0, 0.0, 3.0], &[2, 2, 2]);
+        let m = mask(
+            &[true, true, false, false, false, false, false, true],
+            &[2, 2, 2],
+        );
+        close(
+            &values(&relevance_mass_accuracy(&r, &m, true).unwrap()),
+            &[0.75, 0.75],
+        );
+        close(
+            &values(&relevance_rank_accuracy(&r, &m).unwrap()),
+            &[0.5, 1.0],
+        );
+        close(
+            &values(&pointing_game(&r, &m, 0.0).unwrap().hits),
+            &[1.0, 1.0],
+        );
+        // Second: inside {3}, outside {0, 1, 0}: 3 wins of 3.
+        close(&values(&attribution_roc_auc(&r, &m).unwrap()), &[0.5, 1.0]);
+    }
+
+    #[test]
+    fn voxel_relevance_sums_channels() {
+        // [1, 2, 2]: channel sums [1 - 3, 2 + 4] = [-2, 6]; with abs [4, 6].
+        let map = t(&[1.0, 2.0, -3.0, 4.0], &[1, 2, 2]);
+        close(
+            &values(&voxel_relevance(&map, false, "m").unwrap()),
+            &[-2.0, 6.0],
+        );
+        close(
+            &values(&voxel_relevance(&map, true, "m").unwrap()),
+            &[4.0, 6.0],
+        );
+        let bad = t(&[1.0, f64::NAN, 0.0, 0.0], &[1, 2, 2]);
+        let e = voxel_relevance(&bad, false, "captum.x")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("captum.x") && e.contains("NaN"), "{e}");
+    }
+
+    #[test]
+    fn region_accepts_the_documented_shapes() {
+        let input = [2i64, 3, 2, 2];
+        let plain = t(&[1.0, 0.0, 0.0, 0.2], &[2, 2]);
+        let expect = vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0];
+        for shape in [&[2i64, 2][..], &[1, 2, 2], &[1, 1, 2, 2]] {
+            let r = region(&plain.reshape(shape), &input, "`mask`").unwrap();
+            assert_eq!(r.size(), vec![2, 2, 2]);
+            close(&values(&r), &expect);
+        }
+        // One region per example, and the input's whole shape (any channel counts).
+        let per_example = t(&[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.9], &[2, 2, 2]);
+        let r = region(&per_example, &input, "`mask`").unwrap();
+        close(&values(&r), &[1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
+        let full = Tensor::zeros([2, 3, 2, 2], (Kind::Float, Device::Cpu));
+        let _ = full.get(0).get(2).get(1).get(1).fill_(1.0);
+        let _ = full.get(1).get(0).get(0).get(0).fill_(1.0);
+        let r = region(&full, &input, "`mask`").unwrap();
+        close(&values(&r), &[0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn region_errors_name_the_shapes_and_emptiness() {
+        let input = [1i64, 3, 4, 4];
+        let e = region(
+            &Tensor::ones([3, 3], (Kind::Float, Device::Cpu)),
+            &input,
+            "`mask` (m.npy)",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("[3, 3]") && e.contains("[1, 3, 4, 4]") && e.contains("m.npy"),
+            "{e}"
+        );
+        // A leading 3 is neither the batch (1) nor 1.
+        let e = region(
+            &Tensor::ones([3, 4, 4], (Kind::Float, Device::Cpu)),
+            &input,
+            "`mask`",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("[3, 4, 4]"), "{e}");
+        let e = region(
+            &Tensor::zeros([4, 4], (Kind::Float, Device::Cpu)),
+            &input,
+            "`mask`",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("empty"), "{e}");
+        let half = Tensor::full([4, 4], 0.5, (Kind::Float, Device::Cpu));
+        assert!(
+            region(&half, &input, "`mask`").is_err(),
+            "0.5 is not inside"
+        );
+        // One empty region among several examples is named.
+        let two = t(&[1.0, 0.0, 0.0, 0.0], &[2, 1, 2]);
+        let e = region(&two, &[2, 1, 1, 2], "`mask`")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("example 1"), "{e}");
+    }
+}
