@@ -55,3 +55,20 @@ pub fn meta(
         reference,
     }
 }
+
+/// Perturbations per example evaluated together: Captum's `max_examples_per_batch // batch`,
+/// clamped to `1..=n`, or what the memory budget allows.
+pub(crate) fn samples_per_batch(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    n: usize,
+    max_examples_per_batch: Option<usize>,
+) -> usize {
+    let batch = inputs.size()[0].max(1) as usize;
+    let examples = max_examples_per_batch.unwrap_or_else(|| {
+        // The perturbed copy, its perturbation, and the model's activations.
+        let per_example = (inputs.numel() / batch) as u64 * 4 * 8;
+        ctx.batch_size_hint(per_example)
+    });
+    (examples / batch).clamp(1, n.max(1))
+}

@@ -4,6 +4,7 @@
 //! Captum's `infidelity` and `sensitivity_max` keep Captum's ids, names and defaults; the
 //! localisation, faithfulness and complexity metrics are this plugin's own (`metrics.*`).
 
+mod distance;
 mod explained;
 mod faithfulness;
 mod infidelity;

@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
+use crate::explained::samples_per_batch;
 use crate::explained::{meta, Explained};
-use crate::infidelity::samples_per_batch;
 
 /// Captum's `sensitivity_max` arguments with its default `perturb_func` (uniform noise).
 #[derive(Deserialize, JsonSchema)]
