@@ -294,6 +294,11 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         args.out.display(),
         done.attribution.size()
     );
+    if done.attribution.dim() == 1 {
+        // A metric: one score per example.
+        let scores = Vec::<f32>::try_from(done.attribution.to_kind(tch::Kind::Float))?;
+        println!("scores: {scores:?}");
+    }
     if done.extras.as_object().is_some_and(|m| !m.is_empty()) {
         println!("extras: {}", done.extras);
     }
