@@ -172,6 +172,24 @@ fn bad_parameters_are_named_with_the_schemas_rule_all_at_once() {
 }
 
 #[test]
+fn errors_inside_an_optional_group_of_parameters_are_named() {
+    let params = r#"{"noise_tunnel": {"nt_tpe": "smoothgrad", "nt_samples": 0}}"#;
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--params", params],
+    );
+    assert_contains(
+        &e,
+        &[
+            "params.noise_tunnel.nt_samples: 0 is less than the minimum of 1",
+            "params.noise_tunnel.nt_tpe: unknown parameter. Did you mean `nt_type`?",
+        ],
+    );
+}
+
+#[test]
 fn nan_or_infinite_inputs_are_refused() {
     // A copy of the fixture input with one NaN: npy header then float32 data.
     let mut bytes = std::fs::read(ok_input()).unwrap();

@@ -44,26 +44,42 @@ pub fn validate(schema: &Value, instance: &Value, at: &str) -> Vec<String> {
     match jsonschema::validator_for(schema) {
         Ok(v) => v
             .iter_errors(instance)
-            .map(|e| describe(&e, schema, at))
+            .flat_map(|e| describe(&e, schema, instance, at))
             .collect(),
         Err(e) => vec![format!("{at}: the schema is not a valid JSON Schema: {e}")],
     }
 }
 
-fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value, at: &str) -> String {
+fn describe(
+    error: &jsonschema::ValidationError<'_>,
+    schema: &Value,
+    instance: &Value,
+    at: &str,
+) -> Vec<String> {
     let segments: Vec<&str> = error
         .instance_path()
         .as_str()
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let place = segments
-        .iter()
-        .fold(at.to_string(), |p, s| format!("{p}.{s}"));
+    let place = json_path(at, &segments);
     let rule_node = rule(schema, &segments);
+    // An optional object (`anyOf: [X, null]`) that is not null must be a valid X: say why it
+    // is not, instead of "not valid under any of the schemas".
+    if let (ValidationErrorKind::AnyOf { .. }, Some(node)) = (error.kind(), rule_node) {
+        if node.get("anyOf").is_none() {
+            if let Some(value) = instance.pointer(error.instance_path().as_str()) {
+                let mut branch = node.clone();
+                if let (Value::Object(b), Some(defs)) = (&mut branch, schema.get("$defs")) {
+                    b.insert("$defs".into(), defs.clone());
+                }
+                return validate(&branch, value, &place);
+            }
+        }
+    }
     if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
         let names = property_names(rule_node.unwrap_or(schema));
-        return unexpected
+        return vec![unexpected
             .iter()
             .map(|u| {
                 format!(
@@ -74,12 +90,12 @@ fn describe(error: &jsonschema::ValidationError<'_>, schema: &Value, at: &str) -
                 )
             })
             .collect::<Vec<_>>()
-            .join("\n  ");
+            .join("\n  ")];
     }
     let rule_text = rule_node
         .map(|r| format!(" (rule: {})", compact(schema, r)))
         .unwrap_or_default();
-    format!("{place}: {error}{rule_text}")
+    vec![format!("{place}: {error}{rule_text}")]
 }
 
 /// `methods[3].params.n_steps` from `at` and a JSON pointer's segments.
