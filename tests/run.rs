@@ -84,7 +84,10 @@ fn a_bad_config_reports_every_problem_by_json_path_before_any_job() {
         "run-bad-config",
         json!({
             "model": {"path": fixture("classifier2d.pt")},
-            "inputs": [{"path": "missing/*.npy", "targets": [1]}],
+            "inputs": [
+                {"path": "missing/*.npy", "targets": [1]},
+                {"path": fixture("classifier2d_x.npy"), "targets": [1], "mask": fixture("roi.npy")}
+            ],
             "methods": [
                 {"id": "captum.saliency"},
                 {"id": "captum.integrated_gradients", "params": {"n_steps": "fifty"}},
@@ -98,6 +101,7 @@ fn a_bad_config_reports_every_problem_by_json_path_before_any_job() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     for part in [
         "inputs[0].path: `missing/*.npy` matches no file",
+        "inputs[1].mask: a region is for the `mask` wrapper",
         r#"methods[1].params.n_steps: "fifty" is not of type "integer""#,
         "methods[2].id: unknown method `captum.salency`. Did you mean `captum.saliency`?",
     ] {

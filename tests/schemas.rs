@@ -91,7 +91,11 @@ fn the_run_config_schema_checks_whole_configs_including_method_parameters() {
 #[test]
 fn the_cpu_example_configs_pass_esegeta_check() {
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    for name in ["classification-2d.json", "segmentation-3d-patched.json"] {
+    for name in [
+        "classification-2d.json",
+        "segmentation-3d-patched.json",
+        "vessels-3d.json",
+    ] {
         let (ok, stdout, stderr) = run(esegeta().arg("check").arg(configs.join(name)));
         assert!(ok && stdout.contains("is valid"), "{name}: {stderr}");
     }

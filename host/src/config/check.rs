@@ -80,6 +80,17 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
         if let Err(e) = super::super::run::plan::expand(loaded, &input.path) {
             problems.push(format!("inputs[{i}].path: {e:#}"));
         }
+        let mask_wrapper = config.model.wrapper == Some(crate::task::WrapperKind::Mask);
+        if input.mask.is_some() && !mask_wrapper {
+            problems.push(format!(
+                "inputs[{i}].mask: a region is for the `mask` wrapper; set model.wrapper to \"mask\" or drop it (metrics take their ground truth as a `mask` parameter)"
+            ));
+        }
+        if input.mask.is_none() && mask_wrapper {
+            problems.push(format!(
+                "inputs[{i}].mask: the `mask` wrapper needs a region file for every input"
+            ));
+        }
         if let Some(mask) = &input.mask {
             if !loaded.resolve(mask).is_file() {
                 problems.push(format!(
