@@ -6,6 +6,7 @@
 //! spread is the largest deviation among Captum's own runs with 4 other seeds (recorded by
 //! the script), i.e. we must agree with Captum as well as Captum agrees with itself.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -104,13 +105,6 @@ fn check_delta(name: &str, stdout: &str, expected: &[Value], captum: &tch::Tenso
             "{name}: delta {o} vs Captum's {e} (tolerance {tolerance:e})"
         );
     }
-}
-
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        $( #[test] fn $name() { check(stringify!($name)); } )*
-        const LISTED: &[&str] = &[$(stringify!($name)),*];
-    };
 }
 
 cases!(

@@ -9,6 +9,7 @@
 //! (a square removal as large as the input has a single place) have no spread; they must
 //! agree to float32 rounding: `1e-3 * |captum| + 1e-9`.
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeSet;
@@ -106,13 +107,6 @@ fn check(name: &str) {
     let c = case(name);
     let ours = case_scores(&c, name, &c["params"], 0);
     assert_agrees(&c, name, &ours);
-}
-
-macro_rules! cases {
-    ($($name:ident),* $(,)?) => {
-        $( #[test] fn $name() { check(stringify!($name)); } )*
-        const LISTED: &[&str] = &[$(stringify!($name)),*];
-    };
 }
 
 cases!(

@@ -11,11 +11,21 @@ use common::*;
 use serde_json::{json, Value};
 use tch::Tensor;
 
+/// A folder holding only the testkit plugin (the binary's folder also holds the fixture
+/// plugins that must be refused).
 fn testkit_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_esegeta"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch("run-testkit");
+        let bin = PathBuf::from(env!("CARGO_BIN_EXE_esegeta"));
+        std::fs::copy(
+            bin.with_file_name("libfixture_testkit.so"),
+            dir.join("libfixture_testkit.so"),
+        )
+        .unwrap();
+        dir
+    })
+    .clone()
 }
 
 /// Writes `config` into a fresh folder (its output goes to `out/` there) and returns its path.
@@ -39,7 +49,7 @@ fn classifier_config(methods: Value, execution: Value) -> Value {
     })
 }
 
-/// `esegeta --plugins <testkit> run CONFIG [extra]`; the fixture plugins sit beside the binary.
+/// `esegeta --plugins <testkit> run CONFIG [extra]`.
 fn run_cmd(config: &Path, extra: &[&str]) -> Command {
     let mut cmd = esegeta();
     cmd.arg("--plugins")

@@ -7,6 +7,16 @@ use std::process::{Command, Output};
 
 use tch::Tensor;
 
+/// One `#[test]` per named fixture case, each calling the test file's `check(name)`, and
+/// `LISTED`, the names, so that a test can require every case in the fixtures to be listed.
+#[allow(unused_macros)]
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        $( #[test] fn $name() { check(stringify!($name)); } )*
+        const LISTED: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
