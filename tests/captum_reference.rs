@@ -15,19 +15,11 @@ use common::*;
 use serde_json::Value;
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixture("cases.json")).unwrap();
-    serde_json::from_str::<Value>(&text)
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .clone()
+    fixture_cases("cases.json", "")
 }
 
 fn case(name: &str) -> Value {
-    cases()
-        .into_iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no case {name}"))
+    fixture_case(cases(), name)
 }
 
 /// Runs one case through `esegeta explain` and checks it against Captum's map.

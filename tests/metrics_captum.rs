@@ -18,18 +18,11 @@ use common::*;
 use serde_json::{json, Value};
 
 fn cases() -> Vec<Value> {
-    let text = std::fs::read_to_string(fixture("metrics/captum_metrics.json")).unwrap();
-    serde_json::from_str::<Value>(&text).unwrap()["cases"]
-        .as_array()
-        .unwrap()
-        .clone()
+    fixture_cases("metrics/captum_metrics.json", "/cases")
 }
 
 fn case(name: &str) -> Value {
-    cases()
-        .into_iter()
-        .find(|c| c["name"] == name)
-        .unwrap_or_else(|| panic!("no case {name}"))
+    fixture_case(cases(), name)
 }
 
 fn floats(v: &Value) -> Vec<f64> {

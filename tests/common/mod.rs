@@ -17,6 +17,24 @@ macro_rules! cases {
     };
 }
 
+/// The list of cases in a fixture JSON file (at `pointer`, "" for the whole file).
+pub fn fixture_cases(file: &str, pointer: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(fixture(file)).unwrap();
+    let all: serde_json::Value = serde_json::from_str(&text).unwrap();
+    all.pointer(pointer)
+        .and_then(|v| v.as_array())
+        .unwrap_or_else(|| panic!("no cases in {file}"))
+        .clone()
+}
+
+/// The case called `name` in a list of fixture cases.
+pub fn fixture_case(cases: Vec<serde_json::Value>, name: &str) -> serde_json::Value {
+    cases
+        .into_iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no case {name}"))
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
