@@ -1,5 +1,6 @@
 //! Models: anything that maps an input batch to an output tensor with autograd.
 
+pub mod graph;
 mod torchscript;
 
 use std::path::Path;
@@ -19,7 +20,18 @@ pub trait Model {
     fn layers(&self) -> Result<Vec<String>>;
 
     /// Whether layer taps and backward rules are available.
-    fn is_graph(&self) -> bool;
+    fn is_graph(&self) -> bool {
+        self.graph().is_some()
+    }
+
+    /// The model as a graph, for layer taps and backward rules; `None` for black boxes.
+    fn graph(&self) -> Option<&dyn graph::GraphModel> {
+        None
+    }
+
+    /// The trainable parameters by name (`enc.conv.weight`), sharing storage with the model,
+    /// so that cascading randomisation can re-initialise them in place.
+    fn parameters(&self) -> Result<Vec<(String, Tensor)>>;
 }
 
 /// Loads the model at `path` by its extension, on `device` with parameters of `kind`

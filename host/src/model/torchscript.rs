@@ -156,8 +156,8 @@ impl Model for TorchScriptModel {
         )
     }
 
-    fn is_graph(&self) -> bool {
-        false
+    fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self.module.named_parameters()?)
     }
 }
 

@@ -1,0 +1,91 @@
+//! What a graph model (ONNX) offers beyond forward: its nodes in execution order, named
+//! layers, and a forward pass that calls a [`NodeHook`] around every node.
+//!
+//! Layer taps (capture or replace a layer's output) and backward rules (host/src/rules/) are
+//! both hooks: the executor knows nothing of either.
+
+use anyhow::Result;
+use tch::Tensor;
+
+/// One named layer: a PyTorch module path and the node whose output is the layer's output
+/// (for a block, its last node).
+#[derive(Clone, Debug)]
+pub struct LayerInfo {
+    /// The module path, e.g. `enc.conv`, `r2`.
+    pub name: String,
+    /// The ONNX op type of the node that produces the layer's output.
+    pub op_type: String,
+    /// Index of that node in execution order.
+    pub node: usize,
+}
+
+/// Runs one node's op on given input values (used by rules that re-evaluate a node with
+/// modified inputs or weights, e.g. LRP's gamma rule).
+pub trait NodeOp {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>>;
+}
+
+/// A node as a hook sees it.
+pub struct NodeView<'a> {
+    /// Position in execution (topological) order.
+    pub index: usize,
+    /// The ONNX node name.
+    pub name: &'a str,
+    /// The ONNX op type (`Conv`, `Relu`, ...).
+    pub op_type: &'a str,
+    /// The module path the node belongs to ("" when unknown).
+    pub layer: &'a str,
+    /// ONNX value names of the inputs ("" for an omitted optional input) and outputs.
+    pub input_names: &'a [String],
+    pub output_names: &'a [String],
+    /// For each input: true when it is an initializer or a constant (weights, shapes), not a
+    /// value computed from the model's input.
+    pub input_is_constant: &'a [bool],
+    pub op: &'a dyn NodeOp,
+}
+
+impl NodeView<'_> {
+    /// Runs this node's op on `inputs` (same arity as the node's inputs).
+    pub fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        self.op.run(inputs)
+    }
+}
+
+/// Sees every node of a forward pass. Both methods default to passing values through.
+pub trait NodeHook {
+    /// Called with a node's input values before it runs; returns the values it runs on.
+    fn before_node(
+        &mut self,
+        _node: &NodeView<'_>,
+        inputs: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(inputs)
+    }
+
+    /// Called with a node's inputs (as run) and outputs; returns the outputs the rest of the
+    /// graph sees.
+    fn after_node(
+        &mut self,
+        _node: &NodeView<'_>,
+        _inputs: &[Option<Tensor>],
+        outputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        Ok(outputs)
+    }
+}
+
+/// A model whose nodes can be observed and changed during forward.
+pub trait GraphModel {
+    /// Named layers in execution order.
+    fn layer_list(&self) -> &[LayerInfo];
+
+    /// The batch size the graph was exported with, when fixed.
+    fn fixed_batch(&self) -> Option<i64>;
+
+    /// The ONNX value name of the model output that `forward` returns (`--output-index`).
+    fn output_name(&self) -> &str;
+
+    /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
+    /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
+    fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;
+}
