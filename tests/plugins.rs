@@ -181,8 +181,8 @@ impl Model for SumModel {
     fn layers(&self) -> anyhow::Result<Vec<String>> {
         Ok(vec![])
     }
-    fn is_graph(&self) -> bool {
-        false
+    fn parameters(&self) -> anyhow::Result<Vec<(String, Tensor)>> {
+        Ok(vec![])
     }
 }
 
