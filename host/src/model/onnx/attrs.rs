@@ -25,18 +25,25 @@ impl<'a> Attrs<'a> {
     fn typed(&self, name: &str, want: i32, what: &str) -> Result<Option<&'a AttributeProto>> {
         match self.get(name) {
             Some(a) if a.r#type != want && a.r#type != 0 => {
-                bail!("the attribute `{name}` should be {what} (its type code is {})", a.r#type)
+                bail!(
+                    "the attribute `{name}` should be {what} (its type code is {})",
+                    a.r#type
+                )
             }
             other => Ok(other),
         }
     }
 
     pub fn int(&self, name: &str, default: i64) -> Result<i64> {
-        Ok(self.typed(name, at::INT, "an integer")?.map_or(default, |a| a.i))
+        Ok(self
+            .typed(name, at::INT, "an integer")?
+            .map_or(default, |a| a.i))
     }
 
     pub fn float(&self, name: &str, default: f32) -> Result<f32> {
-        Ok(self.typed(name, at::FLOAT, "a float")?.map_or(default, |a| a.f))
+        Ok(self
+            .typed(name, at::FLOAT, "a float")?
+            .map_or(default, |a| a.f))
     }
 
     pub fn ints(&self, name: &str) -> Result<Option<Vec<i64>>> {

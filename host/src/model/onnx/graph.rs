@@ -65,7 +65,8 @@ impl Graph {
             let value = load_initializer(reader, t, device, kind)?;
             initializers.push((slots.of(&t.name), t.name.clone(), value));
         }
-        let constant_names: HashSet<&str> = proto.initializer.iter().map(|t| t.name.as_str()).collect();
+        let constant_names: HashSet<&str> =
+            proto.initializer.iter().map(|t| t.name.as_str()).collect();
         let (input, input_shape) = graph_input(proto, &constant_names, &mut slots)?;
         let order = topological_order(proto, &constant_names)?;
         let ctx = BuildCtx {
@@ -80,7 +81,13 @@ impl Graph {
         for &i in &order {
             let node_proto = &proto.node[i];
             let modules = names::module_paths(node_proto);
-            nodes.push(build_node(node_proto, &modules, &ctx, &mut slots, &mut constant)?);
+            nodes.push(build_node(
+                node_proto,
+                &modules,
+                &ctx,
+                &mut slots,
+                &mut constant,
+            )?);
             paths.push(modules);
         }
         let layers = names::layer_list(
@@ -134,9 +141,16 @@ impl Graph {
                 op: node.op.as_ref(),
             };
             let inputs = hook.before_node(&view, inputs)?;
-            let outputs = node.op.run(&inputs).with_context(|| describe_failure(node, &inputs))?;
+            let outputs = node
+                .op
+                .run(&inputs)
+                .with_context(|| describe_failure(node, &inputs))?;
             if outputs.len() < node.outputs.iter().flatten().count() {
-                bail!("{} gave {} outputs, fewer than its node declares", describe(node), outputs.len());
+                bail!(
+                    "{} gave {} outputs, fewer than its node declares",
+                    describe(node),
+                    outputs.len()
+                );
             }
             let outputs = hook.after_node(&view, &inputs, outputs)?;
             for (slot, value) in node.outputs.iter().zip(outputs) {
@@ -189,7 +203,11 @@ fn graph_input(
             "the graph has {} data inputs ({}); esegeta explains models with exactly one input \
              tensor",
             inputs.len(),
-            inputs.iter().map(|i| format!("`{}`", i.name)).collect::<Vec<_>>().join(", ")
+            inputs
+                .iter()
+                .map(|i| format!("`{}`", i.name))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     };
     let shape = input
@@ -197,7 +215,12 @@ fn graph_input(
         .as_ref()
         .and_then(|t| t.tensor_type.as_ref())
         .and_then(|t| t.shape.as_ref())
-        .map(|s| s.dim.iter().map(|d| d.dim_value.filter(|&v| v > 0)).collect());
+        .map(|s| {
+            s.dim
+                .iter()
+                .map(|d| d.dim_value.filter(|&v| v > 0))
+                .collect()
+        });
     Ok((slots.of(&input.name), shape))
 }
 
@@ -219,8 +242,18 @@ fn topological_order(proto: &GraphProto, constants: &HashSet<&str>) -> Result<Ve
             }
         }
         if order.len() == before {
-            let (i, node) = proto.node.iter().enumerate().find(|(i, _)| !done[*i]).expect("a node is left");
-            let missing = node.input.iter().find(|n| !available.contains(n.as_str())).cloned().unwrap_or_default();
+            let (i, node) = proto
+                .node
+                .iter()
+                .enumerate()
+                .find(|(i, _)| !done[*i])
+                .expect("a node is left");
+            let missing = node
+                .input
+                .iter()
+                .find(|n| !available.contains(n.as_str()))
+                .cloned()
+                .unwrap_or_default();
             bail!(
                 "the node `{}` ({}, number {i}) reads the value `{missing}`, which no node, input \
                  or initializer produces (or the graph has a cycle); the file is damaged or not \
@@ -254,7 +287,11 @@ fn build_node(
         )
     })?;
     let slot = |name: &String, slots: &mut Slots| (!name.is_empty()).then(|| slots.of(name));
-    let input_is_constant: Vec<bool> = proto.input.iter().map(|n| n.is_empty() || constant.contains(n)).collect();
+    let input_is_constant: Vec<bool> = proto
+        .input
+        .iter()
+        .map(|n| n.is_empty() || constant.contains(n))
+        .collect();
     // Values computed only from constants are constants too (shapes, folded weights).
     if input_is_constant.iter().all(|&c| c) {
         constant.extend(proto.output.iter().cloned());
@@ -302,7 +339,14 @@ fn describe(node: &Node) -> String {
 fn describe_failure(node: &Node, inputs: &[Option<Tensor>]) -> String {
     let shapes: Vec<String> = inputs
         .iter()
-        .map(|t| t.as_ref().map_or("none".into(), |t| format!("{:?}", t.size())))
+        .map(|t| {
+            t.as_ref()
+                .map_or("none".into(), |t| format!("{:?}", t.size()))
+        })
         .collect();
-    format!("{} failed on inputs of shapes [{}]", describe(node), shapes.join(", "))
+    format!(
+        "{} failed on inputs of shapes [{}]",
+        describe(node),
+        shapes.join(", ")
+    )
 }

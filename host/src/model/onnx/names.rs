@@ -25,7 +25,9 @@ pub fn module_paths(node: &NodeProto) -> Vec<String> {
         // Scopes are full paths (`enc1.0`); an exporter writing attribute names only gets them
         // joined to their parent's path.
         let path = match paths.last() {
-            Some(parent) if !scope.starts_with(&format!("{parent}.")) => format!("{parent}.{scope}"),
+            Some(parent) if !scope.starts_with(&format!("{parent}.")) => {
+                format!("{parent}.{scope}")
+            }
             _ => scope,
         };
         paths.push(path);
@@ -106,7 +108,10 @@ mod tests {
             ["enc1", "enc1.0"]
         );
         assert!(module_paths(&node("['', 'relu']")).is_empty());
-        assert_eq!(module_paths(&node("['', 'enc', 'conv', 'x']")), ["enc", "enc.conv"]);
+        assert_eq!(
+            module_paths(&node("['', 'enc', 'conv', 'x']")),
+            ["enc", "enc.conv"]
+        );
         assert!(module_paths(&NodeProto::default()).is_empty());
     }
 
@@ -120,6 +125,9 @@ mod tests {
         let ops = ["Conv", "Relu", "Conv"];
         let layers = layer_list(paths.iter().map(Vec::as_slice).zip(ops));
         let got: Vec<(&str, usize)> = layers.iter().map(|l| (l.name.as_str(), l.node)).collect();
-        assert_eq!(got, [("enc", 1), ("enc.conv", 0), ("enc.act", 1), ("head", 2)]);
+        assert_eq!(
+            got,
+            [("enc", 1), ("enc.conv", 0), ("enc.act", 1), ("head", 2)]
+        );
     }
 }

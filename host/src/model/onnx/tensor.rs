@@ -27,11 +27,18 @@ impl TensorReader {
     /// The tensor on the CPU with its ONNX dtype.
     pub fn read(&self, proto: &TensorProto) -> Result<Tensor> {
         let kind = kind_of(proto.data_type).with_context(|| {
-            format!("the tensor `{}` has an element type esegeta cannot read", proto.name)
+            format!(
+                "the tensor `{}` has an element type esegeta cannot read",
+                proto.name
+            )
         })?;
         let numel: i64 = proto.dims.iter().product();
         if proto.dims.iter().any(|&d| d < 0) {
-            bail!("the tensor `{}` has a negative dimension {:?}", proto.name, proto.dims);
+            bail!(
+                "the tensor `{}` has a negative dimension {:?}",
+                proto.name,
+                proto.dims
+            );
         }
         let bytes = if proto.data_location == DATA_LOCATION_EXTERNAL {
             self.external_bytes(proto)?
@@ -138,9 +145,21 @@ pub fn kind_of(data_type: i32) -> Result<Kind> {
 fn typed_bytes(proto: &TensorProto, kind: Kind) -> Result<Vec<u8>> {
     let ints32 = || -> Vec<i32> { proto.int32_data.clone() };
     Ok(match kind {
-        Kind::Float => proto.float_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Kind::Double => proto.double_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        Kind::Int64 => proto.int64_data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        Kind::Float => proto
+            .float_data
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        Kind::Double => proto
+            .double_data
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        Kind::Int64 => proto
+            .int64_data
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
         Kind::Int => ints32().iter().flat_map(|v| v.to_le_bytes()).collect(),
         // float16/bfloat16 keep their bit patterns in int32_data.
         Kind::Int16 | Kind::Half | Kind::BFloat16 => ints32()

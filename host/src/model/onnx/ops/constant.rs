@@ -86,7 +86,11 @@ impl NodeOp for Range {
         let limit = input(inputs, 1, "limit")?;
         let delta = input(inputs, 2, "delta")?;
         let options = (start.kind(), start.device());
-        let scalar = |t: &Tensor| t.f_to_kind(Kind::Double)?.f_reshape([-1])?.f_double_value(&[0]);
+        let scalar = |t: &Tensor| {
+            t.f_to_kind(Kind::Double)?
+                .f_reshape([-1])?
+                .f_double_value(&[0])
+        };
         if is_floating(start.kind()) {
             let (s, l, d) = (scalar(start)?, scalar(limit)?, scalar(delta)?);
             return Ok(vec![Tensor::f_arange_start_step(s, l, d, options)?]);
@@ -110,7 +114,11 @@ impl ShapeOf {
     pub fn new(a: &Attrs) -> Result<Self> {
         Ok(ShapeOf {
             start: a.int("start", 0)?,
-            end: if a.has("end") { Some(a.int("end", 0)?) } else { None },
+            end: if a.has("end") {
+                Some(a.int("end", 0)?)
+            } else {
+                None
+            },
         })
     }
 }
@@ -123,7 +131,9 @@ impl NodeOp for ShapeOf {
         let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
         let start = clamp(self.start);
         let end = clamp(self.end.unwrap_or(rank)).max(start);
-        Ok(vec![Tensor::from_slice(&size[start..end]).f_to_device(x.device())?])
+        Ok(vec![
+            Tensor::from_slice(&size[start..end]).f_to_device(x.device())?
+        ])
     }
 }
 

@@ -35,7 +35,12 @@ impl Window {
                 bail!("the attribute `pads` {p:?} should hold a begin and an end per axis, none negative");
             }
         }
-        if w.strides.iter().flatten().chain(w.dilations.iter().flatten()).any(|&v| v < 1) {
+        if w.strides
+            .iter()
+            .flatten()
+            .chain(w.dilations.iter().flatten())
+            .any(|&v| v < 1)
+        {
             bail!("strides and dilations must be at least 1");
         }
         Ok(w)
@@ -174,7 +179,9 @@ impl ConvTranspose {
             for i in 0..n {
                 let total = full[i] - shape[i];
                 if total < 0 {
-                    bail!("output_shape {shape:?} is larger than the transposed convolution's output");
+                    bail!(
+                        "output_shape {shape:?} is larger than the transposed convolution's output"
+                    );
                 }
                 // ONNX: SAME_UPPER puts the larger half at the beginning for ConvTranspose.
                 let (b, e) = if self.window.auto_pad == "SAME_LOWER" {

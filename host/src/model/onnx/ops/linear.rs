@@ -35,8 +35,16 @@ impl NodeOp for Gemm {
         if self.trans_b && !self.trans_a && self.alpha == 1.0 && self.beta == 1.0 {
             return Ok(vec![a.f_linear(b, c)?]);
         }
-        let a = if self.trans_a { a.f_transpose(0, 1)? } else { a.shallow_clone() };
-        let b = if self.trans_b { b.f_transpose(0, 1)? } else { b.shallow_clone() };
+        let a = if self.trans_a {
+            a.f_transpose(0, 1)?
+        } else {
+            a.shallow_clone()
+        };
+        let b = if self.trans_b {
+            b.f_transpose(0, 1)?
+        } else {
+            b.shallow_clone()
+        };
         let mut y = a.f_matmul(&b)?;
         if self.alpha != 1.0 {
             y = y * self.alpha;
@@ -52,6 +60,8 @@ pub struct MatMul;
 
 impl NodeOp for MatMul {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
-        Ok(vec![input(inputs, 0, "A")?.f_matmul(input(inputs, 1, "B")?)?])
+        Ok(vec![
+            input(inputs, 0, "A")?.f_matmul(input(inputs, 1, "B")?)?
+        ])
     }
 }

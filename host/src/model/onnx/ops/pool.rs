@@ -65,7 +65,11 @@ impl NodeOp for MaxPool {
             let padded = x.f_pad(torch_pad(&begins, &ends), "constant", f64::NEG_INFINITY)?;
             (padded, vec![0; n])
         };
-        let (k, s, d) = (&self.kernel, self.window.strides(n), self.window.dilations(n));
+        let (k, s, d) = (
+            &self.kernel,
+            self.window.strides(n),
+            self.window.dilations(n),
+        );
         let y = match n {
             1 => x.f_max_pool1d(k, s, padding, d, self.ceil_mode)?,
             2 => x.f_max_pool2d(k, s, padding, d, self.ceil_mode)?,
@@ -143,7 +147,10 @@ impl NodeOp for GlobalPool {
         let x = input(inputs, 0, "X")?;
         let axes: Vec<i64> = (2..x.dim() as i64).collect();
         if axes.is_empty() {
-            bail!("a global pool expects a [N, C, ...] input, got shape {:?}", x.size());
+            bail!(
+                "a global pool expects a [N, C, ...] input, got shape {:?}",
+                x.size()
+            );
         }
         Ok(vec![if self.max {
             x.f_amax(&axes, true)?

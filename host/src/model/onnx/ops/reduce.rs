@@ -33,7 +33,10 @@ impl Reduce {
             "ReduceMax" => x.f_amax(axes, k)?,
             "ReduceMin" => x.f_amin(axes, k)?,
             "ReduceL1" => x.f_abs()?.f_sum_dim_intlist(Some(axes), k, None)?,
-            "ReduceL2" => x.f_square()?.f_sum_dim_intlist(Some(axes), k, None)?.f_sqrt()?,
+            "ReduceL2" => x
+                .f_square()?
+                .f_sum_dim_intlist(Some(axes), k, None)?
+                .f_sqrt()?,
             "ReduceSumSquare" => x.f_square()?.f_sum_dim_intlist(Some(axes), k, None)?,
             _ => {
                 // ReduceProd: one axis at a time, from the last so indices stay valid.

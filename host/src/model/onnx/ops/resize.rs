@@ -41,7 +41,12 @@ impl Resize {
                 a.choice(
                     "coordinate_transformation_mode",
                     "half_pixel",
-                    &["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"],
+                    &[
+                        "half_pixel",
+                        "pytorch_half_pixel",
+                        "align_corners",
+                        "asymmetric",
+                    ],
                 )?
             },
             nearest: if old {
@@ -75,7 +80,10 @@ impl Resize {
     fn targets(&self, inputs: &[Option<Tensor>], size: &[i64]) -> Result<Vec<(i64, f64)>> {
         let rank = size.len() as i64;
         let axes: Vec<usize> = match &self.axes {
-            Some(a) => a.iter().map(|&v| axis(v, rank).map(|v| v as usize)).collect::<Result<_>>()?,
+            Some(a) => a
+                .iter()
+                .map(|&v| axis(v, rank).map(|v| v as usize))
+                .collect::<Result<_>>()?,
             None => (0..size.len()).collect(),
         };
         let scales = match (&self.scales, optional(inputs, self.scales_input)) {
@@ -143,7 +151,10 @@ impl Resize {
         let device = x.device();
         let index = |v: Vec<i64>| Tensor::from_slice(&v).f_to_device(device);
         if !self.linear {
-            let idx: Vec<i64> = coords.iter().map(|&c| clamp(self.nearest_index(c))).collect();
+            let idx: Vec<i64> = coords
+                .iter()
+                .map(|&c| clamp(self.nearest_index(c)))
+                .collect();
             return Ok(x.f_index_select(ax as i64, &index(idx)?)?);
         }
         let lower: Vec<i64> = coords.iter().map(|&c| clamp(c.floor())).collect();

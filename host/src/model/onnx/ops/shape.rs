@@ -55,9 +55,16 @@ impl NodeOp for Flatten {
         let x = input(inputs, 0, "input")?;
         let size = x.size();
         let rank = size.len() as i64;
-        let ax = if self.axis < 0 { self.axis + rank } else { self.axis };
+        let ax = if self.axis < 0 {
+            self.axis + rank
+        } else {
+            self.axis
+        };
         if ax < 0 || ax > rank {
-            bail!("Flatten's axis {} is out of range for rank {rank}", self.axis);
+            bail!(
+                "Flatten's axis {} is out of range for rank {rank}",
+                self.axis
+            );
         }
         let outer: i64 = size[..ax as usize].iter().product();
         let inner: i64 = size[ax as usize..].iter().product();
@@ -107,7 +114,10 @@ impl NodeOp for Squeeze {
         let size = x.size();
         let rank = size.len() as i64;
         let axes = match axes_from(&self.axes, inputs, 1)? {
-            Some(axes) => axes.iter().map(|&a| axis(a, rank)).collect::<Result<Vec<_>>>()?,
+            Some(axes) => axes
+                .iter()
+                .map(|&a| axis(a, rank))
+                .collect::<Result<Vec<_>>>()?,
             None => (0..rank).filter(|&a| size[a as usize] == 1).collect(),
         };
         let shape: Vec<i64> = (0..rank)
@@ -115,7 +125,10 @@ impl NodeOp for Squeeze {
             .map(|a| size[a as usize])
             .collect();
         if let Some(a) = axes.iter().find(|&&a| size[a as usize] != 1) {
-            bail!("Squeeze of axis {a}, whose size is {} and not 1", size[*a as usize]);
+            bail!(
+                "Squeeze of axis {a}, whose size is {} and not 1",
+                size[*a as usize]
+            );
         }
         Ok(vec![x.f_reshape(&shape)?])
     }
@@ -189,7 +202,10 @@ impl NodeOp for Tile {
         let x = input(inputs, 0, "input")?;
         let repeats = ints(input(inputs, 1, "repeats")?)?;
         if repeats.len() != x.dim() {
-            bail!("Tile's repeats {repeats:?} do not match the input's rank {}", x.dim());
+            bail!(
+                "Tile's repeats {repeats:?} do not match the input's rank {}",
+                x.dim()
+            );
         }
         Ok(vec![x.f_repeat(&repeats)?])
     }
@@ -221,11 +237,17 @@ impl NodeOp for Pad {
             None => ints(input(inputs, 1, "pads")?)?,
         };
         let value = match optional(inputs, 2) {
-            Some(v) if v.numel() > 0 => v.f_to_kind(tch::Kind::Double)?.f_reshape([-1])?.f_double_value(&[0])?,
+            Some(v) if v.numel() > 0 => v
+                .f_to_kind(tch::Kind::Double)?
+                .f_reshape([-1])?
+                .f_double_value(&[0])?,
             _ => self.value,
         };
         let axes = match optional(inputs, 3) {
-            Some(t) => ints(t)?.iter().map(|&a| axis(a, rank)).collect::<Result<Vec<_>>>()?,
+            Some(t) => ints(t)?
+                .iter()
+                .map(|&a| axis(a, rank))
+                .collect::<Result<Vec<_>>>()?,
             None => (0..rank).collect(),
         };
         let n = axes.len();
@@ -239,7 +261,11 @@ impl NodeOp for Pad {
             ends[a as usize] = pads[n + i];
         }
         if self.mode == "constant" {
-            return Ok(vec![x.f_pad(torch_pad(&begins, &ends), "constant", value)?]);
+            return Ok(vec![x.f_pad(
+                torch_pad(&begins, &ends),
+                "constant",
+                value,
+            )?]);
         }
         // torch pads the trailing axes only: trim the untouched leading ones from the list.
         let first = begins
