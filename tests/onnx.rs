@@ -522,3 +522,32 @@ fn explain_takes_the_output_index_of_an_onnx_model() {
     assert!(ok, "{stderr}");
     assert_eq!(load(&out).size(), [1, 1, 8, 8, 8]);
 }
+
+/// The vessel models' ONNX exports compute what their TorchScript files compute, on a demo
+/// volume (64^3, the exported shape) min-max scaled as in training (on the raw 0..1000
+/// intensities the logits reach 2e4 and float32 rounding alone, PyTorch against itself in
+/// float64, moves the probabilities by 1e-4), every output of unet_mss: max|onnx - torchscript| <= 1e-5 * max|torchscript| + 1e-6.
+#[test]
+fn vessel_onnx_models_equal_their_torchscript() {
+    let folder = fixtures().join("../../configs/vessels");
+    let raw = esegeta::io::load_input(&folder.join("vessels_00.nii.gz"))
+        .unwrap()
+        .tensor;
+    let x = (&raw - raw.min()) / (raw.max() - raw.min());
+    for (name, outputs) in [("unet", 1), ("unet_mss", 3), ("unet_mss_deform", 1)] {
+        for index in 0..outputs {
+            let load = |ext: &str| {
+                model::load(
+                    &folder.join(format!("models/{name}.{ext}")),
+                    Device::Cpu,
+                    Kind::Float,
+                    index,
+                )
+                .unwrap_or_else(|e| panic!("{e:#}"))
+            };
+            let ours = tch::no_grad(|| load("onnx").forward(&x)).unwrap();
+            let reference = tch::no_grad(|| load("pt").forward(&x)).unwrap();
+            assert_close(&ours, &reference, &format!("{name} output {index}"));
+        }
+    }
+}

@@ -112,7 +112,9 @@ impl OnnxModel {
                 })
                 .collect();
             bail!(
-                "the model {} expects an input of shape [{}], got {size:?}",
+                "the model {} expects an input of shape [{}], got {size:?}; the graph was \
+                 exported for that shape (B is the batch size), so crop, resize or patch the \
+                 input to it",
                 self.name,
                 shown.join(", ")
             );
