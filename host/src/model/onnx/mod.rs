@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{GraphModel, LayerInfo, NodeHook};
+use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook};
 use super::Model;
 use graph::Graph;
 use tensor::TensorReader;
@@ -85,11 +85,6 @@ impl OnnxModel {
         })
     }
 
-    /// The layer called `name`, or an error that lists the nearest names.
-    pub fn layer(&self, name: &str) -> Result<&LayerInfo> {
-        find_layer(self.layer_list(), name, &self.name)
-    }
-
     /// Checks the input against the declared shape (all but the batch dimension).
     fn check_input(&self, inputs: &Tensor) -> Result<()> {
         let Some(declared) = &self.graph.input_shape else {
@@ -144,24 +139,6 @@ impl OnnxModel {
     }
 }
 
-/// Looks a layer up by name; unknown names get the nearest ones suggested.
-pub fn find_layer<'a>(layers: &'a [LayerInfo], name: &str, model: &str) -> Result<&'a LayerInfo> {
-    if let Some(layer) = layers.iter().find(|l| l.name == name) {
-        return Ok(layer);
-    }
-    if layers.is_empty() {
-        bail!(
-            "the model {model} has no named layers (its ONNX file carries no \
-             pkg.torch.onnx.name_scopes metadata); export it with torch.onnx.export(..., \
-             dynamo=True)"
-        );
-    }
-    bail!(
-        "the model {model} has no layer `{name}`.{} `esegeta layers {model}` lists them all",
-        crate::suggest::did_you_mean(name, layers.iter().map(|l| l.name.as_str()))
-    )
-}
-
 impl Model for OnnxModel {
     fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
         self.check_input(inputs)?;
@@ -201,6 +178,10 @@ impl GraphModel for OnnxModel {
 
     fn output_name(&self) -> &str {
         &self.graph.outputs[self.output_index].1
+    }
+
+    fn layer(&self, name: &str) -> Result<&LayerInfo> {
+        find_layer(self.layer_list(), name, &format!("the model {}", self.name))
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {
