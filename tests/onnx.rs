@@ -312,6 +312,51 @@ fn parameters_are_the_state_dict_names_and_share_storage() {
     );
 }
 
+/// What a hook sees: weights, biases and shape tensors are marked constant, values computed
+/// from the input are not; initializers never require gradients.
+#[test]
+fn hooks_see_which_inputs_are_constants() {
+    struct Record(Vec<(String, Vec<bool>)>);
+    impl NodeHook for Record {
+        fn before_node(
+            &mut self,
+            node: &NodeView<'_>,
+            inputs: Vec<Option<Tensor>>,
+        ) -> Result<Vec<Option<Tensor>>> {
+            self.0
+                .push((node.op_type.to_string(), node.input_is_constant.to_vec()));
+            Ok(inputs)
+        }
+    }
+    let model = load_model("classifier2d.onnx", 0);
+    let mut record = Record(Vec::new());
+    let x = npy("classifier2d_x1.npy");
+    let _out = tch::no_grad(|| model.graph().unwrap().forward_hooked(&x, &mut record)).unwrap();
+    let seen: Vec<(&str, Vec<bool>)> = record
+        .0
+        .iter()
+        .map(|(op, c)| (op.as_str(), c.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("Conv", vec![false, true, true]),
+            ("Relu", vec![false]),
+            ("MaxPool", vec![false]),
+            ("Conv", vec![false, true, true]),
+            ("Relu", vec![false]),
+            ("ReduceMean", vec![false, true]),
+            ("Reshape", vec![false, true]),
+            ("Gemm", vec![false, true, true]),
+        ]
+    );
+    assert!(model
+        .parameters()
+        .unwrap()
+        .iter()
+        .all(|(_, p)| !p.requires_grad()));
+}
+
 #[test]
 fn reduced_precision_loads_and_runs() {
     let model = model::load(

@@ -457,6 +457,7 @@ def spec_opset9():
     n = oh.make_node
     nodes = [
         n("Upsample", ["x", "up_scales"], ["o_upsample_nearest"], mode="nearest"),
+        n("Upsample", ["x", "up_scales"], ["o_upsample_linear"], mode="linear"),
         n("Softmax", ["x"], ["o_softmax_flatten"], axis=1),
         n("Clip", ["x"], ["o_clip_attrs"], min=-0.5, max=0.7),
         n("Slice", ["x"], ["o_slice_attrs"], starts=[1, -3], ends=[5, 100], axes=[2, 3]),
