@@ -386,6 +386,9 @@ def spec_opset20():
         n("Resize", ["x", "", "scales"], ["o_resize_linear_asym"], mode="linear",
           coordinate_transformation_mode="asymmetric"),
         n("Resize", ["x", "", "scales_down"], ["o_resize_linear_half"], mode="linear"),
+        # An axis shrunk to 1 under pytorch_half_pixel: not PyTorch's kernel, the separable path.
+        n("Resize", ["x", "", "", "sizes_small"], ["o_resize_linear_to_one"], mode="linear", axes=[2, 3],
+          coordinate_transformation_mode="pytorch_half_pixel"),
         n("Slice", ["x", "starts", "ends", "slice_axes", "steps"], ["o_slice_negative"]),
         n("Gather", ["x", "gather_idx"], ["o_gather"], axis=3),
         n("ReduceProd", ["x", "axis1"], ["o_reduce_prod"], keepdims=0),
@@ -431,6 +434,7 @@ def spec_opset20():
         f32("w_same", (3, 2, 3, 3), 1), f32("w_group", (4, 1, 2, 2), 2), f32("b_group", (4,), 3),
         i64("sizes", [9, 4]), onnx.numpy_helper.from_array(np.array([1, 1, 1.5, 0.5], np.float32), "scales"),
         onnx.numpy_helper.from_array(np.array([1, 1, 0.5, 0.6], np.float32), "scales_down"),
+        i64("sizes_small", [1, 4]),
         i64("starts", [-1, 4]), i64("ends", [-100, 0]), i64("slice_axes", [3, 2]), i64("steps", [-2, -1]),
         i64("gather_idx", [[0, -1], [2, 3]]), i64("axis1", [1]), i64("axes23", [2, 3]),
         f32("w_t", (2, 3, 3, 3), 4), f32("b_t", (3,), 5),
