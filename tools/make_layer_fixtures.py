@@ -195,6 +195,21 @@ def export_onnx(model, example, name, check_batches=(1, 3)):
         WRITTEN[name + ".data"] = "model"
     check_onnx(model, example, path, check_batches)
     record_layers(model, example, name)
+    MODELS[name]["onnx_nodes"] = onnx_nodes(path)
+
+
+def onnx_nodes(path):
+    """Op type and module path (innermost name scope) of every exported node."""
+    import ast
+
+    import onnx
+
+    nodes = []
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scopes = ast.literal_eval(meta.get("pkg.torch.onnx.name_scopes", "[]"))
+        nodes.append(f"{node.op_type} @ {'.'.join(x for x in scopes[:-1] if x) or '-'}")
+    return nodes
 
 
 def check_onnx(model, example, path, check_batches):
