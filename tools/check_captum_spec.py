@@ -150,6 +150,98 @@ class RescaleReLUModule(torch.nn.Module):
         return RescaleReLU.apply(u)
 
 
+def halves_diff(t):
+    b = t.shape[0] // 2
+    return torch.cat(2 * [t[:b] - t[b:]])
+
+
+class RescaleElementwise(torch.autograd.Function):
+    """Spec section 2, "nonlinear": any elementwise nonlinearity `fn`."""
+
+    @staticmethod
+    def forward(ctx, u, fn):
+        with torch.enable_grad():
+            u_ = u.detach().requires_grad_()
+            y_ = fn(u_)
+        ctx.save_for_backward(u_, y_)
+        return y_.detach()
+
+    @staticmethod
+    def backward(ctx, g):
+        u, y = ctx.saved_tensors
+        with torch.enable_grad():
+            plain = torch.autograd.grad(y, u, g)[0]
+        du, dy = halves_diff(u), halves_diff(y.detach())
+        return torch.where(du.abs() < EPS_DEEPLIFT, plain, g * dy / du), None
+
+
+class SoftmaxRule(RescaleElementwise):
+    """Spec section 2, "softmax": rescale, then minus the mean over the whole
+    2B x K gradient."""
+
+    @staticmethod
+    def backward(ctx, g):
+        r, _ = RescaleElementwise.backward(ctx, g)
+        return r - r.sum() / r.numel(), None
+
+
+class MaxPoolRule(torch.autograd.Function):
+    """Spec section 2, "maxpool" (kernel = stride = 2, no padding)."""
+
+    @staticmethod
+    def forward(ctx, u):
+        o, idx = F.max_pool2d(u, 2, 2, return_indices=True)
+        ctx.save_for_backward(u, o, idx)
+        return o
+
+    @staticmethod
+    def backward(ctx, g):
+        u, o, idx = ctx.saved_tensors
+        b = u.shape[0] // 2
+        m = torch.maximum(o[:b], o[b:])
+        delta_out = torch.cat([m - o[b:], o[:b] - m])
+        un = F.max_unpool2d(g * delta_out, idx, 2, 2, output_size=u.shape[2:])
+        s = torch.cat(2 * [un[:b] + un[b:]])
+        plain = F.max_unpool2d(g, idx, 2, 2, output_size=u.shape[2:])
+        du = halves_diff(u)
+        return torch.where(du.abs() < EPS_DEEPLIFT, plain[0], s / du)
+
+
+def rules2d():
+    torch.manual_seed(13)
+    m = lf.Rules2d().eval()
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith("weight"):
+                p.mul_(3.0)
+    return m
+
+
+def deeplift_rules2d(x, baseline, target, layer=None):
+    """Every DeepLift rule of Captum on a chain where none is bypassed."""
+    m = rules2d()
+    rescale = lambda fn: (lambda h: RescaleElementwise.apply(h, fn))  # noqa: E731
+    both = torch.cat([x, baseline.expand_as(x)]).requires_grad_()
+    h = MaxPoolRule.apply(m.conv1(both))
+    h = m.gap(rescale(m.act2)(m.conv2(h)))
+    a = m.fc1(torch.flatten(h, 1))
+    h = rescale(m.act4)(m.fc2(rescale(m.act3)(a)))
+    h = rescale(m.act6)(m.fc4(rescale(m.act5)(m.fc3(h))))
+    out = SoftmaxRule.apply(m.fc5(h), m.softmax)
+    wrt = both if layer is None else a
+    g = torch.autograd.grad(out[:, target].sum(), wrt)[0]
+    n = x.shape[0]
+    return (wrt[:n] - wrt[n:]).detach() * g[:n]
+
+
+def deeplift_shap_rules2d(x, baselines, target):
+    """Spec section 3: repeat_interleave inputs, tile baselines, mean over N."""
+    n = baselines.shape[0]
+    xs = x.repeat_interleave(n, dim=0)
+    bs = baselines.repeat(x.shape[0], 1, 1, 1)
+    return deeplift_rules2d(xs, bs, target).view(x.shape[0], n, *x.shape[1:]).mean(1)
+
+
 def segmenter():
     import make_fixtures as mf
 
@@ -272,6 +364,13 @@ def main():
         ("s3d_argmax_deeplift_zero_fixed", deeplift_segmenter(x3, torch.zeros_like(x3), 1)),
         ("s3d_argmax_deeplift_baseline_fixed", deeplift_segmenter(x3, b3, 0)),
         ("s3d_argmax_layer_deeplift_mid_fixed", deeplift_segmenter(x3, b3, 1, "mid")),
+    ]
+    b4 = load("c2d_baselines4.npy")
+    checks += [
+        ("rules2d_deeplift_b2", deeplift_rules2d(x2, b1, 1)),
+        ("rules2d_deeplift_zero_target2", deeplift_rules2d(x, zero, 2)),
+        ("rules2d_deeplift_shap", deeplift_shap_rules2d(x, b4, 0)),
+        ("rules2d_layer_deeplift_fc1", deeplift_rules2d(x2, b1, 2, "fc1")),
     ]
     results = [compare(name, mine, cases) for name, mine in checks]
     print(f"{sum(results)} passed, {len(results) - sum(results)} failed")
