@@ -43,7 +43,7 @@ pub fn backward(
     let mut grads = HashMap::new();
     grads.insert(
         graph.output_name().to_string(),
-        seed(wrapper, &output, target, composite.paired_reference)?,
+        seed(wrapper, &output, target)?,
     );
     let mut at_layer = None;
     for (index, recorded) in recorder.records.iter().enumerate().rev() {
@@ -72,19 +72,16 @@ pub fn backward(
     })
 }
 
-/// The gradient of the target score (summed over the batch, or over its first half for paired
-/// references) with respect to the model output.
-fn seed(wrapper: &TaskWrapper, output: &Tensor, target: i64, paired: bool) -> Result<Tensor> {
+/// The gradient of the target score, summed over the batch, with respect to the model output.
+/// (DeepLift's `[inputs; references]` batches are seeded on both halves, as Captum does.)
+fn seed(wrapper: &TaskWrapper, output: &Tensor, target: i64) -> Result<Tensor> {
     let output = output.detach().set_requires_grad(true);
     let scores = wrapper.scores(&output)?;
     let columns = scores.size()[1];
     if target < 0 || target >= columns {
         bail!("target {target} is outside the model's {columns} score column(s)");
     }
-    let mut score = scores.select(1, target);
-    if paired {
-        score = score.narrow(0, 0, score.size()[0] / 2);
-    }
+    let score = scores.select(1, target);
     let grads = Tensor::f_run_backward(&[score.sum(Kind::Float)], &[&output], false, false)?;
     Ok(grads.into_iter().next().expect("one gradient"))
 }

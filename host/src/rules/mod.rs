@@ -131,10 +131,6 @@ impl RuleSpec {
 pub struct Composite {
     #[serde(default)]
     pub rules: Vec<Assignment>,
-    /// The batch is `[inputs; references]` (DeepLift): the target score is seeded on the
-    /// first half only, and rules compare each example with its reference.
-    #[serde(default)]
-    pub paired_reference: bool,
 }
 
 /// A rule for the nodes of the given op types and/or inside the given layers (a node belongs
