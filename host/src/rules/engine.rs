@@ -1,14 +1,14 @@
 //! The rule-based backward pass: record every node's values in a forward pass, seed the
 //! target score's gradient at the model output (through the task wrapper, with plain
-//! autograd), then walk the nodes in reverse, letting each node's rule turn its outputs'
-//! gradients into its inputs'.
+//! autograd), then walk the nodes in reverse: each node's plain backward, and the rules of a
+//! value's consumers rewriting its gradient once it is complete.
 
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
-use super::{Composite, Recorded};
+use super::{Composite, Grads, Recorded, Rule};
 use crate::model::graph::{GraphModel, NodeHook, NodeView};
 use crate::task::TaskWrapper;
 
@@ -22,6 +22,10 @@ pub struct RuleOutput {
 
 /// Runs `inputs` forward and back with the rules of `composite`, from the `target` score.
 /// `layer` is a node index whose output's relevance is also returned.
+///
+/// Rules act as Captum's module hooks do: a value's gradient is first the sum of its
+/// consumers' plain backward contributions (what a hook recording it sees), then the rules of
+/// its consumers rewrite it in forward order, and the rewritten gradient flows on.
 pub fn backward(
     graph: &dyn GraphModel,
     wrapper: &TaskWrapper,
@@ -40,36 +44,125 @@ pub fn backward(
     }
     let mut recorder = Recorder::default();
     let output = graph.forward_hooked(inputs, &mut recorder)?;
-    let mut grads = HashMap::new();
-    grads.insert(
+    let mut pass = Pass::new(graph, composite, &recorder.records);
+    pass.plain.insert(
         graph.output_name().to_string(),
         seed(wrapper, &output, target)?,
     );
     let mut at_layer = None;
     for (index, recorded) in recorder.records.iter().enumerate().rev() {
         let node = graph.node(index);
-        let grad_outputs: Vec<Option<Tensor>> =
-            node.output_names.iter().map(|n| grads.remove(n)).collect();
+        let plain: Vec<Option<Tensor>> = node
+            .output_names
+            .iter()
+            .map(|n| pass.plain.remove(n))
+            .collect();
+        let mut finals = Vec::with_capacity(plain.len());
+        for (name, g) in node.output_names.iter().zip(&plain) {
+            finals.push(pass.finalise(name, g.as_ref())?);
+        }
         if layer == Some(index) {
-            let relevance = grad_outputs[0]
+            let relevance = finals[0]
                 .as_ref()
-                .map_or_else(|| recorded.outputs[0].zeros_like(), |g| g.shallow_clone());
+                .map_or_else(|| recorded.outputs[0].zeros_like(), Tensor::shallow_clone);
             at_layer = Some((relevance, recorded.outputs[0].detach()));
         }
-        if grad_outputs.iter().all(Option::is_none) {
+        if finals.iter().all(Option::is_none) {
             continue;
         }
-        let rule = composite.rule_for(&node);
-        let grad_inputs = rule.backward(&node, recorded, &grad_outputs)?;
-        accumulate(&mut grads, &node, grad_inputs);
+        let contributions = recorded.vjp(&finals)?;
+        if pass.rules[index].is_some() {
+            pass.seen.insert(index, (finals, plain));
+        }
+        pass.accumulate(&node, contributions);
     }
-    let input_grad = grads
-        .remove(&recorder.model_input)
+    let at_input = pass.plain.remove(&recorder.model_input);
+    let input_grad = pass
+        .finalise(&recorder.model_input, at_input.as_ref())?
         .unwrap_or_else(|| inputs.zeros_like());
     Ok(RuleOutput {
         inputs: input_grad.detach(),
         layer: at_layer,
     })
+}
+
+/// The state of one backward pass.
+struct Pass<'a> {
+    graph: &'a dyn GraphModel,
+    records: &'a [Recorded],
+    /// Each node's rule (`None`: plain gradient).
+    rules: Vec<Option<Box<dyn Rule>>>,
+    /// Per value: the nodes with a rule that take it as their first input, in forward order.
+    hooked_consumers: HashMap<String, Vec<usize>>,
+    /// Per value: the sum of its consumers' plain backward contributions so far.
+    plain: HashMap<String, Tensor>,
+    /// Per node with a rule: its outputs' gradients, rewritten and plain.
+    seen: HashMap<usize, (Vec<Option<Tensor>>, Vec<Option<Tensor>>)>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(graph: &'a dyn GraphModel, composite: &Composite, records: &'a [Recorded]) -> Self {
+        let mut rules = Vec::with_capacity(records.len());
+        let mut hooked_consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for index in 0..records.len() {
+            let node = graph.node(index);
+            let rule = composite.rule_for(&node);
+            if let (Some(_), Some(input)) = (&rule, node.input_names.first()) {
+                hooked_consumers
+                    .entry(input.clone())
+                    .or_default()
+                    .push(index);
+            }
+            rules.push(rule);
+        }
+        Pass {
+            graph,
+            records,
+            rules,
+            hooked_consumers,
+            plain: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The gradient of value `name` once its consumers' rules have rewritten `plain`.
+    fn finalise(&self, name: &str, plain: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let Some(mut total) = plain.map(Tensor::shallow_clone) else {
+            return Ok(None);
+        };
+        for &consumer in self.hooked_consumers.get(name).into_iter().flatten() {
+            let (Some(rule), Some((outputs, outputs_plain))) =
+                (&self.rules[consumer], self.seen.get(&consumer))
+            else {
+                continue;
+            };
+            let grads = Grads {
+                outputs,
+                outputs_plain,
+                input: &total,
+            };
+            total = rule.rewrite(&self.graph.node(consumer), &self.records[consumer], &grads)?;
+        }
+        Ok(Some(total))
+    }
+
+    fn accumulate(&mut self, node: &NodeView<'_>, contributions: Vec<Option<Tensor>>) {
+        for ((name, grad), constant) in node
+            .input_names
+            .iter()
+            .zip(contributions)
+            .zip(node.input_is_constant)
+        {
+            let (Some(grad), false) = (grad, *constant || name.is_empty()) else {
+                continue;
+            };
+            let sum = match self.plain.remove(name) {
+                Some(previous) => previous + grad,
+                None => grad,
+            };
+            self.plain.insert(name.clone(), sum);
+        }
+    }
 }
 
 /// The gradient of the target score, summed over the batch, with respect to the model output.
@@ -84,28 +177,6 @@ fn seed(wrapper: &TaskWrapper, output: &Tensor, target: i64) -> Result<Tensor> {
     let score = scores.select(1, target);
     let grads = Tensor::f_run_backward(&[score.sum(Kind::Float)], &[&output], false, false)?;
     Ok(grads.into_iter().next().expect("one gradient"))
-}
-
-fn accumulate(
-    grads: &mut HashMap<String, Tensor>,
-    node: &NodeView<'_>,
-    inputs: Vec<Option<Tensor>>,
-) {
-    for ((name, grad), constant) in node
-        .input_names
-        .iter()
-        .zip(inputs)
-        .zip(node.input_is_constant)
-    {
-        let (Some(grad), false) = (grad, *constant || name.is_empty()) else {
-            continue;
-        };
-        let sum = match grads.remove(name) {
-            Some(previous) => previous + grad,
-            None => grad,
-        };
-        grads.insert(name.clone(), sum);
-    }
 }
 
 /// Feeds every node autograd leaves for its computed inputs and keeps what it saw.

@@ -2,16 +2,20 @@
 //! may be replaced by a rule (guided backprop, deconvnet, DeepLift's rescale, LRP, ...).
 //!
 //! A [`Rule`] is one small type in its own file: given a node, the values it saw in the forward
-//! pass and the gradients (relevances) of its outputs, it returns those of its inputs. A
-//! [`Composite`] says which rule applies to which nodes, by ONNX op type or layer name; the
-//! first matching entry wins and unmatched nodes take the plain gradient. The engine
-//! (engine.rs) records every node's values during the forward pass and walks the nodes in
-//! reverse.
+//! pass and the gradients around it, it rewrites the gradient (relevance) at the node's input,
+//! exactly where Captum's module hooks act, so that the maps match Captum's. A [`Composite`]
+//! says which rule applies to which nodes, by ONNX op type or layer name; the first matching
+//! entry wins and unmatched nodes take the plain gradient. The engine (engine.rs) records
+//! every node's values during the forward pass and walks the nodes in reverse.
 
 mod deconvnet;
 mod engine;
-mod gradient;
 mod guided_backprop;
+mod lrp;
+mod lrp_alpha1_beta0;
+mod lrp_epsilon;
+mod lrp_gamma;
+mod pass_through;
 mod rescale;
 mod rescale_maxpool;
 mod rescale_softmax;
@@ -74,14 +78,29 @@ impl Recorded {
     }
 }
 
-/// Replaces one node's gradient step.
+/// The gradients a rule sees at its node, in the terms of Captum's module hooks.
+pub struct Grads<'a> {
+    /// At each output, as the rest of the graph sent it (after the rules of the output's own
+    /// consumers rewrote it): what a module's full backward hook receives.
+    pub outputs: &'a [Option<Tensor>],
+    /// At each output, before its consumers' rules rewrote it: what a hook recording the
+    /// output's gradient sees first (Captum's `grad_output` for DeepLift and deconvnet).
+    pub outputs_plain: &'a [Option<Tensor>],
+    /// The total gradient at input 0 after the plain backward of every consumer of that
+    /// input, this node included: Captum's `grad_input`.
+    pub input: &'a Tensor,
+}
+
+/// Rewrites the gradient at a node's first input, as a tensor hook on a module's input does.
+/// The node's own plain backward has already contributed to `grads.input`; a rule may use it
+/// or recompute from the output gradients (LRP).
 pub trait Rule {
-    fn backward(
+    fn rewrite(
         &self,
         node: &NodeView<'_>,
         recorded: &Recorded,
-        grad_outputs: &[Option<Tensor>],
-    ) -> Result<Vec<Option<Tensor>>>;
+        grads: &Grads<'_>,
+    ) -> Result<Tensor>;
 }
 
 /// The rules by name, with their parameters, as a composite names them.
@@ -106,6 +125,33 @@ pub enum RuleSpec {
         #[serde(default = "default_eps")]
         eps: f64,
     },
+    /// LRP-ε on linear nodes.
+    Epsilon {
+        #[serde(default = "default_lrp_epsilon")]
+        epsilon: f64,
+    },
+    /// LRP-γ on linear nodes.
+    Gamma {
+        #[serde(default = "default_gamma")]
+        gamma: f64,
+        #[serde(default)]
+        set_bias_to_zero: bool,
+    },
+    /// LRP-α1β0 on linear nodes.
+    Alpha1Beta0 {
+        #[serde(default)]
+        set_bias_to_zero: bool,
+    },
+    /// Relevance passes unchanged (LRP on activations).
+    PassThrough,
+}
+
+fn default_lrp_epsilon() -> f64 {
+    1e-9
+}
+
+fn default_gamma() -> f64 {
+    0.25
 }
 
 fn default_eps() -> f64 {
@@ -113,15 +159,28 @@ fn default_eps() -> f64 {
 }
 
 impl RuleSpec {
-    fn build(&self) -> Box<dyn Rule> {
-        match *self {
-            RuleSpec::Gradient => Box::new(gradient::Gradient),
+    /// The rule, or `None` for the plain gradient.
+    fn build(&self) -> Option<Box<dyn Rule>> {
+        Some(match *self {
+            RuleSpec::Gradient => return None,
             RuleSpec::GuidedBackprop => Box::new(guided_backprop::GuidedBackprop),
             RuleSpec::Deconvnet => Box::new(deconvnet::Deconvnet),
             RuleSpec::Rescale { eps } => Box::new(rescale::Rescale { eps }),
             RuleSpec::RescaleMaxPool { eps } => Box::new(rescale_maxpool::RescaleMaxPool { eps }),
             RuleSpec::RescaleSoftmax { eps } => Box::new(rescale_softmax::RescaleSoftmax { eps }),
-        }
+            RuleSpec::Epsilon { epsilon } => Box::new(lrp_epsilon::LrpEpsilon { epsilon }),
+            RuleSpec::Gamma {
+                gamma,
+                set_bias_to_zero,
+            } => Box::new(lrp_gamma::LrpGamma {
+                gamma,
+                set_bias_to_zero,
+            }),
+            RuleSpec::Alpha1Beta0 { set_bias_to_zero } => {
+                Box::new(lrp_alpha1_beta0::LrpAlpha1Beta0 { set_bias_to_zero })
+            }
+            RuleSpec::PassThrough => Box::new(pass_through::PassThrough),
+        })
     }
 }
 
@@ -165,12 +224,8 @@ impl Composite {
         serde_json::from_str(json).with_context(|| format!("invalid rule composite {json}"))
     }
 
-    /// The rule for `node`: the first matching assignment's, else the plain gradient.
-    fn rule_for(&self, node: &NodeView<'_>) -> Box<dyn Rule> {
-        self.rules
-            .iter()
-            .find(|a| a.matches(node))
-            .map_or(RuleSpec::Gradient, |a| a.rule.clone())
-            .build()
+    /// The rule for `node`: the first matching assignment's; `None` for the plain gradient.
+    fn rule_for(&self, node: &NodeView<'_>) -> Option<Box<dyn Rule>> {
+        self.rules.iter().find(|a| a.matches(node))?.rule.build()
     }
 }

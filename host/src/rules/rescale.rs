@@ -1,12 +1,13 @@
 //! DeepLift's rescale rule (Shrikumar et al., 2017) on an elementwise nonlinearity (ReLU, ELU,
 //! sigmoid, tanh, ...). The batch is `[inputs; references]`; the multiplier is
-//! `Δy / Δx` with the differences taken against each example's reference, falling back to the
-//! gradient where `|Δx| < eps`, as Captum does.
+//! `g_out * Δy / Δx` with the differences taken against each example's reference, falling
+//! back to the gradient where `|Δx| < eps`, as Captum does. `g_out` is the output's gradient
+//! as Captum's hook records it, before the rules of the output's consumers.
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use tch::Tensor;
 
-use super::{Recorded, Rule};
+use super::{Grads, Recorded, Rule};
 use crate::model::graph::NodeView;
 
 pub struct Rescale {
@@ -14,20 +15,28 @@ pub struct Rescale {
 }
 
 impl Rule for Rescale {
-    fn backward(
+    fn rewrite(
         &self,
-        _node: &NodeView<'_>,
+        node: &NodeView<'_>,
         recorded: &Recorded,
-        grad_outputs: &[Option<Tensor>],
-    ) -> Result<Vec<Option<Tensor>>> {
-        let mut grads = recorded.vjp(grad_outputs)?;
-        let (Some(Some(plain)), Some(Some(g))) = (grads.first(), grad_outputs.first()) else {
-            return Ok(grads);
-        };
+        grads: &Grads<'_>,
+    ) -> Result<Tensor> {
         let (delta_in, delta_out) = paired_deltas(recorded.input()?, &recorded.outputs[0])?;
-        grads[0] = Some(multipliers(&delta_in, &(g * &delta_out), plain, self.eps));
-        Ok(grads)
+        let g = plain_output(node, grads)?;
+        Ok(multipliers(
+            &delta_in,
+            &(g * delta_out),
+            grads.input,
+            self.eps,
+        ))
     }
+}
+
+/// The output gradient before its consumers' rules, or an error naming the node.
+pub fn plain_output<'g>(node: &NodeView<'_>, grads: &'g Grads<'_>) -> Result<&'g Tensor> {
+    grads.outputs_plain[0]
+        .as_ref()
+        .with_context(|| format!("no gradient reached the output of {}", node.name))
 }
 
 /// `x - x_ref` and `y - y_ref` for a `[inputs; references]` batch, repeated over both halves.
@@ -52,8 +61,8 @@ pub fn halves(t: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((parts.next().unwrap(), parts.next().unwrap()))
 }
 
-/// `numerator / Δx`, or `plain` where `|Δx| < eps`.
-pub fn multipliers(delta_in: &Tensor, numerator: &Tensor, plain: &Tensor, eps: f64) -> Tensor {
+/// `numerator / Δx`, or `fallback` where `|Δx| < eps`.
+pub fn multipliers(delta_in: &Tensor, numerator: &Tensor, fallback: &Tensor, eps: f64) -> Tensor {
     let small = delta_in.abs().lt(eps);
-    plain.where_self(&small, &(numerator / delta_in))
+    fallback.where_self(&small, &(numerator / delta_in))
 }

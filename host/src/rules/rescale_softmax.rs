@@ -1,12 +1,12 @@
 //! DeepLift's rescale on a softmax, as Captum does it: the rescale multipliers, then their mean
-//! over the whole tensor subtracted (a softmax's outputs sum to one, so its contributions
-//! must sum to zero).
+//! over the whole tensor (every example and reference) subtracted, since a softmax's outputs
+//! sum to one and its contributions must sum to zero.
 
 use anyhow::Result;
 use tch::Tensor;
 
-use super::rescale::{multipliers, paired_deltas};
-use super::{Recorded, Rule};
+use super::rescale::{multipliers, paired_deltas, plain_output};
+use super::{Grads, Recorded, Rule};
 use crate::model::graph::NodeView;
 
 pub struct RescaleSoftmax {
@@ -14,20 +14,16 @@ pub struct RescaleSoftmax {
 }
 
 impl Rule for RescaleSoftmax {
-    fn backward(
+    fn rewrite(
         &self,
-        _node: &NodeView<'_>,
+        node: &NodeView<'_>,
         recorded: &Recorded,
-        grad_outputs: &[Option<Tensor>],
-    ) -> Result<Vec<Option<Tensor>>> {
-        let mut grads = recorded.vjp(grad_outputs)?;
-        let (Some(Some(plain)), Some(Some(g))) = (grads.first(), grad_outputs.first()) else {
-            return Ok(grads);
-        };
+        grads: &Grads<'_>,
+    ) -> Result<Tensor> {
         let (delta_in, delta_out) = paired_deltas(recorded.input()?, &recorded.outputs[0])?;
-        let unnormalised = multipliers(&delta_in, &(g * &delta_out), plain, self.eps);
+        let g = plain_output(node, grads)?;
+        let unnormalised = multipliers(&delta_in, &(g * delta_out), grads.input, self.eps);
         let mean = unnormalised.sum(unnormalised.kind()) / unnormalised.numel() as f64;
-        grads[0] = Some(&unnormalised - mean);
-        Ok(grads)
+        Ok(&unnormalised - mean)
     }
 }

@@ -44,7 +44,9 @@ impl Method for GuidedGradCam {
         p: Params,
     ) -> Result<Attribution> {
         let params = json!({"layer": p.layer, "relu_attributions": true});
-        let cam = ctx.explain("captum.layer_grad_cam", &params, inputs, target)?.map;
+        let cam = ctx
+            .explain("captum.layer_grad_cam", &params, inputs, target)?
+            .map;
         let guided = relu_rule_gradient(ctx, inputs, target, "guided_backprop")?;
         let cam = upsample_nearest(&cam, &inputs.size()[2..])?;
         Ok(Attribution::new(guided * cam))

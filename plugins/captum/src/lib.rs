@@ -17,6 +17,7 @@ mod input_x_gradient;
 mod integrated_gradients;
 mod layer_deeplift;
 mod layer_deeplift_shap;
+mod lrp;
 mod noise_tunnel;
 mod occlusion;
 mod perturbation;
