@@ -35,11 +35,16 @@ pub fn propagate(
         .map(|t| t.as_ref().map(Tensor::detach))
         .collect();
     inputs[0] = Some(leaf.shallow_clone());
-    if let (Some(modify), Some(Some(w))) = (modification.weight, inputs.get(1)) {
-        inputs[1] = Some(modify(w));
+    // Only floating parameters are weights and biases (a ReduceMean's axes are not).
+    let floating = |t: &Option<Tensor>| t.as_ref().is_some_and(Tensor::is_floating_point);
+    if let (Some(modify), true) = (
+        modification.weight,
+        inputs.len() > 1 && floating(&inputs[1]),
+    ) {
+        inputs[1] = inputs[1].as_ref().map(modify);
     }
-    if let (true, Some(Some(b))) = (modification.zero_bias, inputs.get(2)) {
-        inputs[2] = Some(b.zeros_like());
+    if modification.zero_bias && inputs.len() > 2 && floating(&inputs[2]) {
+        inputs[2] = inputs[2].as_ref().map(Tensor::zeros_like);
     }
     let z = node.run(&inputs)?.remove(0);
     let sign = z.sign().where_scalarother(&z.ne(0.0), 1.0).detach();
