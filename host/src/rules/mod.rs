@@ -10,6 +10,7 @@
 
 mod deconvnet;
 mod engine;
+mod excitation_backprop;
 mod guided_backprop;
 mod lrp;
 mod lrp_alpha1_beta0;
@@ -144,6 +145,8 @@ pub enum RuleSpec {
     },
     /// Relevance passes unchanged (LRP on activations).
     PassThrough,
+    /// Excitation backprop on linear nodes (z⁺ without bias).
+    ExcitationBackprop,
 }
 
 fn default_lrp_epsilon() -> f64 {
@@ -180,6 +183,7 @@ impl RuleSpec {
                 Box::new(lrp_alpha1_beta0::LrpAlpha1Beta0 { set_bias_to_zero })
             }
             RuleSpec::PassThrough => Box::new(pass_through::PassThrough),
+            RuleSpec::ExcitationBackprop => Box::new(excitation_backprop::ExcitationBackprop),
         })
     }
 }
