@@ -12,10 +12,43 @@ use crate::model::Model;
 use crate::suggest::did_you_mean;
 use crate::task::TaskWrapper;
 
-/// One tap: a layer name, and the tensor to use instead of its output, if any.
+/// One tap: a layer name, whether it taps the layer's input rather than its output, and the
+/// tensor to use instead of that value, if any.
 pub struct Tap {
     pub layer: String,
+    pub at_input: bool,
     pub replace: Option<Tensor>,
+}
+
+/// Where a tap acts: output 0 of a node, or input 0 of a node.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TapPoint {
+    pub node: usize,
+    pub at_input: bool,
+}
+
+/// The tap point of `layer`: its last node's output, or its first node's input.
+pub fn tap_point(graph: &dyn GraphModel, layer: &str, at_input: bool) -> Result<TapPoint> {
+    let info = find_layer(graph, layer)?;
+    if !at_input {
+        return Ok(TapPoint {
+            node: info.node,
+            at_input,
+        });
+    }
+    let inside = |scope: &str| {
+        scope == layer
+            || scope
+                .strip_prefix(layer)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    let first = (0..=info.node)
+        .find(|&i| inside(graph.node(i).layer))
+        .unwrap_or(info.node);
+    Ok(TapPoint {
+        node: first,
+        at_input,
+    })
 }
 
 /// The model as a graph, or an error that says why a black box cannot have taps or rules.
@@ -50,9 +83,9 @@ pub fn forward_taps(
     taps: &[Tap],
 ) -> Result<(Tensor, Vec<Tensor>)> {
     let graph = graph_of(model, "a layer method")?;
-    let nodes: Vec<usize> = taps
+    let points: Vec<TapPoint> = taps
         .iter()
-        .map(|t| find_layer(graph, &t.layer).map(|l| l.node))
+        .map(|t| tap_point(graph, &t.layer, t.at_input))
         .collect::<Result<_>>()?;
     let batch = inputs.size()[0];
     let chunk = graph.fixed_batch().filter(|&n| n != batch).unwrap_or(batch);
@@ -65,7 +98,7 @@ pub fn forward_taps(
     let mut scores = Vec::new();
     let mut captured: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
     for start in (0..batch).step_by(chunk as usize) {
-        let mut hook = TapHook::new(taps, &nodes, start, chunk);
+        let mut hook = TapHook::new(taps, &points, start, chunk);
         let out = graph.forward_hooked(&inputs.narrow(0, start, chunk), &mut hook)?;
         scores.push(wrapper.scores(&out)?);
         for (i, value) in hook.captured.into_iter().enumerate() {
@@ -82,10 +115,10 @@ pub fn forward_taps(
     Ok((Tensor::cat(&scores, 0), layers))
 }
 
-/// Captures or replaces output 0 of the tapped nodes.
+/// Captures or replaces output 0 (or input 0) of the tapped nodes.
 struct TapHook<'a> {
     taps: &'a [Tap],
-    by_node: HashMap<usize, Vec<usize>>,
+    by_point: HashMap<TapPoint, Vec<usize>>,
     /// The chunk of the batch being run: replacements are cut to it.
     start: i64,
     len: i64,
@@ -93,14 +126,14 @@ struct TapHook<'a> {
 }
 
 impl<'a> TapHook<'a> {
-    fn new(taps: &'a [Tap], nodes: &[usize], start: i64, len: i64) -> Self {
-        let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, &node) in nodes.iter().enumerate() {
-            by_node.entry(node).or_default().push(i);
+    fn new(taps: &'a [Tap], points: &[TapPoint], start: i64, len: i64) -> Self {
+        let mut by_point: HashMap<TapPoint, Vec<usize>> = HashMap::new();
+        for (i, &point) in points.iter().enumerate() {
+            by_point.entry(point).or_default().push(i);
         }
         TapHook {
             taps,
-            by_node,
+            by_point,
             start,
             len,
             captured: (0..taps.len()).map(|_| None).collect(),
@@ -108,39 +141,69 @@ impl<'a> TapHook<'a> {
     }
 }
 
+impl TapHook<'_> {
+    /// Applies the taps at `point` to `value`: replaced where a tap says so, then captured.
+    fn tap(&mut self, point: TapPoint, value: &mut Tensor) -> Result<()> {
+        let Some(taps) = self.by_point.get(&point) else {
+            return Ok(());
+        };
+        for &i in taps {
+            let tap = &self.taps[i];
+            if let Some(replacement) = &tap.replace {
+                let replacement = replacement.f_narrow(0, self.start, self.len).map_err(|_| {
+                    anyhow::anyhow!(
+                        "the replacement for layer `{}` has batch size {}, not the inputs' {}",
+                        tap.layer,
+                        replacement.size().first().copied().unwrap_or(0),
+                        self.start + self.len
+                    )
+                })?;
+                if replacement.size() != value.size() {
+                    bail!(
+                        "the replacement for layer `{}` has shape {:?}, but the layer's {} has \
+                         shape {:?}",
+                        tap.layer,
+                        replacement.size(),
+                        if point.at_input { "input" } else { "output" },
+                        value.size()
+                    );
+                }
+                *value = replacement.to_kind(value.kind());
+            }
+            self.captured[i] = Some(value.shallow_clone());
+        }
+        Ok(())
+    }
+}
+
 impl NodeHook for TapHook<'_> {
+    fn before_node(
+        &mut self,
+        node: &NodeView<'_>,
+        mut inputs: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        let point = TapPoint {
+            node: node.index,
+            at_input: true,
+        };
+        if let Some(Some(value)) = inputs.first_mut() {
+            self.tap(point, value)?;
+        }
+        Ok(inputs)
+    }
+
     fn after_node(
         &mut self,
         node: &NodeView<'_>,
         _inputs: &[Option<Tensor>],
         mut outputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>> {
-        let Some(taps) = self.by_node.get(&node.index) else {
-            return Ok(outputs);
+        let point = TapPoint {
+            node: node.index,
+            at_input: false,
         };
-        for &i in taps {
-            let tap = &self.taps[i];
-            if let Some(value) = &tap.replace {
-                let value = value.f_narrow(0, self.start, self.len).map_err(|_| {
-                    anyhow::anyhow!(
-                        "the replacement for layer `{}` has batch size {}, not the inputs' {}",
-                        tap.layer,
-                        value.size().first().copied().unwrap_or(0),
-                        self.start + self.len
-                    )
-                })?;
-                if value.size() != outputs[0].size() {
-                    bail!(
-                        "the replacement for layer `{}` has shape {:?}, but the layer's output \
-                         has shape {:?}",
-                        tap.layer,
-                        value.size(),
-                        outputs[0].size()
-                    );
-                }
-                outputs[0] = value.to_kind(outputs[0].kind());
-            }
-            self.captured[i] = Some(outputs[0].shallow_clone());
+        if let Some(value) = outputs.first_mut() {
+            self.tap(point, value)?;
         }
         Ok(outputs)
     }

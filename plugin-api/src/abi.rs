@@ -95,7 +95,9 @@ pub struct RunOutput {
 pub struct LayerTap<'a> {
     /// The layer's module path (`enc.conv`), as the model's layer list names it.
     pub layer: RStr<'a>,
-    /// A tensor the rest of the graph sees instead of the layer's output (same shape).
+    /// Tap the layer's input (the first input of its first node) instead of its output.
+    pub at_input: bool,
+    /// A tensor the graph uses instead of the tapped value (same shape).
     pub replace: ROption<TensorRef<'a>>,
 }
 
@@ -118,6 +120,8 @@ pub struct RuleBackward<'a> {
     pub composite_json: RStr<'a>,
     /// Also return the relevance/gradient at this layer's output, and the layer's output.
     pub layer: ROption<RStr<'a>>,
+    /// Take the layer's input instead of its output.
+    pub at_layer_input: bool,
 }
 
 /// What [`Host::backward_rules`] returns: the relevance/modified gradient at the input and,

@@ -77,6 +77,7 @@ impl<'a> Context<'a> {
             .iter()
             .map(|t| LayerTap {
                 layer: RStr::from_str(t.layer),
+                at_input: t.at_input,
                 replace: t.replace.map(TensorRef::new).into(),
             })
             .collect();
@@ -99,16 +100,15 @@ impl<'a> Context<'a> {
         Ok((select_target(&scores, target)?, layers))
     }
 
-    /// The output of `layer` at `inputs` and the gradient of each example's `target` score
-    /// with respect to it: `(gradient, activation)`.
+    /// The output (or with `tap.at_input`, the input) of a layer at `inputs` and the gradient of
+    /// each example's `target` score with respect to it: `(gradient, activation)`.
     pub fn layer_gradient(
         &self,
         inputs: &Tensor,
         target: i64,
-        layer: &str,
+        tap: Tap<'_>,
     ) -> Result<(Tensor, Tensor)> {
-        let (scores, mut layers) =
-            self.target_scores_taps(inputs, target, &[Tap::capture(layer)])?;
+        let (scores, mut layers) = self.target_scores_taps(inputs, target, &[tap])?;
         let activation = layers.remove(0);
         let grads =
             Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
@@ -120,20 +120,22 @@ impl<'a> Context<'a> {
 
     /// A backward pass from the `target` score with the rules of `composite` (a JSON
     /// composite; see the host's rules module), returning the relevance at the input and,
-    /// when `layer` is given, at that layer's output with the output itself.
+    /// when `layer` is given, at that layer's output (or input, with `tap.at_input`) with the
+    /// value itself. A tap's replacement is ignored here.
     pub fn backward_rules(
         &self,
         inputs: &Tensor,
         target: i64,
         composite: &serde_json::Value,
-        layer: Option<&str>,
+        layer: Option<Tap<'_>>,
     ) -> Result<RuleGradients> {
         let composite_json = composite.to_string();
         let request = RuleBackward {
             inputs: TensorRef::new(inputs),
             target,
             composite_json: RStr::from_str(&composite_json),
-            layer: layer.map(RStr::from_str).into(),
+            layer: layer.as_ref().map(|t| RStr::from_str(t.layer)).into(),
+            at_layer_input: layer.is_some_and(|t| t.at_input),
         };
         let out = into_result(self.host.backward_rules(request))?;
         let take = |h: ROption<crate::TensorHandle>| h.into_option().map(|h| h.into_tensor());
@@ -190,9 +192,13 @@ fn select_target(scores: &Tensor, target: i64) -> Result<Tensor> {
     Ok(scores.select(1, target))
 }
 
-/// One layer tap: capture the layer's output, or replace it with a tensor of the same shape.
+/// One layer tap: capture the layer's output (or input), or replace it with a tensor of the
+/// same shape.
+#[derive(Clone, Copy)]
 pub struct Tap<'a> {
     pub layer: &'a str,
+    /// The layer's input (Captum's `attribute_to_layer_input`) rather than its output.
+    pub at_input: bool,
     pub replace: Option<&'a Tensor>,
 }
 
@@ -200,6 +206,7 @@ impl<'a> Tap<'a> {
     pub fn capture(layer: &'a str) -> Self {
         Tap {
             layer,
+            at_input: false,
             replace: None,
         }
     }
@@ -207,8 +214,14 @@ impl<'a> Tap<'a> {
     pub fn replace(layer: &'a str, value: &'a Tensor) -> Self {
         Tap {
             layer,
+            at_input: false,
             replace: Some(value),
         }
+    }
+
+    /// The same tap on the layer's input when `at_input`.
+    pub fn at_input(self, at_input: bool) -> Self {
+        Tap { at_input, ..self }
     }
 }
 

@@ -10,6 +10,7 @@ use tch::{Kind, Tensor};
 
 use super::{Composite, Grads, Recorded, Rule};
 use crate::model::graph::{GraphModel, NodeHook, NodeView};
+use crate::taps::TapPoint;
 use crate::task::TaskWrapper;
 
 /// What a rule-based backward pass gives.
@@ -21,7 +22,7 @@ pub struct RuleOutput {
 }
 
 /// Runs `inputs` forward and back with the rules of `composite`, from the `target` score.
-/// `layer` is a node index whose output's relevance is also returned.
+/// At `layer`, the relevance of the tapped value is also returned with the value.
 ///
 /// Rules act as Captum's module hooks do: a value's gradient is first the sum of its
 /// consumers' plain backward contributions (what a hook recording it sees), then the rules of
@@ -32,7 +33,7 @@ pub fn backward(
     inputs: &Tensor,
     target: i64,
     composite: &Composite,
-    layer: Option<usize>,
+    layer: Option<TapPoint>,
 ) -> Result<RuleOutput> {
     let batch = inputs.size()[0];
     if let Some(fixed) = graph.fixed_batch().filter(|&n| n != batch) {
@@ -44,6 +45,24 @@ pub fn backward(
     }
     let mut recorder = Recorder::default();
     let output = graph.forward_hooked(inputs, &mut recorder)?;
+    let layer_value = layer.map(|point| {
+        let node = graph.node(point.node);
+        let names = if point.at_input {
+            node.input_names
+        } else {
+            node.output_names
+        };
+        names.first().cloned().unwrap_or_default()
+    });
+    let activation = |point: TapPoint| -> Tensor {
+        let record = &recorder.records[point.node];
+        match point.at_input {
+            true => record.inputs[0]
+                .as_ref()
+                .map_or_else(|| inputs.shallow_clone(), Tensor::detach),
+            false => record.outputs[0].detach(),
+        }
+    };
     let mut pass = Pass::new(graph, composite, &recorder.records);
     pass.plain.insert(
         graph.output_name().to_string(),
@@ -59,13 +78,11 @@ pub fn backward(
             .collect();
         let mut finals = Vec::with_capacity(plain.len());
         for (name, g) in node.output_names.iter().zip(&plain) {
-            finals.push(pass.finalise(name, g.as_ref())?);
-        }
-        if layer == Some(index) {
-            let relevance = finals[0]
-                .as_ref()
-                .map_or_else(|| recorded.outputs[0].zeros_like(), Tensor::shallow_clone);
-            at_layer = Some((relevance, recorded.outputs[0].detach()));
+            let gradient = pass.finalise(name, g.as_ref())?;
+            if layer_value.as_deref() == Some(name.as_str()) {
+                at_layer = gradient.as_ref().map(Tensor::shallow_clone);
+            }
+            finals.push(gradient);
         }
         if finals.iter().all(Option::is_none) {
             continue;
@@ -80,9 +97,17 @@ pub fn backward(
     let input_grad = pass
         .finalise(&recorder.model_input, at_input.as_ref())?
         .unwrap_or_else(|| inputs.zeros_like());
+    if layer_value.as_deref() == Some(recorder.model_input.as_str()) {
+        at_layer = Some(input_grad.shallow_clone());
+    }
+    let layer = layer.map(|point| {
+        let value = activation(point);
+        let relevance = at_layer.unwrap_or_else(|| value.zeros_like());
+        (relevance.detach(), value)
+    });
     Ok(RuleOutput {
         inputs: input_grad.detach(),
-        layer: at_layer,
+        layer,
     })
 }
 

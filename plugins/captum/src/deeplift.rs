@@ -5,7 +5,8 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -91,7 +92,7 @@ pub(crate) fn deeplift_pass(
     baselines: &Tensor,
     target: i64,
     eps: f64,
-    layer: Option<&str>,
+    layer: Option<Tap<'_>>,
 ) -> Result<DeepLiftPass> {
     let batch = inputs.size()[0];
     let paired = Tensor::cat(&[inputs, baselines], 0);

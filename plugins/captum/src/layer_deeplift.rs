@@ -4,7 +4,8 @@
 
 use anyhow::{Context as _, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -26,10 +27,9 @@ pub struct Params {
     /// Multiply the multipliers by the layer's `(output - output at baseline)` (Captum's default).
     #[serde(default = "yes")]
     pub multiply_by_inputs: bool,
-    /// Below this `|Δx|` the rescale rule falls back to the gradient.
-    #[serde(default = "default_eps")]
-    #[schemars(range(min = 0.0))]
-    pub eps: f64,
+    /// Attribute to the layer's input instead of its output.
+    #[serde(default)]
+    pub attribute_to_layer_input: bool,
 }
 
 pub struct LayerDeepLift;
@@ -56,15 +56,8 @@ impl Method for LayerDeepLift {
         p: Params,
     ) -> Result<Attribution> {
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
-        let map = layer_contributions(
-            ctx,
-            inputs,
-            &baselines,
-            target,
-            &p.layer,
-            p.eps,
-            p.multiply_by_inputs,
-        )?;
+        let tap = Tap::capture(&p.layer).at_input(p.attribute_to_layer_input);
+        let map = layer_contributions(ctx, inputs, &baselines, target, tap, p.multiply_by_inputs)?;
         let delta = convergence_delta(ctx, &map, inputs, &baselines, target)?;
         Ok(Attribution::new(map).with_extra("convergence_delta", json!(delta)))
     }
@@ -72,21 +65,20 @@ impl Method for LayerDeepLift {
 
 register_method!(LayerDeepLift);
 
-/// Per pair (input i, baseline i): the multipliers at `layer`, times the layer's difference
-/// when `multiply_by_inputs`.
+/// Per pair (input i, baseline i): the multipliers at the tapped layer value, times its
+/// difference when `multiply_by_inputs` (Captum's DeepLift eps, 1e-10).
 pub(crate) fn layer_contributions(
     ctx: &Context<'_>,
     inputs: &Tensor,
     baselines: &Tensor,
     target: i64,
-    layer: &str,
-    eps: f64,
+    tap: Tap<'_>,
     multiply_by_inputs: bool,
 ) -> Result<Tensor> {
-    let pass = deeplift_pass(ctx, inputs, baselines, target, eps, Some(layer))?;
+    let pass = deeplift_pass(ctx, inputs, baselines, target, default_eps(), Some(tap))?;
     let (multipliers, at_inputs, at_baselines) = pass
         .layer
-        .with_context(|| format!("the host returned no relevance for layer `{layer}`"))?;
+        .with_context(|| format!("the host returned no relevance for layer `{}`", tap.layer))?;
     Ok(if multiply_by_inputs {
         (at_inputs - at_baselines) * multipliers
     } else {

@@ -3,7 +3,7 @@
 
 use anyhow::{bail, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde_json::json;
 use tch::Tensor;
 
 use crate::baselines::{distribution, mean_per_input, pair_all};
-use crate::deeplift::{default_eps, yes};
+use crate::deeplift::yes;
 use crate::integrated_gradients::convergence_delta;
 use crate::layer_deeplift::layer_contributions;
 
@@ -25,10 +25,9 @@ pub struct Params {
     /// Multiply the multipliers by the layer's `(output - output at baseline)` (Captum's default).
     #[serde(default = "yes")]
     pub multiply_by_inputs: bool,
-    /// Below this `|Δx|` the rescale rule falls back to the gradient.
-    #[serde(default = "default_eps")]
-    #[schemars(range(min = 0.0))]
-    pub eps: f64,
+    /// Attribute to the layer's input instead of its output.
+    #[serde(default)]
+    pub attribute_to_layer_input: bool,
 }
 
 pub struct LayerDeepLiftShap;
@@ -64,8 +63,8 @@ impl Method for LayerDeepLiftShap {
             );
         }
         let (x, b) = pair_all(inputs, &baselines);
-        let per_pair =
-            layer_contributions(ctx, &x, &b, target, &p.layer, p.eps, p.multiply_by_inputs)?;
+        let tap = Tap::capture(&p.layer).at_input(p.attribute_to_layer_input);
+        let per_pair = layer_contributions(ctx, &x, &b, target, tap, p.multiply_by_inputs)?;
         let delta = convergence_delta(ctx, &per_pair, &x, &b, target)?;
         Ok(Attribution::new(mean_per_input(&per_pair, n))
             .with_extra("convergence_delta", json!(delta)))
