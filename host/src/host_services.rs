@@ -9,13 +9,18 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use anyhow::Result;
-use esegeta_plugin_api::abi::{Host, HostRef, Host_TO, RunOutput, RunRequest};
+use esegeta_plugin_api::abi::{
+    Host, HostRef, Host_TO, LayerTap, RuleBackward, RuleGradients, RunOutput, RunRequest,
+    TappedForward,
+};
 use esegeta_plugin_api::{panic_message, LogLevel, TensorHandle, TensorRef};
 
 use crate::model::Model;
 use crate::plugins::Registry;
+use crate::rules::{self, Composite};
+use crate::taps::{self, Tap};
 use crate::task::TaskWrapper;
 
 /// One job's view of the host.
@@ -105,6 +110,67 @@ impl Host for JobHost<'_> {
 
     fn explain(&self, request: RunRequest<'_>) -> RResult<RunOutput, RString> {
         guarded(|| self.run(request))
+    }
+
+    fn forward_taps(
+        &self,
+        inputs: TensorRef<'_>,
+        taps: RSlice<'_, LayerTap<'_>>,
+    ) -> RResult<TappedForward, RString> {
+        guarded(|| {
+            let taps: Vec<Tap> = taps
+                .iter()
+                .map(|t| Tap {
+                    layer: t.layer.to_string(),
+                    at_input: t.at_input,
+                    replace: t.replace.as_ref().map(|r| r.to_tensor()).into_option(),
+                })
+                .collect();
+            let (scores, layers) =
+                taps::forward_taps(self.model, self.wrapper, &inputs.to_tensor(), &taps)?;
+            Ok(TappedForward {
+                scores: TensorHandle::new(scores),
+                layers: layers.into_iter().map(TensorHandle::new).collect(),
+            })
+        })
+    }
+
+    fn backward_rules(&self, request: RuleBackward<'_>) -> RResult<RuleGradients, RString> {
+        guarded(|| {
+            let graph = taps::graph_of(self.model, "a rule-based method")?;
+            let composite = Composite::parse(request.composite_json.as_str())?;
+            let layer = match request.layer.into_option() {
+                Some(name) => Some(taps::tap_point(
+                    graph,
+                    name.as_str(),
+                    request.at_layer_input,
+                )?),
+                None => None,
+            };
+            let inputs = request.inputs.to_tensor();
+            let out = tch::with_grad(|| {
+                rules::backward(
+                    graph,
+                    self.wrapper,
+                    &inputs,
+                    request.target,
+                    &composite,
+                    layer,
+                )
+            })?;
+            let (layer, layer_output) = match out.layer {
+                Some((g, a)) => (
+                    ROption::RSome(TensorHandle::new(g)),
+                    ROption::RSome(TensorHandle::new(a)),
+                ),
+                None => (ROption::RNone, ROption::RNone),
+            };
+            Ok(RuleGradients {
+                inputs: TensorHandle::new(out.inputs),
+                layer,
+                layer_output,
+            })
+        })
     }
 }
 

@@ -10,7 +10,7 @@
 
 use abi_stable::library::RootModule;
 use abi_stable::sabi_types::VersionStrings;
-use abi_stable::std_types::{RResult, RStr, RString, RVec};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
 use abi_stable::{declare_root_module_statics, package_version_strings, sabi_trait, StableAbi};
 
 use crate::tensor::{TensorHandle, TensorRef};
@@ -18,7 +18,7 @@ use crate::tensor::{TensorHandle, TensorRef};
 pub use crate::export::{panic_message, plugin_methods, plugin_run};
 
 /// The plugin ABI version this crate defines.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// The libtorch version this crate (and so every plugin built with it) links against.
 pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");
@@ -89,6 +89,51 @@ pub struct RunOutput {
     pub extras_json: RString,
 }
 
+/// One layer of a tapped forward pass: its output is captured, or replaced by `replace`.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct LayerTap<'a> {
+    /// The layer's module path (`enc.conv`), as the model's layer list names it.
+    pub layer: RStr<'a>,
+    /// Tap the layer's input (the first input of its first node) instead of its output.
+    pub at_input: bool,
+    /// A tensor the graph uses instead of the tapped value (same shape).
+    pub replace: ROption<TensorRef<'a>>,
+}
+
+/// The scores of a tapped forward pass and, per tap, the layer output the graph used; all with
+/// autograd history.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct TappedForward {
+    pub scores: TensorHandle,
+    pub layers: RVec<TensorHandle>,
+}
+
+/// A backward pass with a rule per node (guided backprop, DeepLift rescale, LRP, ...).
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct RuleBackward<'a> {
+    pub inputs: TensorRef<'a>,
+    pub target: i64,
+    /// The composite as JSON: which rule applies to which nodes (see the host's rules module).
+    pub composite_json: RStr<'a>,
+    /// Also return the relevance/gradient at this layer's output, and the layer's output.
+    pub layer: ROption<RStr<'a>>,
+    /// Take the layer's input instead of its output.
+    pub at_layer_input: bool,
+}
+
+/// What [`Host::backward_rules`] returns: the relevance/modified gradient at the input and,
+/// when a layer was asked for, at that layer's output together with the output itself.
+#[repr(C)]
+#[derive(StableAbi)]
+pub struct RuleGradients {
+    pub inputs: TensorHandle,
+    pub layer: ROption<TensorHandle>,
+    pub layer_output: ROption<TensorHandle>,
+}
+
 /// The services the host offers a running method. Implemented by the host; a plugin uses it
 /// through [`crate::Context`].
 #[sabi_trait]
@@ -118,6 +163,16 @@ pub trait Host {
     /// Runs another method on the same wrapped model (metrics explain through this).
     #[sabi(last_prefix_field)]
     fn explain(&self, request: RunRequest<'_>) -> RResult<RunOutput, RString>;
+
+    /// The wrapped model's scores with layer taps (graph models only).
+    fn forward_taps(
+        &self,
+        inputs: TensorRef<'_>,
+        taps: RSlice<'_, LayerTap<'_>>,
+    ) -> RResult<TappedForward, RString>;
+
+    /// A backward pass from the `target` score with a rule per node (graph models only).
+    fn backward_rules(&self, request: RuleBackward<'_>) -> RResult<RuleGradients, RString>;
 }
 
 /// The host's handle as a plugin receives it.

@@ -1,10 +1,10 @@
 //! [`Context`]: the host's services as a method sees them, in plain Rust types.
 
-use abi_stable::std_types::{RResult, RStr};
+use abi_stable::std_types::{ROption, RResult, RSlice, RStr};
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
 
-use crate::abi::{HostRef, LogLevel, RunRequest};
+use crate::abi::{HostRef, LayerTap, LogLevel, RuleBackward, RunRequest};
 use crate::method::Attribution;
 use crate::tensor::TensorRef;
 
@@ -25,17 +25,7 @@ impl<'a> Context<'a> {
 
     /// The `target` column of the scores, `[B]`.
     pub fn target_scores(&self, inputs: &Tensor, target: i64) -> Result<Tensor> {
-        let scores = self.forward(inputs)?;
-        let columns = scores.size().get(1).copied().unwrap_or(0);
-        if scores.dim() != 2 || target < 0 || target >= columns {
-            bail!(
-                "target {target} is outside the model's score columns (scores have shape {:?}; \
-                 valid targets are 0..{})",
-                scores.size(),
-                columns.max(1) - 1
-            );
-        }
-        Ok(scores.select(1, target))
+        select_target(&self.forward(inputs)?, target)
     }
 
     /// Gradient of the `target` score of each example with respect to `inputs` (same shape).
@@ -80,6 +70,82 @@ impl<'a> Context<'a> {
         self.host.seed()
     }
 
+    /// Scores `[B, K]` with the outputs of `taps`' layers captured, or replaced where a tap
+    /// carries a tensor; returns the scores and, per tap, the layer output the graph used.
+    pub fn forward_taps(&self, inputs: &Tensor, taps: &[Tap<'_>]) -> Result<(Tensor, Vec<Tensor>)> {
+        let taps: Vec<LayerTap<'_>> = taps
+            .iter()
+            .map(|t| LayerTap {
+                layer: RStr::from_str(t.layer),
+                at_input: t.at_input,
+                replace: t.replace.map(TensorRef::new).into(),
+            })
+            .collect();
+        let out = into_result(
+            self.host
+                .forward_taps(TensorRef::new(inputs), RSlice::from_slice(&taps)),
+        )?;
+        let layers = out.layers.into_iter().map(|h| h.into_tensor()).collect();
+        Ok((out.scores.into_tensor(), layers))
+    }
+
+    /// The `target` column of tapped scores, checked like [`Context::target_scores`].
+    pub fn target_scores_taps(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        taps: &[Tap<'_>],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let (scores, layers) = self.forward_taps(inputs, taps)?;
+        Ok((select_target(&scores, target)?, layers))
+    }
+
+    /// The output (or with `tap.at_input`, the input) of a layer at `inputs` and the gradient of
+    /// each example's `target` score with respect to it: `(gradient, activation)`.
+    pub fn layer_gradient(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        tap: Tap<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (scores, mut layers) = self.target_scores_taps(inputs, target, &[tap])?;
+        let activation = layers.remove(0);
+        let grads =
+            Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
+        Ok((
+            grads.into_iter().next().expect("one gradient"),
+            activation.detach(),
+        ))
+    }
+
+    /// A backward pass from the `target` score with the rules of `composite` (a JSON
+    /// composite; see the host's rules module), returning the relevance at the input and,
+    /// when `layer` is given, at that layer's output (or input, with `tap.at_input`) with the
+    /// value itself. A tap's replacement is ignored here.
+    pub fn backward_rules(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        composite: &serde_json::Value,
+        layer: Option<Tap<'_>>,
+    ) -> Result<RuleGradients> {
+        let composite_json = composite.to_string();
+        let request = RuleBackward {
+            inputs: TensorRef::new(inputs),
+            target,
+            composite_json: RStr::from_str(&composite_json),
+            layer: layer.as_ref().map(|t| RStr::from_str(t.layer)).into(),
+            at_layer_input: layer.is_some_and(|t| t.at_input),
+        };
+        let out = into_result(self.host.backward_rules(request))?;
+        let take = |h: ROption<crate::TensorHandle>| h.into_option().map(|h| h.into_tensor());
+        Ok(RuleGradients {
+            inputs: out.inputs.into_tensor(),
+            layer: take(out.layer),
+            layer_output: take(out.layer_output),
+        })
+    }
+
     pub fn layers(&self) -> Result<Vec<String>> {
         into_result(self.host.layers()).map(|v| v.into_iter().map(|s| s.into_string()).collect())
     }
@@ -110,4 +176,61 @@ impl<'a> Context<'a> {
 
 fn into_result<T>(r: RResult<T, abi_stable::std_types::RString>) -> Result<T> {
     r.into_result().map_err(|e| anyhow!(e.into_string()))
+}
+
+/// The `target` column `[B]` of scores `[B, K]`, with an error naming the valid targets.
+fn select_target(scores: &Tensor, target: i64) -> Result<Tensor> {
+    let columns = scores.size().get(1).copied().unwrap_or(0);
+    if scores.dim() != 2 || target < 0 || target >= columns {
+        bail!(
+            "target {target} is outside the model's score columns (scores have shape {:?}; \
+                 valid targets are 0..{})",
+            scores.size(),
+            columns.max(1) - 1
+        );
+    }
+    Ok(scores.select(1, target))
+}
+
+/// One layer tap: capture the layer's output (or input), or replace it with a tensor of the
+/// same shape.
+#[derive(Clone, Copy)]
+pub struct Tap<'a> {
+    pub layer: &'a str,
+    /// The layer's input (Captum's `attribute_to_layer_input`) rather than its output.
+    pub at_input: bool,
+    pub replace: Option<&'a Tensor>,
+}
+
+impl<'a> Tap<'a> {
+    pub fn capture(layer: &'a str) -> Self {
+        Tap {
+            layer,
+            at_input: false,
+            replace: None,
+        }
+    }
+
+    pub fn replace(layer: &'a str, value: &'a Tensor) -> Self {
+        Tap {
+            layer,
+            at_input: false,
+            replace: Some(value),
+        }
+    }
+
+    /// The same tap on the layer's input when `at_input`.
+    pub fn at_input(self, at_input: bool) -> Self {
+        Tap { at_input, ..self }
+    }
+}
+
+/// Relevance (or modified gradient) from [`Context::backward_rules`].
+pub struct RuleGradients {
+    /// At the input, same shape as the inputs.
+    pub inputs: Tensor,
+    /// At the requested layer's output.
+    pub layer: Option<Tensor>,
+    /// The requested layer's output.
+    pub layer_output: Option<Tensor>,
 }

@@ -7,6 +7,9 @@ use std::process::{Command, Output};
 
 use tch::Tensor;
 
+pub mod captum;
+pub use captum::check_captum_case;
+
 /// One `#[test]` per named fixture case, each calling the test file's `check(name)`, and
 /// `LISTED`, the names, so that a test can require every case in the fixtures to be listed.
 #[allow(unused_macros)]

@@ -85,6 +85,9 @@ pub trait GraphModel {
     /// The ONNX value name of the model output that `forward` returns (`--output-index`).
     fn output_name(&self) -> &str;
 
+    /// The node at `index` (execution order), for rules that work after the forward pass.
+    fn node(&self, index: usize) -> NodeView<'_>;
+
     /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
     /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;

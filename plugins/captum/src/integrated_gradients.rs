@@ -154,7 +154,7 @@ fn integrate(
 }
 
 /// Per example: `sum(attribution) - (F(x)[target] - F(baseline)[target])`.
-fn convergence_delta(
+pub(crate) fn convergence_delta(
     ctx: &Context<'_>,
     map: &Tensor,
     inputs: &Tensor,

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook};
+use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook, NodeView};
 use super::Model;
 use graph::Graph;
 use tensor::TensorReader;
@@ -182,6 +182,10 @@ impl GraphModel for OnnxModel {
 
     fn layer(&self, name: &str) -> Result<&LayerInfo> {
         find_layer(self.layer_list(), name, &format!("the model {}", self.name))
+    }
+
+    fn node(&self, index: usize) -> NodeView<'_> {
+        self.graph.view(index)
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {

@@ -1,0 +1,261 @@
+//! The rule-based backward pass: record every node's values in a forward pass, seed the
+//! target score's gradient at the model output (through the task wrapper, with plain
+//! autograd), then walk the nodes in reverse: each node's plain backward, and the rules of a
+//! value's consumers rewriting its gradient once it is complete.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+use super::{Composite, Grads, Recorded, Rule};
+use crate::model::graph::{GraphModel, NodeHook, NodeView};
+use crate::taps::TapPoint;
+use crate::task::TaskWrapper;
+
+/// What a rule-based backward pass gives.
+pub struct RuleOutput {
+    /// The relevance (modified gradient) at the model input.
+    pub inputs: Tensor,
+    /// At the requested layer: its relevance and its output.
+    pub layer: Option<(Tensor, Tensor)>,
+}
+
+/// Runs `inputs` forward and back with the rules of `composite`, from the `target` score.
+/// At `layer`, the relevance of the tapped value is also returned with the value.
+///
+/// Rules act as Captum's module hooks do: a value's gradient is first the sum of its
+/// consumers' plain backward contributions (what a hook recording it sees), then the rules of
+/// its consumers rewrite it in forward order, and the rewritten gradient flows on.
+pub fn backward(
+    graph: &dyn GraphModel,
+    wrapper: &TaskWrapper,
+    inputs: &Tensor,
+    target: i64,
+    composite: &Composite,
+    layer: Option<TapPoint>,
+) -> Result<RuleOutput> {
+    let batch = inputs.size()[0];
+    if let Some(fixed) = graph.fixed_batch().filter(|&n| n != batch) {
+        bail!(
+            "backward rules need the whole batch in one pass, but the model was exported with a \
+             fixed batch size of {fixed} and this pass has {batch} examples; export it with a \
+             dynamic batch (tools/export_model.py)"
+        );
+    }
+    let mut recorder = Recorder::default();
+    let output = graph.forward_hooked(inputs, &mut recorder)?;
+    let layer_value = layer.map(|point| {
+        let node = graph.node(point.node);
+        let names = if point.at_input {
+            node.input_names
+        } else {
+            node.output_names
+        };
+        names.first().cloned().unwrap_or_default()
+    });
+    let activation = |point: TapPoint| -> Tensor {
+        let record = &recorder.records[point.node];
+        match point.at_input {
+            true => record.inputs[0]
+                .as_ref()
+                .map_or_else(|| inputs.shallow_clone(), Tensor::detach),
+            false => record.outputs[0].detach(),
+        }
+    };
+    let mut pass = Pass::new(graph, composite, &recorder.records);
+    pass.plain.insert(
+        graph.output_name().to_string(),
+        seed(wrapper, &output, target)?,
+    );
+    let mut at_layer = None;
+    for (index, recorded) in recorder.records.iter().enumerate().rev() {
+        let node = graph.node(index);
+        let plain: Vec<Option<Tensor>> = node
+            .output_names
+            .iter()
+            .map(|n| pass.plain.remove(n))
+            .collect();
+        let mut finals = Vec::with_capacity(plain.len());
+        for (name, g) in node.output_names.iter().zip(&plain) {
+            let gradient = pass.finalise(name, g.as_ref())?;
+            if layer_value.as_deref() == Some(name.as_str()) {
+                at_layer = gradient.as_ref().map(Tensor::shallow_clone);
+            }
+            finals.push(gradient);
+        }
+        if finals.iter().all(Option::is_none) {
+            continue;
+        }
+        let contributions = recorded.vjp(&finals)?;
+        if pass.rules[index].is_some() {
+            pass.seen.insert(index, (finals, plain));
+        }
+        pass.accumulate(&node, contributions);
+    }
+    let at_input = pass.plain.remove(&recorder.model_input);
+    let input_grad = pass
+        .finalise(&recorder.model_input, at_input.as_ref())?
+        .unwrap_or_else(|| inputs.zeros_like());
+    if layer_value.as_deref() == Some(recorder.model_input.as_str()) {
+        at_layer = Some(input_grad.shallow_clone());
+    }
+    let layer = layer.map(|point| {
+        let value = activation(point);
+        let relevance = at_layer.unwrap_or_else(|| value.zeros_like());
+        (relevance.detach(), value)
+    });
+    Ok(RuleOutput {
+        inputs: input_grad.detach(),
+        layer,
+    })
+}
+
+/// The state of one backward pass.
+struct Pass<'a> {
+    graph: &'a dyn GraphModel,
+    records: &'a [Recorded],
+    /// Each node's rule (`None`: plain gradient).
+    rules: Vec<Option<Box<dyn Rule>>>,
+    /// Per value: the nodes with a rule that take it as their first input, in forward order.
+    hooked_consumers: HashMap<String, Vec<usize>>,
+    /// Per value: the sum of its consumers' plain backward contributions so far.
+    plain: HashMap<String, Tensor>,
+    /// Per node with a rule: its outputs' gradients, rewritten and plain.
+    seen: HashMap<usize, (Vec<Option<Tensor>>, Vec<Option<Tensor>>)>,
+}
+
+impl<'a> Pass<'a> {
+    fn new(graph: &'a dyn GraphModel, composite: &Composite, records: &'a [Recorded]) -> Self {
+        let mut rules = Vec::with_capacity(records.len());
+        let mut hooked_consumers: HashMap<String, Vec<usize>> = HashMap::new();
+        for index in 0..records.len() {
+            let node = graph.node(index);
+            let rule = composite.rule_for(&node);
+            if let (Some(_), Some(input)) = (&rule, node.input_names.first()) {
+                hooked_consumers
+                    .entry(input.clone())
+                    .or_default()
+                    .push(index);
+            }
+            rules.push(rule);
+        }
+        Pass {
+            graph,
+            records,
+            rules,
+            hooked_consumers,
+            plain: HashMap::new(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The gradient of value `name` once its consumers' rules have rewritten `plain`.
+    fn finalise(&self, name: &str, plain: Option<&Tensor>) -> Result<Option<Tensor>> {
+        let Some(mut total) = plain.map(Tensor::shallow_clone) else {
+            return Ok(None);
+        };
+        for &consumer in self.hooked_consumers.get(name).into_iter().flatten() {
+            let (Some(rule), Some((outputs, outputs_plain))) =
+                (&self.rules[consumer], self.seen.get(&consumer))
+            else {
+                continue;
+            };
+            let grads = Grads {
+                outputs,
+                outputs_plain,
+                input: &total,
+            };
+            total = rule.rewrite(&self.graph.node(consumer), &self.records[consumer], &grads)?;
+        }
+        Ok(Some(total))
+    }
+
+    fn accumulate(&mut self, node: &NodeView<'_>, contributions: Vec<Option<Tensor>>) {
+        for ((name, grad), constant) in node
+            .input_names
+            .iter()
+            .zip(contributions)
+            .zip(node.input_is_constant)
+        {
+            let (Some(grad), false) = (grad, *constant || name.is_empty()) else {
+                continue;
+            };
+            let sum = match self.plain.remove(name) {
+                Some(previous) => previous + grad,
+                None => grad,
+            };
+            self.plain.insert(name.clone(), sum);
+        }
+    }
+}
+
+/// The gradient of the target score, summed over the batch, with respect to the model output.
+/// (DeepLift's `[inputs; references]` batches are seeded on both halves, as Captum does.)
+fn seed(wrapper: &TaskWrapper, output: &Tensor, target: i64) -> Result<Tensor> {
+    let output = output.detach().set_requires_grad(true);
+    let scores = wrapper.scores(&output)?;
+    let columns = scores.size()[1];
+    if target < 0 || target >= columns {
+        bail!("target {target} is outside the model's {columns} score column(s)");
+    }
+    let score = scores.select(1, target);
+    let grads = Tensor::f_run_backward(&[score.sum(Kind::Float)], &[&output], false, false)?;
+    Ok(grads.into_iter().next().expect("one gradient"))
+}
+
+/// Feeds every node autograd leaves for its computed inputs and keeps what it saw.
+#[derive(Default)]
+struct Recorder {
+    records: Vec<Recorded>,
+    produced: HashSet<String>,
+    /// The value name of the model input: a computed input no node produced.
+    model_input: String,
+}
+
+impl NodeHook for Recorder {
+    fn before_node(
+        &mut self,
+        node: &NodeView<'_>,
+        inputs: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        if self.records.len() != node.index {
+            bail!("the graph ran node {} out of order", node.name);
+        }
+        Ok(inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| {
+                let computed = !node.input_is_constant[i];
+                if computed
+                    && self.model_input.is_empty()
+                    && !node.input_names[i].is_empty()
+                    && !self.produced.contains(&node.input_names[i])
+                {
+                    self.model_input = node.input_names[i].clone();
+                }
+                value.map(|t| match computed && t.is_floating_point() {
+                    true => t.detach().set_requires_grad(true),
+                    false => t,
+                })
+            })
+            .collect())
+    }
+
+    fn after_node(
+        &mut self,
+        node: &NodeView<'_>,
+        inputs: &[Option<Tensor>],
+        outputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        self.produced.extend(node.output_names.iter().cloned());
+        self.records.push(Recorded {
+            inputs: inputs
+                .iter()
+                .map(|t| t.as_ref().map(Tensor::shallow_clone))
+                .collect(),
+            outputs: outputs.iter().map(Tensor::shallow_clone).collect(),
+        });
+        Ok(outputs)
+    }
+}

@@ -1,0 +1,90 @@
+//! Checking a map from `esegeta explain` against a Captum fixture case (the cases made by
+//! tools/make_fixtures.py and tools/make_layer_fixtures.py).
+
+use serde_json::Value;
+
+use super::*;
+
+/// Runs one Captum fixture case through `esegeta explain`, from `tests/fixtures/<dir>` where
+/// its files are, and checks the map against Captum's: deterministic cases to
+/// `1e-3 * max|captum| + 1e-6`, sampled ones to 3x Captum's own spread across seeds.
+pub fn check_captum_case(c: &Value, dir: &str) {
+    let name = c["name"].as_str().unwrap();
+    let dir = fixtures().join(dir);
+    let out = scratch(&format!("captum-{name}")).join("map.npy");
+    let mut cmd = esegeta();
+    cmd.current_dir(&dir)
+        .args([
+            "explain",
+            "--model",
+            c["model"].as_str().unwrap(),
+            "--input",
+            c["input"].as_str().unwrap(),
+        ])
+        .args([
+            "--method",
+            c["method"].as_str().unwrap(),
+            "--params",
+            &c["params"].to_string(),
+        ])
+        .args([
+            "--target",
+            &c["target"].to_string(),
+            "--task",
+            c["task"].as_str().unwrap(),
+        ])
+        .arg("--out")
+        .arg(&out);
+    if let Some(w) = c["wrapper"].as_str() {
+        cmd.args(["--wrapper", w]);
+    }
+    if let Some(layer) = c["layer"].as_str() {
+        cmd.args(["--layer", layer]);
+    }
+    if let Some(m) = c["mask"].as_str() {
+        cmd.args(["--mask", m]);
+    }
+    if c["fixed_mask"] == true {
+        cmd.arg("--fixed-mask");
+    }
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{name}: esegeta failed: {stderr}");
+    let ours = load(&out);
+    let captum = load(&dir.join(c["expected"].as_str().unwrap()));
+    let (diff, scale) = max_diff(&ours, &captum);
+    let tolerance = if c["check"] == "statistical" {
+        3.0 * c["extras"]["captum_other_seeds_max_abs_dev"]
+            .as_f64()
+            .unwrap()
+    } else {
+        1e-3 * scale + 1e-6
+    };
+    assert!(
+        diff <= tolerance,
+        "{name}: max|ours - captum| = {diff:e} > {tolerance:e} (max|captum| = {scale:e})"
+    );
+    if let Some(expected) = c["extras"]["convergence_delta"].as_array() {
+        check_delta(name, &stdout, expected, &captum);
+    }
+}
+
+/// The convergence delta is `sum(attribution) - (F(x) - F(baseline))`; its error is bounded
+/// by the attribution's: tolerance `1e-3 * sum|captum| + 1e-5`.
+pub fn check_delta(name: &str, stdout: &str, expected: &[Value], captum: &tch::Tensor) {
+    let extras = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("extras: "))
+        .expect("extras printed");
+    let extras: Value = serde_json::from_str(extras).unwrap();
+    let ours = extras["convergence_delta"]
+        .as_array()
+        .expect("a convergence delta");
+    let tolerance = 1e-3 * captum.abs().sum(tch::Kind::Double).double_value(&[]) + 1e-5;
+    for (o, e) in ours.iter().zip(expected) {
+        let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
+        assert!(
+            (o - e).abs() <= tolerance,
+            "{name}: delta {o} vs Captum's {e} (tolerance {tolerance:e})"
+        );
+    }
+}
