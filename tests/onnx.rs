@@ -611,3 +611,32 @@ fn vessel_onnx_models_equal_their_torchscript() {
         }
     }
 }
+
+/// The load errors reach the user from the binary as sentences, with a failing exit code.
+#[test]
+fn binary_reports_onnx_load_errors() {
+    let stderr = fails(esegeta().args(["layers", "onnx/corrupt.onnx"]));
+    assert!(
+        stderr.contains("corrupt.onnx is not an ONNX model"),
+        "{stderr}"
+    );
+    let stderr = fails(
+        &mut explain_cmd(
+            "onnx/unsupported_einsum.onnx",
+            "classifier2d_x.npy",
+            "captum.saliency",
+        )
+        .args(["--out", "/dev/null/never.npy"]),
+    );
+    assert!(
+        stderr.contains("`Einsum`") || stderr.contains("never.npy"),
+        "{stderr}"
+    );
+    let dir = scratch("onnx_binary_missing_data");
+    std::fs::copy(onnx_dir().join("segmenter3d.onnx"), dir.join("seg.onnx")).unwrap();
+    let stderr = fails(esegeta().arg("layers").arg(dir.join("seg.onnx")));
+    assert!(
+        stderr.contains("external data file") && stderr.contains("segmenter3d.onnx.data"),
+        "{stderr}"
+    );
+}
