@@ -96,6 +96,11 @@ fn forward_resnet_like() {
 }
 
 #[test]
+fn forward_resnet_like_unoptimized() {
+    check_forward("resnet_like_unoptimized");
+}
+
+#[test]
 fn forward_unet3d_nearest_batch_norm() {
     check_forward("unet3d_nearest");
 }
@@ -134,6 +139,7 @@ fn every_fixture_model_is_tested() {
         "classifier2d_fixed_b2",
         "segmenter3d",
         "resnet_like",
+        "resnet_like_unoptimized",
         "unet3d_nearest",
         "unet3d_strided",
         "deep_supervision",

@@ -539,6 +539,10 @@ def main():
     torch.manual_seed(1)
     add_case(manifest, "resnet_like", randomise_norms(ResNetLike(), 1), (3, 32, 32),
              hook_layer="layer2.0", gradient=True)
+    # As tools/export_model.py exports by default: unoptimised, batch norms kept.
+    torch.manual_seed(1)
+    add_case(manifest, "resnet_like_unoptimized", randomise_norms(ResNetLike(), 1), (3, 32, 32),
+             hook_layer="layer2.0.bn2", gradient=True, optimize=False)
     torch.manual_seed(2)
     # Unoptimised, so that BatchNormalization stays a node instead of folding into the Conv.
     add_case(manifest, "unet3d_nearest", randomise_norms(UNetNearest(), 2), (1, 8, 8, 8), optimize=False,
