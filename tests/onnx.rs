@@ -96,6 +96,11 @@ fn forward_resnet_like() {
 }
 
 #[test]
+fn forward_resnet_like_unoptimized() {
+    check_forward("resnet_like_unoptimized");
+}
+
+#[test]
 fn forward_unet3d_nearest_batch_norm() {
     check_forward("unet3d_nearest");
 }
@@ -134,6 +139,7 @@ fn every_fixture_model_is_tested() {
         "classifier2d_fixed_b2",
         "segmenter3d",
         "resnet_like",
+        "resnet_like_unoptimized",
         "unet3d_nearest",
         "unet3d_strided",
         "deep_supervision",
@@ -605,9 +611,56 @@ fn vessel_onnx_models_equal_their_torchscript() {
                 )
                 .unwrap_or_else(|e| panic!("{e:#}"))
             };
-            let ours = tch::no_grad(|| load("onnx").forward(&x)).unwrap();
+            let onnx = load("onnx");
+            if index == 0 {
+                // Unoptimised exports keep every parameter under its state_dict name.
+                let names: Vec<String> = onnx
+                    .parameters()
+                    .unwrap()
+                    .into_iter()
+                    .map(|(n, _)| n)
+                    .collect();
+                let reference = load("pt").parameters().unwrap();
+                for (want, _) in reference {
+                    assert!(
+                        names.contains(&want),
+                        "{name}: no parameter {want} in {names:?}"
+                    );
+                }
+            }
+            let ours = tch::no_grad(|| onnx.forward(&x)).unwrap();
             let reference = tch::no_grad(|| load("pt").forward(&x)).unwrap();
             assert_close(&ours, &reference, &format!("{name} output {index}"));
         }
     }
+}
+
+/// The load errors reach the user from the binary as sentences, with a failing exit code.
+#[test]
+fn binary_reports_onnx_load_errors() {
+    let stderr = fails(esegeta().args(["layers", "onnx/corrupt.onnx"]));
+    assert!(
+        stderr.contains("corrupt.onnx is not an ONNX model"),
+        "{stderr}"
+    );
+    let dir = scratch("onnx_binary_missing_data");
+    let stderr = fails(
+        explain_cmd(
+            "onnx/unsupported_einsum.onnx",
+            "classifier2d_x.npy",
+            "captum.saliency",
+        )
+        .arg("--out")
+        .arg(dir.join("map.npy")),
+    );
+    assert!(
+        stderr.contains("`Einsum`") && stderr.contains("node_einsum"),
+        "{stderr}"
+    );
+    std::fs::copy(onnx_dir().join("segmenter3d.onnx"), dir.join("seg.onnx")).unwrap();
+    let stderr = fails(esegeta().arg("layers").arg(dir.join("seg.onnx")));
+    assert!(
+        stderr.contains("external data file") && stderr.contains("segmenter3d.onnx.data"),
+        "{stderr}"
+    );
 }

@@ -77,6 +77,12 @@ def main():
                         help="example input shape with the batch dimension, e.g. 1,1,64,64,64")
     parser.add_argument("--out", type=Path, required=True, help="output path without extension")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (the exporter's default)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="let the exporter optimise the graph: it folds each batch norm into "
+                             "the conv before it (that layer then has no node of its own, and the "
+                             "conv's weight name holds the folded values) and merges equal "
+                             "weights; off by default so that layers and parameter names match "
+                             "the PyTorch module")
     args = parser.parse_args()
 
     model = load_factory(args.model)()
@@ -93,7 +99,8 @@ def main():
     batch = torch.export.Dim("batch", min=1, max=1024)
     with torch.no_grad():
         torch.onnx.export(model, (example,), str(onnx_path), dynamo=True, input_names=["input"],
-                          dynamic_shapes=({0: batch},), opset_version=args.opset)
+                          dynamic_shapes=({0: batch},), opset_version=args.opset,
+                          optimize=args.optimize)
     print(f"wrote {onnx_path}")
     try:
         from onnx.reference import ReferenceEvaluator

@@ -503,15 +503,22 @@ def add_spec_case(manifest, name, build):
 
 
 def vessel_models():
+    """Unoptimised exports: every module keeps its node and every state_dict key its tensor
+    (the optimiser folds batch norm into the conv before it, under the conv's weight name, and
+    merges equal initializers), so layers and randomisation by parameter name stay faithful."""
     for name in ("unet", "unet_mss", "unet_mss_deform"):
         model = tv.Probabilities(tv.make_net(name))
         model.load_state_dict(torch.jit.load(str(VESSELS / f"{name}.pt")).state_dict())
         model.eval()
-        files = tv.export_onnx(model, name)
-        if isinstance(files, str):
-            raise RuntimeError(f"{name}: export failed: {files}")
-        x = torch.rand(1, 1, 32, 32, 32, generator=torch.Generator().manual_seed(3))
-        check_onnx_matches(VESSELS / f"{name}.onnx", model, x)
+        path = VESSELS / f"{name}.onnx"
+        example = torch.rand(2, 1, tv.SIZE, tv.SIZE, tv.SIZE, generator=torch.Generator().manual_seed(1))
+        export(model, example, path, dynamic=True, optimize=False)
+        x = torch.rand(1, 1, tv.SIZE, tv.SIZE, tv.SIZE, generator=torch.Generator().manual_seed(3))
+        check_onnx_matches(path, model, x)
+        names = {i.name for i in onnx.load(str(path), load_external_data=False).graph.initializer}
+        missing = {k for k, v in model.state_dict().items() if v.is_floating_point()} - names
+        assert not missing, f"{name}: state_dict keys without an initializer: {sorted(missing)[:5]}"
+        files = {p.name: p.stat().st_size for p in (path, path.with_name(path.name + ".data")) if p.exists()}
         for f, size in files.items():
             assert size < 2 * 1024 * 1024, f"{f} is {size} bytes"
         print(f"vessels {name}: {files}")
@@ -532,6 +539,10 @@ def main():
     torch.manual_seed(1)
     add_case(manifest, "resnet_like", randomise_norms(ResNetLike(), 1), (3, 32, 32),
              hook_layer="layer2.0", gradient=True)
+    # As tools/export_model.py exports by default: unoptimised, batch norms kept.
+    torch.manual_seed(1)
+    add_case(manifest, "resnet_like_unoptimized", randomise_norms(ResNetLike(), 1), (3, 32, 32),
+             hook_layer="layer2.0.bn2", gradient=True, optimize=False)
     torch.manual_seed(2)
     # Unoptimised, so that BatchNormalization stays a node instead of folding into the Conv.
     add_case(manifest, "unet3d_nearest", randomise_norms(UNetNearest(), 2), (1, 8, 8, 8), optimize=False,

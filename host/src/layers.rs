@@ -49,7 +49,7 @@ pub fn table(
         Some(path) => {
             let x = crate::io::load_input(path)?.tensor.to_device(device);
             let x = match graph.fixed_batch() {
-                Some(b) if x.size()[0] != b => bail!(
+                Some(b) if x.size().first() != Some(&b) => bail!(
                     "{} was exported with a fixed batch size of {b}; give an input with that \
                      batch size",
                     model_path.display()

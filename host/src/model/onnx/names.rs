@@ -18,10 +18,11 @@ pub fn module_paths(node: &NodeProto) -> Vec<String> {
     let Some(mut scopes) = parse_str_list(&entry.value) else {
         return Vec::new();
     };
-    // The last scope names the op, not a module; the first is the root module ("").
+    // The last scope names the op, not a module; the first is the root module: "" or, for
+    // nodes torch.export made outside any module (symbolic sizes), a placeholder name.
     scopes.pop();
     let mut paths: Vec<String> = Vec::new();
-    for scope in scopes.into_iter().filter(|s| !s.is_empty()) {
+    for scope in scopes.into_iter().skip(1).filter(|s| !s.is_empty()) {
         // Scopes are full paths (`enc1.0`); an exporter writing attribute names only gets them
         // joined to their parent's path.
         let path = match paths.last() {
@@ -113,6 +114,8 @@ mod tests {
             ["enc", "enc.conv"]
         );
         assert!(module_paths(&NodeProto::default()).is_empty());
+        let outside = "['_empty_nn_module_stack_from_metadata_hook', 'sym_size_int_1']";
+        assert!(module_paths(&node(outside)).is_empty());
     }
 
     #[test]

@@ -87,18 +87,17 @@ impl TensorReader {
             })?,
             None => data.len().saturating_sub(offset),
         };
-        data.get(offset..offset + length)
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| {
-                anyhow!(
-                    "the external data file {} is too short for the tensor `{}` (bytes {offset} \
+        let end = offset.checked_add(length).unwrap_or(usize::MAX);
+        data.get(offset..end).map(<[u8]>::to_vec).ok_or_else(|| {
+            anyhow!(
+                "the external data file {} is too short for the tensor `{}` (bytes {offset} \
                      to {} of {}); it does not belong to this model or is truncated",
-                    path.display(),
-                    proto.name,
-                    offset + length,
-                    data.len()
-                )
-            })
+                path.display(),
+                proto.name,
+                end,
+                data.len()
+            )
+        })
     }
 
     fn file(&self, path: &Path, tensor: &str) -> Result<std::sync::Arc<Vec<u8>>> {

@@ -173,7 +173,10 @@ impl ConvTranspose {
     fn crops(&self, size: &[i64], full: &[i64]) -> Result<(Vec<i64>, Vec<i64>)> {
         let n = size.len();
         if let Some(shape) = &self.output_shape {
-            let shape = &shape[shape.len().saturating_sub(n)..];
+            if shape.len() < n {
+                bail!("output_shape {shape:?} names fewer than the input's {n} spatial axes");
+            }
+            let shape = &shape[shape.len() - n..];
             let mut begins = Vec::new();
             let mut ends = Vec::new();
             for i in 0..n {

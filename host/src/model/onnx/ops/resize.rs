@@ -183,6 +183,9 @@ impl Resize {
 
     fn resize_axis(&self, x: &Tensor, ax: usize, out: i64, scale: f64) -> Result<Tensor> {
         let len = x.size()[ax];
+        if len < 1 {
+            bail!("Resize of an empty axis {ax}");
+        }
         let coords = self.source(out, len, scale);
         let clamp = |v: f64| (v as i64).clamp(0, len - 1);
         let device = x.device();
