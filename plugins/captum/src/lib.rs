@@ -1,12 +1,23 @@
 //! Captum's attribution methods (gradient and perturbation families) as an esegeta plugin.
 //!
 //! One file per method, named as Captum names the class; parameters keep Captum 0.9's keyword
-//! names and defaults. `noise_tunnel` wraps any gradient method.
+//! names and defaults. `noise_tunnel` wraps any gradient method. The `layer_*` methods and
+//! `internal_influence` attribute to a layer's output and need a graph (ONNX) model.
 
 mod feature_ablation;
 mod feature_permutation;
 mod input_x_gradient;
 mod integrated_gradients;
+mod internal_influence;
+mod layer_activation;
+mod layer_conductance;
+mod layer_feature_ablation;
+mod layer_grad_cam;
+mod layer_gradient_shap;
+mod layer_gradient_x_activation;
+mod layer_integrated_gradients;
+mod layer_params;
+mod layer_path;
 mod noise_tunnel;
 mod occlusion;
 mod perturbation;
