@@ -78,27 +78,6 @@ fn check(name: &str) {
     }
 }
 
-/// The convergence delta is `sum(attribution) - (F(x) - F(baseline))`; its error is bounded
-/// by the attribution's: tolerance `1e-3 * sum|captum| + 1e-5`.
-fn check_delta(name: &str, stdout: &str, expected: &[Value], captum: &tch::Tensor) {
-    let extras = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("extras: "))
-        .expect("extras printed");
-    let extras: Value = serde_json::from_str(extras).unwrap();
-    let ours = extras["convergence_delta"]
-        .as_array()
-        .expect("a convergence delta");
-    let tolerance = 1e-3 * captum.abs().sum(tch::Kind::Double).double_value(&[]) + 1e-5;
-    for (o, e) in ours.iter().zip(expected) {
-        let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
-        assert!(
-            (o - e).abs() <= tolerance,
-            "{name}: delta {o} vs Captum's {e} (tolerance {tolerance:e})"
-        );
-    }
-}
-
 cases!(
     classifier2d_saliency,
     classifier2d_saliency_noabs,
