@@ -116,3 +116,79 @@ fn a_layer_method_on_torchscript_says_to_export_to_onnx() {
     }
     assert!(!out.exists());
 }
+
+cases!(
+    c2d_layer_grad_cam_conv2,
+    c2d_layer_grad_cam_act2_relu_b2,
+    c2d_layer_grad_cam_conv1_nosum,
+    c2d_layer_activation_conv2,
+    c2d_layer_activation_act1_b2,
+    c2d_layer_gradient_x_activation_conv2,
+    c2d_layer_gradient_x_activation_act1_nomul_b2,
+    c2d_layer_conductance_conv2,
+    c2d_layer_conductance_act1_trapezoid_b2,
+    c2d_internal_influence_conv2,
+    c2d_internal_influence_act1_left_b2,
+    c2d_layer_integrated_gradients_conv2,
+    c2d_layer_integrated_gradients_act1_trapezoid_b2,
+    c2d_layer_integrated_gradients_conv2_nomul,
+    c2d_layer_gradient_shap_conv2,
+    c2d_layer_feature_ablation_conv2,
+    c2d_layer_feature_ablation_conv2_mask_b2,
+    s3d_argmax_layer_grad_cam_mid,
+    s3d_argmax_layer_grad_cam_enc_act_relu,
+    s3d_argmax_layer_grad_cam_up_relu_b2,
+    s3d_argmax_layer_activation_mid_act,
+    s3d_argmax_layer_gradient_x_activation_enc,
+    s3d_argmax_layer_conductance_mid_fixed,
+    s3d_argmax_internal_influence_mid_fixed,
+    s3d_argmax_layer_integrated_gradients_mid_fixed,
+    s3d_argmax_layer_integrated_gradients_enc_act_fixed,
+    s3d_argmax_layer_gradient_shap_mid_fixed,
+    s3d_argmax_layer_feature_ablation_mid_fixed,
+    s3d_argmax_layer_feature_ablation_mid_mask_fixed,
+    captum_one_conv_layer_grad_cam_conv1,
+    captum_one_conv_layer_grad_cam_relu1,
+    captum_one_conv_layer_grad_cam_conv1_nosum,
+);
+
+/// Cases with `attribute_to_layer_input: true`, which taps cannot give yet: each must fail
+/// with the error that says so and names the way round.
+const AT_LAYER_INPUT: &[&str] = &[
+    "c2d_layer_activation_pool1_input",
+    "c2d_layer_integrated_gradients_conv2_input",
+    "captum_one_conv_layer_grad_cam_conv1_input",
+    "captum_one_conv_layer_grad_cam_conv1_input_relu",
+];
+
+#[test]
+fn attribution_to_a_layer_input_is_refused_clearly() {
+    for name in AT_LAYER_INPUT {
+        let c = case(name);
+        let out = scratch(&format!("captum-layers-{name}")).join("never.npy");
+        let stderr = fails(&mut explain(&c, &out));
+        for part in [
+            "attribute_to_layer_input is not supported",
+            "name the layer that feeds",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{name}: expected {part:?} in:\n{stderr}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fixture_case_of_these_methods_is_tested() {
+    let all: BTreeSet<String> = cases()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let listed: BTreeSet<String> = LISTED
+        .iter()
+        .chain(AT_LAYER_INPUT)
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(all, listed, "layers/cases.json and the lists here differ");
+}
