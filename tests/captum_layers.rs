@@ -150,34 +150,12 @@ cases!(
     captum_one_conv_layer_grad_cam_conv1,
     captum_one_conv_layer_grad_cam_relu1,
     captum_one_conv_layer_grad_cam_conv1_nosum,
+    // attribute_to_layer_input: the value the layer's first node reads.
+    c2d_layer_activation_pool1_input,
+    c2d_layer_integrated_gradients_conv2_input,
+    captum_one_conv_layer_grad_cam_conv1_input,
+    captum_one_conv_layer_grad_cam_conv1_input_relu,
 );
-
-/// Cases with `attribute_to_layer_input: true`, which taps cannot give yet: each must fail
-/// with the error that says so and names the way round.
-const AT_LAYER_INPUT: &[&str] = &[
-    "c2d_layer_activation_pool1_input",
-    "c2d_layer_integrated_gradients_conv2_input",
-    "captum_one_conv_layer_grad_cam_conv1_input",
-    "captum_one_conv_layer_grad_cam_conv1_input_relu",
-];
-
-#[test]
-fn attribution_to_a_layer_input_is_refused_clearly() {
-    for name in AT_LAYER_INPUT {
-        let c = case(name);
-        let out = scratch(&format!("captum-layers-{name}")).join("never.npy");
-        let stderr = fails(&mut explain(&c, &out));
-        for part in [
-            "attribute_to_layer_input is not supported",
-            "name the layer that feeds",
-        ] {
-            assert!(
-                stderr.contains(part),
-                "{name}: expected {part:?} in:\n{stderr}"
-            );
-        }
-    }
-}
 
 #[test]
 fn every_fixture_case_of_these_methods_is_tested() {
@@ -185,10 +163,6 @@ fn every_fixture_case_of_these_methods_is_tested() {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect();
-    let listed: BTreeSet<String> = LISTED
-        .iter()
-        .chain(AT_LAYER_INPUT)
-        .map(|s| s.to_string())
-        .collect();
+    let listed: BTreeSet<String> = LISTED.iter().map(|s| s.to_string()).collect();
     assert_eq!(all, listed, "layers/cases.json and the lists here differ");
 }

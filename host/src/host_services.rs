@@ -123,6 +123,7 @@ impl Host for JobHost<'_> {
                 .map(|t| Tap {
                     layer: t.layer.to_string(),
                     replace: t.replace.as_ref().map(|r| r.to_tensor()).into_option(),
+                    at_input: t.at_input,
                 })
                 .collect();
             let (scores, layers) =

@@ -12,10 +12,51 @@ use crate::model::Model;
 use crate::suggest::did_you_mean;
 use crate::task::TaskWrapper;
 
-/// One tap: a layer name, and the tensor to use instead of its output, if any.
+/// One tap: a layer name, and the tensor to use instead of its output, if any; `at_input`
+/// moves the tap to the layer's input.
 pub struct Tap {
     pub layer: String,
     pub replace: Option<Tensor>,
+    pub at_input: bool,
+}
+
+/// Where a tap sits in the graph.
+#[derive(Clone, Debug, PartialEq)]
+enum Site {
+    /// Output 0 of the node.
+    Output(usize),
+    /// The value called `value` as the nodes `nodes` (the layer's, in execution order) read it.
+    Input { value: String, nodes: Vec<usize> },
+}
+
+/// The layer's nodes and the value it reads from outside: the first non-constant input, in
+/// execution order, that no node of the layer produces (a PyTorch module's first argument).
+fn input_site(graph: &dyn GraphModel, layer: &LayerInfo) -> Result<Site> {
+    let inside = |path: &str| path == layer.name || path.starts_with(&format!("{}.", layer.name));
+    let nodes: Vec<usize> = (0..=layer.node)
+        .filter(|&i| inside(graph.node(i).layer))
+        .collect();
+    let mut produced = std::collections::HashSet::new();
+    for &i in &nodes {
+        let node = graph.node(i);
+        let external = node
+            .input_names
+            .iter()
+            .zip(node.input_is_constant)
+            .find(|(name, &constant)| !constant && !produced.contains(name.as_str()));
+        if let Some((value, _)) = external {
+            return Ok(Site::Input {
+                value: value.clone(),
+                nodes,
+            });
+        }
+        produced.extend(node.output_names.iter().map(String::as_str));
+    }
+    bail!(
+        "the layer `{}` reads no input computed from the model's input, so it has no input to \
+         tap; leave attribute_to_layer_input false",
+        layer.name
+    )
 }
 
 /// The model as a graph, or an error that says why a black box cannot have taps or rules.
@@ -50,10 +91,23 @@ pub fn forward_taps(
     taps: &[Tap],
 ) -> Result<(Tensor, Vec<Tensor>)> {
     let graph = graph_of(model, "a layer method")?;
-    let nodes: Vec<usize> = taps
+    let sites: Vec<Site> = taps
         .iter()
-        .map(|t| find_layer(graph, &t.layer).map(|l| l.node))
+        .map(|t| {
+            let layer = find_layer(graph, &t.layer)?;
+            if t.at_input {
+                input_site(graph, layer)
+            } else {
+                Ok(Site::Output(layer.node))
+            }
+        })
         .collect::<Result<_>>()?;
+    // A layer's input may be the model's input, a leaf: make it one a gradient can reach.
+    let inputs = if taps.iter().any(|t| t.at_input) && !inputs.requires_grad() {
+        inputs.detach().set_requires_grad(true)
+    } else {
+        inputs.shallow_clone()
+    };
     let batch = inputs.size()[0];
     let chunk = graph.fixed_batch().filter(|&n| n != batch).unwrap_or(batch);
     if batch % chunk != 0 {
@@ -65,7 +119,7 @@ pub fn forward_taps(
     let mut scores = Vec::new();
     let mut captured: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
     for start in (0..batch).step_by(chunk as usize) {
-        let mut hook = TapHook::new(taps, &nodes, start, chunk);
+        let mut hook = TapHook::new(taps, &sites, start, chunk);
         let out = graph.forward_hooked(&inputs.narrow(0, start, chunk), &mut hook)?;
         scores.push(wrapper.scores(&out)?);
         for (i, value) in hook.captured.into_iter().enumerate() {
@@ -82,9 +136,11 @@ pub fn forward_taps(
     Ok((Tensor::cat(&scores, 0), layers))
 }
 
-/// Captures or replaces output 0 of the tapped nodes.
+/// Captures or replaces output 0 of the tapped nodes, or the input of tapped layers.
 struct TapHook<'a> {
     taps: &'a [Tap],
+    sites: &'a [Site],
+    /// Output taps by node.
     by_node: HashMap<usize, Vec<usize>>,
     /// The chunk of the batch being run: replacements are cut to it.
     start: i64,
@@ -93,22 +149,80 @@ struct TapHook<'a> {
 }
 
 impl<'a> TapHook<'a> {
-    fn new(taps: &'a [Tap], nodes: &[usize], start: i64, len: i64) -> Self {
+    fn new(taps: &'a [Tap], sites: &'a [Site], start: i64, len: i64) -> Self {
         let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, &node) in nodes.iter().enumerate() {
-            by_node.entry(node).or_default().push(i);
+        for (i, site) in sites.iter().enumerate() {
+            if let Site::Output(node) = site {
+                by_node.entry(*node).or_default().push(i);
+            }
         }
         TapHook {
             taps,
+            sites,
             by_node,
             start,
             len,
             captured: (0..taps.len()).map(|_| None).collect(),
         }
     }
+
+    /// Tap `i`'s replacement cut to this chunk, checked against the value it stands for.
+    fn replacement(&self, i: usize, original: &Tensor) -> Result<Option<Tensor>> {
+        let tap = &self.taps[i];
+        let Some(value) = &tap.replace else {
+            return Ok(None);
+        };
+        let side = if tap.at_input { "input" } else { "output" };
+        let value = value.f_narrow(0, self.start, self.len).map_err(|_| {
+            anyhow::anyhow!(
+                "the replacement for layer `{}` has batch size {}, not the inputs' {}",
+                tap.layer,
+                value.size().first().copied().unwrap_or(0),
+                self.start + self.len
+            )
+        })?;
+        if value.size() != original.size() {
+            bail!(
+                "the replacement for layer `{}` has shape {:?}, but the layer's {side} has \
+                 shape {:?}",
+                tap.layer,
+                value.size(),
+                original.size()
+            );
+        }
+        Ok(Some(value.to_kind(original.kind())))
+    }
 }
 
 impl NodeHook for TapHook<'_> {
+    fn before_node(
+        &mut self,
+        node: &NodeView<'_>,
+        mut inputs: Vec<Option<Tensor>>,
+    ) -> Result<Vec<Option<Tensor>>> {
+        for i in 0..self.taps.len() {
+            let Site::Input { value, nodes } = &self.sites[i] else {
+                continue;
+            };
+            if !nodes.contains(&node.index) {
+                continue;
+            }
+            for (slot, name) in inputs.iter_mut().zip(node.input_names) {
+                let Some(original) = slot.as_ref().filter(|_| name == value) else {
+                    continue;
+                };
+                // The first read captures; every read inside the layer takes the replacement.
+                if let Some(replaced) = self.replacement(i, original)? {
+                    *slot = Some(replaced);
+                }
+                if self.captured[i].is_none() {
+                    self.captured[i] = slot.as_ref().map(Tensor::shallow_clone);
+                }
+            }
+        }
+        Ok(inputs)
+    }
+
     fn after_node(
         &mut self,
         node: &NodeView<'_>,
@@ -119,26 +233,8 @@ impl NodeHook for TapHook<'_> {
             return Ok(outputs);
         };
         for &i in taps {
-            let tap = &self.taps[i];
-            if let Some(value) = &tap.replace {
-                let value = value.f_narrow(0, self.start, self.len).map_err(|_| {
-                    anyhow::anyhow!(
-                        "the replacement for layer `{}` has batch size {}, not the inputs' {}",
-                        tap.layer,
-                        value.size().first().copied().unwrap_or(0),
-                        self.start + self.len
-                    )
-                })?;
-                if value.size() != outputs[0].size() {
-                    bail!(
-                        "the replacement for layer `{}` has shape {:?}, but the layer's output \
-                         has shape {:?}",
-                        tap.layer,
-                        value.size(),
-                        outputs[0].size()
-                    );
-                }
-                outputs[0] = value.to_kind(outputs[0].kind());
+            if let Some(value) = self.replacement(i, &outputs[0])? {
+                outputs[0] = value;
             }
             self.captured[i] = Some(outputs[0].shallow_clone());
         }

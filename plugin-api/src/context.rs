@@ -78,6 +78,7 @@ impl<'a> Context<'a> {
             .map(|t| LayerTap {
                 layer: RStr::from_str(t.layer),
                 replace: t.replace.map(TensorRef::new).into(),
+                at_input: t.at_input,
             })
             .collect();
         let out = into_result(
@@ -107,8 +108,17 @@ impl<'a> Context<'a> {
         target: i64,
         layer: &str,
     ) -> Result<(Tensor, Tensor)> {
-        let (scores, mut layers) =
-            self.target_scores_taps(inputs, target, &[Tap::capture(layer)])?;
+        self.tap_gradient(inputs, target, Tap::capture(layer))
+    }
+
+    /// [`Context::layer_gradient`] at the value `tap` captures (a layer's output or input).
+    pub fn tap_gradient(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        tap: Tap<'_>,
+    ) -> Result<(Tensor, Tensor)> {
+        let (scores, mut layers) = self.target_scores_taps(inputs, target, &[tap])?;
         let activation = layers.remove(0);
         let grads =
             Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
@@ -190,10 +200,13 @@ fn select_target(scores: &Tensor, target: i64) -> Result<Tensor> {
     Ok(scores.select(1, target))
 }
 
-/// One layer tap: capture the layer's output, or replace it with a tensor of the same shape.
+/// One layer tap: capture the layer's output, or replace it with a tensor of the same shape;
+/// [`Tap::at_input`] moves the tap to the layer's input.
+#[derive(Clone, Copy)]
 pub struct Tap<'a> {
     pub layer: &'a str,
     pub replace: Option<&'a Tensor>,
+    pub at_input: bool,
 }
 
 impl<'a> Tap<'a> {
@@ -201,6 +214,7 @@ impl<'a> Tap<'a> {
         Tap {
             layer,
             replace: None,
+            at_input: false,
         }
     }
 
@@ -208,7 +222,14 @@ impl<'a> Tap<'a> {
         Tap {
             layer,
             replace: Some(value),
+            at_input: false,
         }
+    }
+
+    /// The same tap on the layer's input when `yes` (see [`LayerTap::at_input`]).
+    pub fn at_input(mut self, yes: bool) -> Self {
+        self.at_input = yes;
+        self
     }
 }
 

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use crate::integrated_gradients::{quadrature, Rule};
-use crate::layer_params::layer_output_only;
+use crate::layer_params::capture;
 use crate::layer_path::{along_path, per_point};
 
 #[derive(Deserialize, JsonSchema)]
@@ -36,8 +36,7 @@ pub struct Params {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub internal_batch_size: Option<usize>,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -75,7 +74,7 @@ impl Method for InternalInfluence {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
         let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let mut total: Option<Tensor> = None;
@@ -84,7 +83,7 @@ impl Method for InternalInfluence {
             inputs,
             &baselines,
             target,
-            &p.layer,
+            tap,
             &alphas,
             p.internal_batch_size,
             |first, grads, _| {

@@ -2,13 +2,13 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::layer_params::layer_output_only;
+use crate::layer_params::{capture, layer_value};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -16,8 +16,7 @@ pub struct Params {
     /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
     /// sets it).
     pub layer: String,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -49,9 +48,8 @@ impl Method for LayerActivation {
         _target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
-        let (_, mut layers) = tch::no_grad(|| ctx.forward_taps(inputs, &[Tap::capture(&p.layer)]))?;
-        Ok(Attribution::new(layers.remove(0).detach()))
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
+        Ok(Attribution::new(layer_value(ctx, inputs, tap)?))
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::integrated_gradients::{convergence_delta, quadrature, Rule};
-use crate::layer_params::layer_output_only;
+use crate::layer_params::capture;
 use crate::layer_path::along_path;
 
 #[derive(Deserialize, JsonSchema)]
@@ -40,8 +40,7 @@ pub struct Params {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub internal_batch_size: Option<usize>,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -78,7 +77,7 @@ impl Method for LayerConductance {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
         let (alphas, _) = quadrature(p.method, p.n_steps + 1)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let mut sum = Conductance::default();
@@ -87,7 +86,7 @@ impl Method for LayerConductance {
             inputs,
             &baselines,
             target,
-            &p.layer,
+            tap,
             &alphas,
             p.internal_batch_size,
             |_, grads, acts| {

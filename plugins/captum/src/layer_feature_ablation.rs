@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::layer_params::layer_output_only;
+use crate::layer_params::{capture, layer_value};
 use crate::layer_path::repeat_copies;
 use crate::perturbation::{ablate_with, per_eval, FeatureMask, Perturbed, Weighting};
 
@@ -37,8 +37,8 @@ pub struct Params {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: Option<usize>,
-    /// Captum's option to ablate the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Ablate the layer's input (the value its first node reads, replaced for the layer's own
+    /// nodes only) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -71,16 +71,15 @@ impl Method for LayerFeatureAblation {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
-        let layer = p.layer.as_str();
-        let (_, mut outputs) = tch::no_grad(|| ctx.forward_taps(inputs, &[Tap::capture(layer)]))?;
-        let output = outputs.remove(0).detach();
-        let what = format!("the output of layer `{layer}`");
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
+        let output = layer_value(ctx, inputs, tap)?;
+        let side = if tap.at_input { "input" } else { "output" };
+        let what = format!("the {side} of layer `{}`", p.layer);
         let features =
             FeatureMask::over(ctx, "layer_mask", p.layer_mask.as_deref(), &output, &what)?;
         let baselines = p.layer_baselines.resolve(ctx, "layer_baselines", &output)?;
         let ids = features.features();
-        let scores = |copies: &[&Tensor]| with_layer(ctx, inputs, target, layer, copies);
+        let scores = |copies: &[&Tensor]| with_layer(ctx, inputs, target, tap, copies);
         let map = ablate_with(
             ctx,
             &output,
@@ -102,13 +101,13 @@ impl Method for LayerFeatureAblation {
 
 register_method!(LayerFeatureAblation);
 
-/// Target scores `[k, B]` of the model on `inputs` with the layer's output replaced by each
+/// Target scores `[k, B]` of the model on `inputs` with the tapped value replaced by each
 /// of `k` values in turn (one forward pass over the copies).
 fn with_layer(
     ctx: &Context<'_>,
     inputs: &Tensor,
     target: i64,
-    layer: &str,
+    tap: Tap<'_>,
     values: &[&Tensor],
 ) -> Result<Tensor> {
     let k = values.len() as i64;
@@ -116,7 +115,8 @@ fn with_layer(
     let replaced = Tensor::f_cat(values, 0)?;
     let copies = repeat_copies(inputs, k);
     let (scores, _) = tch::no_grad(|| {
-        ctx.target_scores_taps(&copies, target, &[Tap::replace(layer, &replaced)])
+        let replace = Tap::replace(tap.layer, &replaced).at_input(tap.at_input);
+        ctx.target_scores_taps(&copies, target, &[replace])
     })?;
     ensure!(
         scores.numel() as i64 == k * batch,

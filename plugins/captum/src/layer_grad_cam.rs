@@ -6,6 +6,7 @@
 //! when asked for `bilinear` (2D layers) or `trilinear` (3D layers), with PyTorch's default
 //! `align_corners=False`.
 
+use crate::layer_params::capture;
 use anyhow::{bail, Result};
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
@@ -13,8 +14,6 @@ use esegeta_plugin_api::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
-
-use crate::layer_params::layer_output_only;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,8 +32,7 @@ pub struct Params {
     /// `align_corners=False`), for display over the input. Not a Captum parameter.
     #[serde(default)]
     pub upsample_to_input: bool,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -72,8 +70,8 @@ impl Method for LayerGradCam {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
-        let (grad, activation) = ctx.layer_gradient(inputs, target, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
+        let (grad, activation) = ctx.tap_gradient(inputs, target, tap)?;
         let map = grad_cam(
             &grad,
             &activation,

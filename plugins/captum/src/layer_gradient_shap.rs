@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::layer_params::layer_output_only;
+use crate::layer_params::{capture, layer_value};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +42,7 @@ pub struct Params {
     /// default); `false` gives the expected gradient alone.
     #[serde(default = "yes")]
     pub multiply_by_inputs: bool,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -85,7 +84,7 @@ impl Method for LayerGradientShap {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
         ensure!(p.n_samples >= 1, "n_samples must be at least 1");
         let distribution = baseline_distribution(ctx, &p.baselines, inputs)?;
         let draws = Draws::new(ctx.seed(), p.n_samples, p.stdevs)?;
@@ -97,7 +96,7 @@ impl Method for LayerGradientShap {
         for start in (0..rows).step_by(per_eval) {
             ctx.check_cancelled()?;
             let sample = draws.next(inputs, &distribution, start..rows.min(start + per_eval));
-            let attr = sample.attribute(ctx, target, &p.layer, p.multiply_by_inputs)?;
+            let attr = sample.attribute(ctx, target, tap, p.multiply_by_inputs)?;
             let sum = match total.take() {
                 Some(t) => t,
                 None => {
@@ -224,25 +223,23 @@ struct Sample {
 }
 
 impl Sample {
-    /// Per row: the layer gradient at the random point, times the layer's output difference
-    /// between the noisy input and the baseline when `multiply`.
+    /// Per row: the gradient at the tapped layer value at the random point, times the
+    /// difference of that value between the noisy input and the baseline when `multiply`.
     fn attribute(
         &self,
         ctx: &Context<'_>,
         target: i64,
-        layer: &str,
+        tap: Tap<'_>,
         multiply: bool,
     ) -> Result<Tensor> {
         let point = &self.alpha * &self.noisy + (1.0 - &self.alpha) * &self.baseline;
-        let (grad, _) = ctx.layer_gradient(&point, target, layer)?;
+        let (grad, _) = ctx.tap_gradient(&point, target, tap)?;
         if !multiply {
             return Ok(grad);
         }
-        let output = |x: &Tensor| -> Result<Tensor> {
-            let (_, mut l) = tch::no_grad(|| ctx.forward_taps(x, &[Tap::capture(layer)]))?;
-            Ok(l.remove(0).detach())
-        };
-        Ok(grad * (output(&self.noisy)? - output(&self.baseline)?))
+        let difference =
+            layer_value(ctx, &self.noisy, tap)? - layer_value(ctx, &self.baseline, tap)?;
+        Ok(grad * difference)
     }
 }
 

@@ -1,6 +1,7 @@
 //! LayerGradientXActivation: a layer's output times the gradient of the target score with
 //! respect to it, as Captum's `LayerGradientXActivation`.
 
+use crate::layer_params::capture;
 use anyhow::Result;
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
@@ -8,8 +9,6 @@ use esegeta_plugin_api::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
-
-use crate::layer_params::layer_output_only;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -21,8 +20,7 @@ pub struct Params {
     /// layer gradient alone.
     #[serde(default = "yes")]
     pub multiply_by_inputs: bool,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -59,8 +57,8 @@ impl Method for LayerGradientXActivation {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
-        let (grad, activation) = ctx.layer_gradient(inputs, target, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
+        let (grad, activation) = ctx.tap_gradient(inputs, target, tap)?;
         let map = if p.multiply_by_inputs {
             grad * activation
         } else {

@@ -15,7 +15,7 @@ use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::integrated_gradients::{convergence_delta, quadrature, steps_per_eval, Rule};
-use crate::layer_params::layer_output_only;
+use crate::layer_params::{capture, layer_value};
 use crate::layer_path::{by_point, per_point, repeat_copies};
 
 #[derive(Deserialize, JsonSchema)]
@@ -44,8 +44,7 @@ pub struct Params {
     /// (Captum's default); `false` gives the integrated gradient alone.
     #[serde(default = "yes")]
     pub multiply_by_inputs: bool,
-    /// Captum's option to take the layer's input instead of its output; only `false` is
-    /// supported.
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
 }
@@ -86,16 +85,16 @@ impl Method for LayerIntegratedGradients {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        layer_output_only(p.attribute_to_layer_input, &p.layer)?;
+        let tap = capture(&p.layer, p.attribute_to_layer_input);
         let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
-        let at_input = layer_output(ctx, inputs, &p.layer)?;
-        let at_baseline = layer_output(ctx, &baselines, &p.layer)?;
+        let at_input = layer_value(ctx, inputs, tap)?;
+        let at_baseline = layer_value(ctx, &baselines, tap)?;
         let path = LayerPath {
             inputs,
             start: &at_baseline,
             end: &at_input,
-            layer: &p.layer,
+            tap,
             target,
         };
         let per_eval = steps_per_eval(ctx, inputs, p.internal_batch_size);
@@ -112,18 +111,12 @@ impl Method for LayerIntegratedGradients {
 
 register_method!(LayerIntegratedGradients);
 
-/// The output of `layer` at `x`, without autograd history.
-fn layer_output(ctx: &Context<'_>, x: &Tensor, layer: &str) -> Result<Tensor> {
-    let (_, mut outputs) = tch::no_grad(|| ctx.forward_taps(x, &[Tap::capture(layer)]))?;
-    Ok(outputs.remove(0).detach())
-}
-
 /// The straight path between two values of a layer's output, for one batch of inputs.
 struct LayerPath<'a> {
     inputs: &'a Tensor,
     start: &'a Tensor,
     end: &'a Tensor,
-    layer: &'a str,
+    tap: Tap<'a>,
     target: i64,
 }
 
@@ -157,8 +150,8 @@ impl LayerPath<'_> {
     fn gradient(&self, ctx: &Context<'_>, values: &Tensor, k: i64) -> Result<Tensor> {
         let values = values.detach().set_requires_grad(true);
         let inputs = repeat_copies(self.inputs, k);
-        let (scores, _) =
-            ctx.target_scores_taps(&inputs, self.target, &[Tap::replace(self.layer, &values)])?;
+        let replace = Tap::replace(self.tap.layer, &values).at_input(self.tap.at_input);
+        let (scores, _) = ctx.target_scores_taps(&inputs, self.target, &[replace])?;
         let grads = Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&values], false, false)?;
         Ok(grads.into_iter().next().expect("one gradient"))
     }

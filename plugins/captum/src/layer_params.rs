@@ -1,18 +1,17 @@
-//! What every layer method shares about its `layer`: the checks on where the attribution is
-//! taken (the layer's output; its input is not tapped) and the sentence that documents it.
+//! What every layer method shares about its `layer`: the tap on the layer's output, or on its
+//! input with Captum's `attribute_to_layer_input`, and the layer's value there.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
+use esegeta_plugin_api::{Context, Tap};
+use tch::Tensor;
 
-/// Captum's `attribute_to_layer_input`: taps give a layer's output only, so `true` is refused
-/// with the way round it.
-pub(crate) fn layer_output_only(attribute_to_layer_input: bool, layer: &str) -> Result<()> {
-    if attribute_to_layer_input {
-        bail!(
-            "attribute_to_layer_input is not supported: esegeta taps the output of layer \
-             `{layer}`, not its input; name the layer that feeds `{layer}` instead (`esegeta \
-             layers MODEL` lists them in execution order) and leave attribute_to_layer_input \
-             false"
-        );
-    }
-    Ok(())
+/// The tap that captures the layer's output, or its input when `at_input`.
+pub(crate) fn capture(layer: &str, at_input: bool) -> Tap<'_> {
+    Tap::capture(layer).at_input(at_input)
+}
+
+/// The layer's output (or input) at `x`, without autograd history.
+pub(crate) fn layer_value(ctx: &Context<'_>, x: &Tensor, tap: Tap<'_>) -> Result<Tensor> {
+    let (_, mut values) = tch::no_grad(|| ctx.forward_taps(x, &[tap]))?;
+    Ok(values.remove(0).detach())
 }

@@ -3,20 +3,20 @@
 //! integrate.
 
 use anyhow::Result;
-use esegeta_plugin_api::Context;
+use esegeta_plugin_api::{Context, Tap};
 use tch::Tensor;
 
 use crate::integrated_gradients::steps_per_eval;
 
 /// For each chunk of `alphas` (path points `baseline + alpha (x - baseline)`), calls
-/// `visit(first, grads, acts)` with the index of the chunk's first point and the layer's
-/// gradient and output at its points, both `[k, B, ...layer dims]`.
+/// `visit(first, grads, acts)` with the index of the chunk's first point and the gradient and
+/// value at the tapped layer output (or input) at its points, both `[k, B, ...layer dims]`.
 pub(crate) fn along_path(
     ctx: &Context<'_>,
     inputs: &Tensor,
     baselines: &Tensor,
     target: i64,
-    layer: &str,
+    tap: Tap<'_>,
     alphas: &[f64],
     internal_batch_size: Option<usize>,
     mut visit: impl FnMut(usize, &Tensor, &Tensor) -> Result<()>,
@@ -27,7 +27,7 @@ pub(crate) fn along_path(
     for points in alphas.chunks(per_eval) {
         ctx.check_cancelled()?;
         let scaled: Vec<Tensor> = points.iter().map(|&a| baselines + &diff * a).collect();
-        let (grads, acts) = ctx.layer_gradient(&Tensor::cat(&scaled, 0), target, layer)?;
+        let (grads, acts) = ctx.tap_gradient(&Tensor::cat(&scaled, 0), target, tap)?;
         let k = points.len() as i64;
         visit(done, &by_point(&grads, k), &by_point(&acts, k))?;
         done += points.len();
