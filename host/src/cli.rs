@@ -1,4 +1,4 @@
-//! The command line: `esegeta explain | methods | schema`.
+//! The command line: `esegeta explain | layers | methods | run | check | merge | schema`.
 
 use std::path::PathBuf;
 
@@ -39,6 +39,21 @@ struct Cli {
 enum Command {
     /// Runs one method on one input and writes the map (.npy, .nii.gz or .png by extension).
     Explain(ExplainArgs),
+    /// Lists an ONNX model's layers (PyTorch module paths) with the op type of each, and with
+    /// an input, the shape of each layer's output.
+    Layers {
+        /// The model (.onnx).
+        model: PathBuf,
+        /// An input (.npy, .nii/.nii.gz, .png/.jpg) to show output shapes.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Which output of a model with several (deep supervision) the graph returns.
+        #[arg(long, default_value_t = 0)]
+        output_index: usize,
+        /// cpu or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// Lists the methods of every loaded plugin.
     Methods {
         /// Print JSON (with each method's parameter schema) instead of a table.
@@ -86,7 +101,7 @@ enum Command {
 
 #[derive(clap::Args)]
 struct ExplainArgs {
-    /// The model: TorchScript (.pt, .ts).
+    /// The model: TorchScript (.pt, .ts) or ONNX (.onnx, with its .onnx.data beside it).
     #[arg(long)]
     model: PathBuf,
     /// The input: .npy (with its batch dimension), .nii/.nii.gz, .png/.jpg.
@@ -213,6 +228,19 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Explain(args) => run_explain(&registry, args),
+        Command::Layers {
+            model,
+            input,
+            output_index,
+            device,
+        } => {
+            let device = crate::model::parse_device(&device)?;
+            print!(
+                "{}",
+                crate::layers::table(&model, input.as_deref(), output_index, device)?
+            );
+            Ok(())
+        }
         Command::Methods { json } => {
             print_methods(&registry, json);
             Ok(())

@@ -173,14 +173,15 @@ pub fn check_needs(
     if (needs.layers || needs.backward_rules) && !model.is_graph() {
         bail!(
             "{} needs {} but {} is a TorchScript model, a black box to libtorch; export the \
-             model to ONNX (torch.onnx.export) and pass the .onnx file",
+             PyTorch model to ONNX and pass the .onnx file: {}",
             method_id,
             if needs.layers {
                 "named layers"
             } else {
                 "backward rules"
             },
-            model_path.display()
+            model_path.display(),
+            crate::layers::EXPORT_COMMAND
         );
     }
     Ok(())

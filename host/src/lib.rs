@@ -7,6 +7,7 @@ pub mod config;
 pub mod explain;
 pub mod host_services;
 pub mod io;
+pub mod layers;
 pub mod model;
 pub mod params;
 pub mod patch;

@@ -1,6 +1,7 @@
 //! Models: anything that maps an input batch to an output tensor with autograd.
 
 pub mod graph;
+pub mod onnx;
 mod torchscript;
 
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
+pub use onnx::OnnxModel;
 pub use torchscript::TorchScriptModel;
 
 /// A loaded model on one device.
@@ -55,13 +57,9 @@ pub fn load(
             kind,
             output_index,
         )?)),
-        "onnx" => bail!(
-            "{}: ONNX models are not supported yet; export the model to TorchScript \
-             (torch.jit.trace or torch.jit.script, then .save) and pass the .pt file",
-            path.display()
-        ),
+        "onnx" => Ok(Box::new(OnnxModel::load(path, device, kind, output_index)?)),
         other => bail!(
-            "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts)",
+            "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts) and ONNX (.onnx)",
             path.display()
         ),
     }

@@ -150,9 +150,10 @@ impl Model for TorchScriptModel {
 
     fn layers(&self) -> Result<Vec<String>> {
         bail!(
-            "{} is a TorchScript model, a black box without named layers; export the model to \
-             ONNX to use layer methods",
-            self.name
+            "{} is a TorchScript model, a black box without named layers; export the PyTorch \
+             model to ONNX to use layer methods: {}",
+            self.name,
+            crate::layers::EXPORT_COMMAND
         )
     }
 

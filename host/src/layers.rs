@@ -1,0 +1,89 @@
+//! `esegeta layers`: a graph model's layer names with the op type that produces each, and,
+//! given an input, the shape of each layer's output.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use tch::{Device, Kind, Tensor};
+
+use crate::model::graph::{NodeHook, NodeView};
+
+/// The command that exports a PyTorch model to ONNX (and TorchScript) for layer methods.
+pub const EXPORT_COMMAND: &str = "python tools/export_model.py path/to/model.py:make_model \
+     --weights weights.pt --input-shape 1,1,64,64,64 --out model";
+
+/// Records the shape of every node's first output.
+struct Shapes(Vec<Option<Vec<i64>>>);
+
+impl NodeHook for Shapes {
+    fn after_node(
+        &mut self,
+        node: &NodeView<'_>,
+        _inputs: &[Option<Tensor>],
+        outputs: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>> {
+        if self.0.len() <= node.index {
+            self.0.resize(node.index + 1, None);
+        }
+        self.0[node.index] = outputs.first().map(Tensor::size);
+        Ok(outputs)
+    }
+}
+
+/// The table `esegeta layers` prints.
+pub fn table(
+    model_path: &Path,
+    input: Option<&Path>,
+    output_index: usize,
+    device: Device,
+) -> Result<String> {
+    let model = crate::model::load(model_path, device, Kind::Float, output_index)?;
+    let Some(graph) = model.graph() else {
+        bail!(
+            "{} is a TorchScript model, a black box without named layers; export the PyTorch \
+             model to ONNX to list and use its layers: {EXPORT_COMMAND}",
+            model_path.display()
+        );
+    };
+    let shapes = match input {
+        Some(path) => {
+            let x = crate::io::load_input(path)?.tensor.to_device(device);
+            let x = match graph.fixed_batch() {
+                Some(b) if x.size()[0] != b => bail!(
+                    "{} was exported with a fixed batch size of {b}; give an input with that \
+                     batch size",
+                    model_path.display()
+                ),
+                _ => x,
+            };
+            let mut hook = Shapes(Vec::new());
+            let _output = tch::no_grad(|| graph.forward_hooked(&x, &mut hook))?;
+            Some(hook.0)
+        }
+        None => None,
+    };
+    let layers = graph.layer_list();
+    let width = layers
+        .iter()
+        .map(|l| l.name.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!("{:width$}  {:22}", "layer", "op");
+    if shapes.is_some() {
+        out.push_str("  output shape");
+    }
+    out = out.trim_end().to_string() + "\n";
+    for layer in layers {
+        let mut line = format!("{:width$}  {:22}", layer.name, layer.op_type);
+        if let Some(shapes) = &shapes {
+            match shapes.get(layer.node).and_then(Option::as_ref) {
+                Some(s) => line.push_str(&format!("  {s:?}")),
+                None => line.push_str("  -"),
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}

@@ -1,0 +1,218 @@
+//! ONNX models (`.onnx`, with the external data file PyTorch's exporter writes beside it),
+//! imported into the host's own graph and run node by node with libtorch ops, so that every
+//! layer can be tapped and every node can take a backward rule.
+
+mod attrs;
+mod graph;
+mod names;
+mod ops;
+mod proto;
+mod tensor;
+
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+use prost::Message;
+use tch::{Device, Kind, Tensor};
+
+use super::graph::{GraphModel, LayerInfo, NodeHook};
+use super::Model;
+use graph::Graph;
+use tensor::TensorReader;
+
+pub struct OnnxModel {
+    graph: Graph,
+    name: String,
+    output_index: usize,
+    fixed_batch: Option<i64>,
+}
+
+/// A hook that changes nothing: plain forward.
+struct PassThrough;
+
+impl NodeHook for PassThrough {}
+
+impl OnnxModel {
+    pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the model file {}", path.display()))?;
+        let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| {
+            anyhow!(
+                "{} is not an ONNX model (it does not parse as an ONNX protobuf: {e}); export \
+                 the model with torch.onnx.export (tools/export_model.py does it)",
+                path.display()
+            )
+        })?;
+        let Some(graph) = model.graph.as_ref().filter(|g| !g.node.is_empty()) else {
+            bail!(
+                "{} is not an ONNX model: it holds no graph nodes; export the model with \
+                 torch.onnx.export (tools/export_model.py does it)",
+                path.display()
+            );
+        };
+        let opset = model
+            .opset_import
+            .iter()
+            .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+            .map_or(1, |o| o.version);
+        let reader = TensorReader::new(path);
+        let graph = Graph::build(graph, opset, device, kind, &reader)
+            .with_context(|| format!("cannot load the ONNX model {}", path.display()))?;
+        let count = graph.outputs.len();
+        if output_index >= count {
+            bail!(
+                "the model {} has {count} output(s) ({}); output index {output_index} is out of \
+                 range, use --output-index 0 to {}",
+                path.display(),
+                graph
+                    .outputs
+                    .iter()
+                    .map(|(_, n)| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                count - 1
+            );
+        }
+        let fixed_batch = graph
+            .input_shape
+            .as_ref()
+            .and_then(|s| s.first().copied().flatten());
+        Ok(OnnxModel {
+            graph,
+            name: path.display().to_string(),
+            output_index,
+            fixed_batch,
+        })
+    }
+
+    /// The layer called `name`, or an error that lists the nearest names.
+    pub fn layer(&self, name: &str) -> Result<&LayerInfo> {
+        find_layer(self.layer_list(), name, &self.name)
+    }
+
+    /// Checks the input against the declared shape (all but the batch dimension).
+    fn check_input(&self, inputs: &Tensor) -> Result<()> {
+        let Some(declared) = &self.graph.input_shape else {
+            return Ok(());
+        };
+        let size = inputs.size();
+        let matches = size.len() == declared.len()
+            && size
+                .iter()
+                .zip(declared)
+                .skip(1)
+                .all(|(&s, d)| d.is_none_or(|d| d == s));
+        if !matches {
+            let shown: Vec<String> = declared
+                .iter()
+                .enumerate()
+                .map(|(i, d)| match d {
+                    Some(d) if i > 0 => d.to_string(),
+                    _ => "B".to_string(),
+                })
+                .collect();
+            bail!(
+                "the model {} expects an input of shape [{}], got {size:?}",
+                self.name,
+                shown.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    fn forward_chunked(&self, inputs: &Tensor, chunk: i64) -> Result<Tensor> {
+        let batch = inputs.size()[0];
+        let mut outputs = Vec::new();
+        let mut start = 0;
+        while start < batch {
+            let len = chunk.min(batch - start);
+            let mut part = inputs.narrow(0, start, len);
+            if len < chunk {
+                // A fixed-batch graph accepts no other size: pad with copies of the last example.
+                let mut shape = part.size();
+                shape[0] = chunk - len;
+                let pad = part.narrow(0, len - 1, 1).f_expand(&shape, false)?;
+                part = Tensor::f_cat(&[part, pad], 0)?;
+            }
+            let out = self.graph.run(&part, &mut PassThrough, self.output_index)?;
+            outputs.push(out.f_narrow(0, 0, len)?);
+            start += len;
+        }
+        Ok(Tensor::f_cat(&outputs, 0)?)
+    }
+}
+
+/// Looks a layer up by name; unknown names get the nearest ones suggested.
+pub fn find_layer<'a>(layers: &'a [LayerInfo], name: &str, model: &str) -> Result<&'a LayerInfo> {
+    if let Some(layer) = layers.iter().find(|l| l.name == name) {
+        return Ok(layer);
+    }
+    if layers.is_empty() {
+        bail!(
+            "the model {model} has no named layers (its ONNX file carries no \
+             pkg.torch.onnx.name_scopes metadata); export it with torch.onnx.export(..., \
+             dynamo=True)"
+        );
+    }
+    bail!(
+        "the model {model} has no layer `{name}`.{} `esegeta layers {model}` lists them all",
+        crate::suggest::did_you_mean(name, layers.iter().map(|l| l.name.as_str()))
+    )
+}
+
+impl Model for OnnxModel {
+    fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
+        self.check_input(inputs)?;
+        match self.fixed_batch {
+            Some(fixed) if inputs.size()[0] != fixed => self.forward_chunked(inputs, fixed),
+            _ => self.graph.run(inputs, &mut PassThrough, self.output_index),
+        }
+    }
+
+    fn layers(&self) -> Result<Vec<String>> {
+        Ok(self.graph.layers.iter().map(|l| l.name.clone()).collect())
+    }
+
+    fn graph(&self) -> Option<&dyn GraphModel> {
+        Some(self)
+    }
+
+    fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        Ok(self
+            .graph
+            .initializers
+            .iter()
+            .filter(|(_, _, t)| ops::is_floating(t.kind()))
+            .map(|(_, name, t)| (name.clone(), t.shallow_clone()))
+            .collect())
+    }
+}
+
+impl GraphModel for OnnxModel {
+    fn layer_list(&self) -> &[LayerInfo] {
+        &self.graph.layers
+    }
+
+    fn fixed_batch(&self) -> Option<i64> {
+        self.fixed_batch
+    }
+
+    fn output_name(&self) -> &str {
+        &self.graph.outputs[self.output_index].1
+    }
+
+    fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {
+        self.check_input(inputs)?;
+        if let Some(fixed) = self.fixed_batch {
+            let batch = inputs.size()[0];
+            if batch != fixed {
+                bail!(
+                    "the model {} was exported with a fixed batch size of {fixed}; a hooked \
+                     forward needs batches of exactly that size, got {batch}",
+                    self.name
+                );
+            }
+        }
+        self.graph.run(inputs, hook, self.output_index)
+    }
+}

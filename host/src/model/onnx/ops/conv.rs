@@ -1,0 +1,255 @@
+//! Conv and ConvTranspose (1D/2D/3D, groups, dilations, pads, auto_pad, output_padding), plus
+//! the padding arithmetic that pools share.
+
+use anyhow::{bail, Result};
+use tch::Tensor;
+
+use super::{input, optional};
+use crate::model::graph::NodeOp;
+use crate::model::onnx::attrs::Attrs;
+
+/// The window geometry shared by convolutions and pools.
+pub struct Window {
+    pub auto_pad: String,
+    pub kernel: Option<Vec<i64>>,
+    pub strides: Option<Vec<i64>>,
+    pub dilations: Option<Vec<i64>>,
+    pub pads: Option<Vec<i64>>,
+}
+
+impl Window {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        let w = Window {
+            auto_pad: a.choice(
+                "auto_pad",
+                "NOTSET",
+                &["NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"],
+            )?,
+            kernel: a.ints("kernel_shape")?,
+            strides: a.ints("strides")?,
+            dilations: a.ints("dilations")?,
+            pads: a.ints("pads")?,
+        };
+        if let Some(p) = &w.pads {
+            if p.len() % 2 != 0 || p.iter().any(|&v| v < 0) {
+                bail!("the attribute `pads` {p:?} should hold a begin and an end per axis, none negative");
+            }
+        }
+        if w.strides
+            .iter()
+            .flatten()
+            .chain(w.dilations.iter().flatten())
+            .any(|&v| v < 1)
+        {
+            bail!("strides and dilations must be at least 1");
+        }
+        Ok(w)
+    }
+
+    pub fn strides(&self, n: usize) -> Vec<i64> {
+        self.strides.clone().unwrap_or(vec![1; n])
+    }
+
+    pub fn dilations(&self, n: usize) -> Vec<i64> {
+        self.dilations.clone().unwrap_or(vec![1; n])
+    }
+
+    /// Begin and end pads per spatial axis for an input of spatial size `size` and a kernel of
+    /// spatial size `kernel`.
+    pub fn pads(&self, size: &[i64], kernel: &[i64]) -> Result<(Vec<i64>, Vec<i64>)> {
+        let n = size.len();
+        let (strides, dilations) = (self.strides(n), self.dilations(n));
+        if strides.len() != n || dilations.len() != n || kernel.len() != n {
+            bail!(
+                "strides {strides:?}, dilations {dilations:?} and kernel {kernel:?} do not \
+                 match the input's {n} spatial axes"
+            );
+        }
+        match self.auto_pad.as_str() {
+            "VALID" => Ok((vec![0; n], vec![0; n])),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let mut begins = Vec::with_capacity(n);
+                let mut ends = Vec::with_capacity(n);
+                for i in 0..n {
+                    let out = (size[i] + strides[i] - 1) / strides[i];
+                    let extent = (kernel[i] - 1) * dilations[i] + 1;
+                    let total = ((out - 1) * strides[i] + extent - size[i]).max(0);
+                    let small = total / 2;
+                    let (b, e) = if self.auto_pad == "SAME_UPPER" {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
+                    begins.push(b);
+                    ends.push(e);
+                }
+                Ok((begins, ends))
+            }
+            _ => match &self.pads {
+                None => Ok((vec![0; n], vec![0; n])),
+                Some(p) if p.len() == 2 * n => Ok((p[..n].to_vec(), p[n..].to_vec())),
+                Some(p) => bail!("`pads` {p:?} does not match the input's {n} spatial axes"),
+            },
+        }
+    }
+}
+
+/// torch's pad list (last axis first) for per-axis begins and ends.
+pub fn torch_pad(begins: &[i64], ends: &[i64]) -> Vec<i64> {
+    begins
+        .iter()
+        .zip(ends)
+        .rev()
+        .flat_map(|(&b, &e)| [b, e])
+        .collect()
+}
+
+fn spatial(x: &Tensor, what: &str) -> Result<Vec<i64>> {
+    let size = x.size();
+    if !(3..=5).contains(&size.len()) {
+        bail!("{what} expects a [N, C, ...] input with 1 to 3 spatial axes, got shape {size:?}");
+    }
+    Ok(size[2..].to_vec())
+}
+
+pub struct Conv {
+    window: Window,
+    group: i64,
+}
+
+impl Conv {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        Ok(Conv {
+            window: Window::new(a)?,
+            group: a.int("group", 1)?,
+        })
+    }
+}
+
+impl NodeOp for Conv {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let w = input(inputs, 1, "W")?;
+        let size = spatial(x, "Conv")?;
+        let kernel = w.size()[2..].to_vec();
+        let n = size.len();
+        let (begins, ends) = self.window.pads(&size, &kernel)?;
+        let (x, padding) = if begins == ends {
+            (x.shallow_clone(), begins)
+        } else {
+            (x.f_constant_pad_nd(torch_pad(&begins, &ends))?, vec![0; n])
+        };
+        Ok(vec![x.f_convolution(
+            w,
+            optional(inputs, 2),
+            self.window.strides(n),
+            padding,
+            self.window.dilations(n),
+            false,
+            vec![0; n],
+            self.group,
+        )?])
+    }
+}
+
+pub struct ConvTranspose {
+    window: Window,
+    group: i64,
+    output_padding: Option<Vec<i64>>,
+    output_shape: Option<Vec<i64>>,
+}
+
+impl ConvTranspose {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        Ok(ConvTranspose {
+            window: Window::new(a)?,
+            group: a.int("group", 1)?,
+            output_padding: a.ints("output_padding")?,
+            output_shape: a.ints("output_shape")?,
+        })
+    }
+
+    /// Begin and end crops of the unpadded transposed convolution.
+    fn crops(&self, size: &[i64], full: &[i64]) -> Result<(Vec<i64>, Vec<i64>)> {
+        let n = size.len();
+        if let Some(shape) = &self.output_shape {
+            let shape = &shape[shape.len().saturating_sub(n)..];
+            let mut begins = Vec::new();
+            let mut ends = Vec::new();
+            for i in 0..n {
+                let total = full[i] - shape[i];
+                if total < 0 {
+                    bail!(
+                        "output_shape {shape:?} is larger than the transposed convolution's output"
+                    );
+                }
+                // ONNX: SAME_UPPER puts the larger half at the beginning for ConvTranspose.
+                let (b, e) = if self.window.auto_pad == "SAME_LOWER" {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                };
+                begins.push(b);
+                ends.push(e);
+            }
+            return Ok((begins, ends));
+        }
+        match self.window.auto_pad.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" => {
+                let strides = self.window.strides(n);
+                let (mut begins, mut ends) = (Vec::new(), Vec::new());
+                for i in 0..n {
+                    let total = (full[i] - size[i] * strides[i]).max(0);
+                    let (b, e) = if self.window.auto_pad == "SAME_UPPER" {
+                        (total / 2, total - total / 2)
+                    } else {
+                        (total - total / 2, total / 2)
+                    };
+                    begins.push(b);
+                    ends.push(e);
+                }
+                Ok((begins, ends))
+            }
+            "VALID" => Ok((vec![0; n], vec![0; n])),
+            _ => match &self.window.pads {
+                None => Ok((vec![0; n], vec![0; n])),
+                Some(p) if p.len() == 2 * n => Ok((p[..n].to_vec(), p[n..].to_vec())),
+                Some(p) => bail!("`pads` {p:?} does not match the input's {n} spatial axes"),
+            },
+        }
+    }
+}
+
+impl NodeOp for ConvTranspose {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let w = input(inputs, 1, "W")?;
+        let size = spatial(x, "ConvTranspose")?;
+        let n = size.len();
+        let output_padding = self.output_padding.clone().unwrap_or(vec![0; n]);
+        // Unpadded first, then cropped: ONNX allows begin and end pads to differ.
+        let full = x.f_convolution(
+            w,
+            optional(inputs, 2),
+            self.window.strides(n),
+            vec![0; n],
+            self.window.dilations(n),
+            true,
+            output_padding,
+            self.group,
+        )?;
+        let full_size = full.size()[2..].to_vec();
+        let (begins, ends) = self.crops(&size, &full_size)?;
+        let mut y = full;
+        for i in 0..n {
+            let len = full_size[i] - begins[i] - ends[i];
+            if len <= 0 {
+                bail!("the pads {begins:?}/{ends:?} leave no output");
+            }
+            if begins[i] != 0 || ends[i] != 0 {
+                y = y.f_narrow(2 + i as i64, begins[i], len)?;
+            }
+        }
+        Ok(vec![y])
+    }
+}

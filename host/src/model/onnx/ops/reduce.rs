@@ -1,0 +1,100 @@
+//! ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare (axes as attribute or, in newer opsets, as
+//! input; keepdims; noop_with_empty_axes) and ArgMax.
+
+use anyhow::Result;
+use tch::Tensor;
+
+use super::{axes_from, axis, input};
+use crate::model::graph::NodeOp;
+use crate::model::onnx::attrs::Attrs;
+
+pub struct Reduce {
+    kind: String,
+    axes: Option<Vec<i64>>,
+    keepdims: bool,
+    noop_with_empty_axes: bool,
+}
+
+impl Reduce {
+    pub fn new(kind: &str, a: &Attrs) -> Result<Self> {
+        Ok(Reduce {
+            kind: kind.to_string(),
+            axes: a.ints("axes")?,
+            keepdims: a.int("keepdims", 1)? != 0,
+            noop_with_empty_axes: a.int("noop_with_empty_axes", 0)? != 0,
+        })
+    }
+
+    fn reduce(&self, x: &Tensor, axes: &[i64]) -> Result<Tensor> {
+        let k = self.keepdims;
+        Ok(match self.kind.as_str() {
+            "ReduceMean" => x.f_mean_dim(Some(axes), k, None)?,
+            "ReduceSum" => x.f_sum_dim_intlist(Some(axes), k, None)?,
+            "ReduceMax" => x.f_amax(axes, k)?,
+            "ReduceMin" => x.f_amin(axes, k)?,
+            "ReduceL1" => x.f_abs()?.f_sum_dim_intlist(Some(axes), k, None)?,
+            "ReduceL2" => x
+                .f_square()?
+                .f_sum_dim_intlist(Some(axes), k, None)?
+                .f_sqrt()?,
+            "ReduceSumSquare" => x.f_square()?.f_sum_dim_intlist(Some(axes), k, None)?,
+            _ => {
+                // ReduceProd: one axis at a time, from the last so indices stay valid.
+                let mut sorted = axes.to_vec();
+                sorted.sort_unstable_by(|a, b| b.cmp(a));
+                let mut y = x.shallow_clone();
+                for a in sorted {
+                    y = y.f_prod_dim_int(a, k, None)?;
+                }
+                y
+            }
+        })
+    }
+}
+
+impl NodeOp for Reduce {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "data")?;
+        let rank = x.dim() as i64;
+        let axes = axes_from(&self.axes, inputs, 1)?.unwrap_or_default();
+        if axes.is_empty() && self.noop_with_empty_axes {
+            return Ok(vec![x.shallow_clone()]);
+        }
+        let axes: Vec<i64> = if axes.is_empty() {
+            (0..rank).collect()
+        } else {
+            axes.iter().map(|&a| axis(a, rank)).collect::<Result<_>>()?
+        };
+        Ok(vec![self.reduce(x, &axes)?])
+    }
+}
+
+pub struct ArgMax {
+    axis: i64,
+    keepdims: bool,
+    last: bool,
+}
+
+impl ArgMax {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        Ok(ArgMax {
+            axis: a.int("axis", 0)?,
+            keepdims: a.int("keepdims", 1)? != 0,
+            last: a.int("select_last_index", 0)? != 0,
+        })
+    }
+}
+
+impl NodeOp for ArgMax {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "data")?;
+        let ax = axis(self.axis, x.dim() as i64)?;
+        if !self.last {
+            return Ok(vec![x.f_argmax(ax, self.keepdims)?]);
+        }
+        // The last of equal maxima: the first one of the reversed axis, mirrored back.
+        let n = x.size()[ax as usize];
+        let flipped = x.f_flip([ax])?.f_argmax(ax, self.keepdims)?;
+        Ok(vec![(flipped.f_neg()? + (n - 1))])
+    }
+}

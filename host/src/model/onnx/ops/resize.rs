@@ -1,0 +1,201 @@
+//! Resize and the older Upsample: nearest (every nearest_mode) and linear (bi-/trilinear)
+//! interpolation, with the coordinate_transformation_modes PyTorch's exporter writes
+//! (half_pixel, pytorch_half_pixel, align_corners, asymmetric), from scales or sizes.
+//!
+//! Interpolation is separable, so each resized axis is done in turn by gathering the source
+//! rows (index_select) and, for linear, blending two of them; this follows the ONNX formulas
+//! exactly and differentiates like PyTorch's upsampling.
+
+use anyhow::{bail, Result};
+use tch::{Kind, Tensor};
+
+use super::{axis, floats, input, ints, optional};
+use crate::model::graph::NodeOp;
+use crate::model::onnx::attrs::Attrs;
+
+pub struct Resize {
+    linear: bool,
+    coordinates: String,
+    nearest: String,
+    axes: Option<Vec<i64>>,
+    /// Upsample (opset 7) kept its scales in an attribute.
+    scales: Option<Vec<f32>>,
+    /// The input holding the scales: 2 for Resize (after roi), 1 for Resize-10 and Upsample-9.
+    scales_input: usize,
+}
+
+impl Resize {
+    pub fn new(a: &Attrs, opset: i64) -> Result<Self> {
+        let mode = a.choice("mode", "nearest", &["nearest", "linear"])?;
+        if a.int("antialias", 0)? != 0 {
+            bail!("Resize with antialias=1 is not supported");
+        }
+        let policy = a.choice("keep_aspect_ratio_policy", "stretch", &["stretch"])?;
+        debug_assert_eq!(policy, "stretch");
+        let old = opset < 11;
+        Ok(Resize {
+            linear: mode == "linear",
+            coordinates: if old {
+                "asymmetric".into()
+            } else {
+                a.choice(
+                    "coordinate_transformation_mode",
+                    "half_pixel",
+                    &[
+                        "half_pixel",
+                        "pytorch_half_pixel",
+                        "align_corners",
+                        "asymmetric",
+                    ],
+                )?
+            },
+            nearest: if old {
+                "floor".into()
+            } else {
+                a.choice(
+                    "nearest_mode",
+                    "round_prefer_floor",
+                    &["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"],
+                )?
+            },
+            axes: a.ints("axes")?,
+            scales: None,
+            scales_input: if old { 1 } else { 2 },
+        })
+    }
+
+    pub fn upsample(a: &Attrs) -> Result<Self> {
+        let mode = a.choice("mode", "nearest", &["nearest", "linear", "bilinear"])?;
+        Ok(Resize {
+            linear: mode != "nearest",
+            coordinates: "asymmetric".into(),
+            nearest: "floor".into(),
+            axes: None,
+            scales: a.floats("scales")?,
+            scales_input: 1,
+        })
+    }
+
+    /// Output size and scale for each axis of `size`.
+    fn targets(&self, inputs: &[Option<Tensor>], size: &[i64]) -> Result<Vec<(i64, f64)>> {
+        let rank = size.len() as i64;
+        let axes: Vec<usize> = match &self.axes {
+            Some(a) => a
+                .iter()
+                .map(|&v| axis(v, rank).map(|v| v as usize))
+                .collect::<Result<_>>()?,
+            None => (0..size.len()).collect(),
+        };
+        let scales = match (&self.scales, optional(inputs, self.scales_input)) {
+            (Some(s), _) => Some(s.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+            (None, Some(t)) if t.numel() > 0 => Some(floats(t)?),
+            _ => None,
+        };
+        let sizes = match optional(inputs, 3) {
+            Some(t) if t.numel() > 0 && self.scales_input == 2 => Some(ints(t)?),
+            _ => None,
+        };
+        let mut targets: Vec<(i64, f64)> = size.iter().map(|&n| (n, 1.0)).collect();
+        match (scales, sizes) {
+            (Some(scales), _) => {
+                check_len(scales.len(), axes.len())?;
+                for (&ax, &s) in axes.iter().zip(&scales) {
+                    if s <= 0.0 {
+                        bail!("Resize scales must be positive, got {scales:?}");
+                    }
+                    targets[ax] = (((size[ax] as f64) * s).floor() as i64, s);
+                }
+            }
+            (None, Some(sizes)) => {
+                check_len(sizes.len(), axes.len())?;
+                for (&ax, &n) in axes.iter().zip(&sizes) {
+                    targets[ax] = (n, n as f64 / size[ax] as f64);
+                }
+            }
+            (None, None) => bail!("Resize needs either scales or sizes"),
+        }
+        Ok(targets)
+    }
+
+    /// The source coordinate of each output index along one axis.
+    fn source(&self, out: i64, len: i64, scale: f64) -> Vec<f64> {
+        (0..out)
+            .map(|i| {
+                let i = i as f64;
+                match self.coordinates.as_str() {
+                    "align_corners" if out > 1 => i * (len - 1) as f64 / (out - 1) as f64,
+                    "align_corners" => 0.0,
+                    "asymmetric" => i / scale,
+                    "pytorch_half_pixel" if out <= 1 => 0.0,
+                    _ => (i + 0.5) / scale - 0.5,
+                }
+            })
+            .collect()
+    }
+
+    fn nearest_index(&self, x: f64) -> f64 {
+        let frac = x - x.floor();
+        match self.nearest.as_str() {
+            "floor" => x.floor(),
+            "ceil" => x.ceil(),
+            "round_prefer_ceil" if frac == 0.5 => x.ceil(),
+            "round_prefer_floor" if frac == 0.5 => x.floor(),
+            _ => x.round(),
+        }
+    }
+
+    fn resize_axis(&self, x: &Tensor, ax: usize, out: i64, scale: f64) -> Result<Tensor> {
+        let len = x.size()[ax];
+        let coords = self.source(out, len, scale);
+        let clamp = |v: f64| (v as i64).clamp(0, len - 1);
+        let device = x.device();
+        let index = |v: Vec<i64>| Tensor::from_slice(&v).f_to_device(device);
+        if !self.linear {
+            let idx: Vec<i64> = coords
+                .iter()
+                .map(|&c| clamp(self.nearest_index(c)))
+                .collect();
+            return Ok(x.f_index_select(ax as i64, &index(idx)?)?);
+        }
+        let lower: Vec<i64> = coords.iter().map(|&c| clamp(c.floor())).collect();
+        let upper: Vec<i64> = coords.iter().map(|&c| clamp(c.floor() + 1.0)).collect();
+        let weights: Vec<f64> = coords.iter().map(|&c| c - c.floor()).collect();
+        let mut shape = vec![1i64; x.dim()];
+        shape[ax] = out;
+        let w = Tensor::from_slice(&weights)
+            .f_to_kind(x.kind())?
+            .f_reshape(&shape)?
+            .f_to_device(device)?;
+        let a = x.f_index_select(ax as i64, &index(lower)?)?;
+        let b = x.f_index_select(ax as i64, &index(upper)?)?;
+        Ok(a.f_add(&(b.f_sub(&a)?.f_mul(&w)?))?)
+    }
+}
+
+fn check_len(got: usize, want: usize) -> Result<()> {
+    if got != want {
+        bail!("Resize got {got} scales or sizes for {want} axes");
+    }
+    Ok(())
+}
+
+impl NodeOp for Resize {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        if x.kind() == Kind::Bool {
+            bail!("Resize of a boolean tensor");
+        }
+        let size = x.size();
+        let targets = self.targets(inputs, &size)?;
+        let mut y = x.shallow_clone();
+        for (ax, &(out, scale)) in targets.iter().enumerate() {
+            if out < 1 {
+                bail!("Resize would make axis {ax} of shape {size:?} empty");
+            }
+            if out != size[ax] || (scale - 1.0).abs() > 0.0 {
+                y = self.resize_axis(&y, ax, out, scale)?;
+            }
+        }
+        Ok(vec![y])
+    }
+}
