@@ -117,6 +117,21 @@ impl Graph {
         })
     }
 
+    /// The node at `index` (execution order) as hooks and rules see it.
+    pub fn node_view(&self, index: usize) -> NodeView<'_> {
+        let node = &self.nodes[index];
+        NodeView {
+            index,
+            name: &node.name,
+            op_type: &node.op_type,
+            layer: &node.layer,
+            input_names: &node.input_names,
+            output_names: &node.output_names,
+            input_is_constant: &node.input_is_constant,
+            op: node.op.as_ref(),
+        }
+    }
+
     /// Runs every node on `x`, calling `hook` around each, and returns output `output`.
     pub fn run(&self, x: &Tensor, hook: &mut dyn NodeHook, output: usize) -> Result<Tensor> {
         let mut values: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
@@ -130,16 +145,7 @@ impl Graph {
                 .iter()
                 .map(|slot| slot.and_then(|s| values[s].as_ref().map(Tensor::shallow_clone)))
                 .collect();
-            let view = NodeView {
-                index,
-                name: &node.name,
-                op_type: &node.op_type,
-                layer: &node.layer,
-                input_names: &node.input_names,
-                output_names: &node.output_names,
-                input_is_constant: &node.input_is_constant,
-                op: node.op.as_ref(),
-            };
+            let view = self.node_view(index);
             let inputs = hook.before_node(&view, inputs)?;
             let outputs = node
                 .op

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{GraphModel, LayerInfo, NodeHook};
+use super::graph::{GraphModel, LayerInfo, NodeHook, NodeView};
 use super::Model;
 use graph::Graph;
 use tensor::TensorReader;
@@ -199,6 +199,10 @@ impl GraphModel for OnnxModel {
 
     fn output_name(&self) -> &str {
         &self.graph.outputs[self.output_index].1
+    }
+
+    fn node(&self, index: usize) -> NodeView<'_> {
+        self.graph.node_view(index)
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {
