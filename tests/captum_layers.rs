@@ -87,6 +87,7 @@ fn check(name: &str) {
     } else {
         1e-3 * scale + 1e-6
     };
+    println!("{name}: max|ours - captum| = {diff:.3e}, tolerance {tolerance:.3e}");
     assert!(
         diff <= tolerance,
         "{name}: max|ours - captum| = {diff:e} > {tolerance:e} (max|captum| = {scale:e})"

@@ -102,12 +102,6 @@ pub fn forward_taps(
             }
         })
         .collect::<Result<_>>()?;
-    // A layer's input may be the model's input, a leaf: make it one a gradient can reach.
-    let inputs = if taps.iter().any(|t| t.at_input) && !inputs.requires_grad() {
-        inputs.detach().set_requires_grad(true)
-    } else {
-        inputs.shallow_clone()
-    };
     let batch = inputs.size()[0];
     let chunk = graph.fixed_batch().filter(|&n| n != batch).unwrap_or(batch);
     if batch % chunk != 0 {
@@ -132,7 +126,15 @@ pub fn forward_taps(
             }
         }
     }
-    let layers = captured.iter().map(|parts| Tensor::cat(parts, 0)).collect();
+    // One chunk: the captured value itself, so that gradients reach it (a concatenation of
+    // chunks is a copy that the scores do not depend on).
+    let layers = captured
+        .into_iter()
+        .map(|mut parts| match parts.len() {
+            1 => parts.remove(0),
+            _ => Tensor::cat(&parts, 0),
+        })
+        .collect();
     Ok((Tensor::cat(&scores, 0), layers))
 }
 

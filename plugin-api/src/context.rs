@@ -118,14 +118,22 @@ impl<'a> Context<'a> {
         target: i64,
         tap: Tap<'_>,
     ) -> Result<(Tensor, Tensor)> {
-        let (scores, mut layers) = self.target_scores_taps(inputs, target, &[tap])?;
+        // Graph weights need no gradient, so without this the layer's value has no history.
+        let inputs = inputs.detach().set_requires_grad(true);
+        let (scores, mut layers) = self.target_scores_taps(&inputs, target, &[tap])?;
         let activation = layers.remove(0);
         let grads =
             Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
-        Ok((
-            grads.into_iter().next().expect("one gradient"),
-            activation.detach(),
-        ))
+        let grad = grads.into_iter().next().expect("one gradient");
+        if !grad.defined() {
+            bail!(
+                "the target score does not depend on the tapped value of layer `{}` as \
+                 captured (a model exported with a fixed batch size, run in chunks, gives a \
+                 copy); export the model with a dynamic batch (tools/export_model.py)",
+                tap.layer
+            );
+        }
+        Ok((grad, activation.detach()))
     }
 
     /// A backward pass from the `target` score with the rules of `composite` (a JSON
