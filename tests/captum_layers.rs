@@ -167,3 +167,53 @@ fn every_fixture_case_of_these_methods_is_tested() {
     let listed: BTreeSet<String> = LISTED.iter().map(|s| s.to_string()).collect();
     assert_eq!(all, listed, "layers/cases.json and the lists here differ");
 }
+
+/// `upsample_to_input`: Captum's GradCAM map of a case resampled by Captum's
+/// `LayerAttribution.interpolate` (bilinear for 2D, trilinear for 3D), from
+/// tools/make_gradcam_upsample_fixtures.py. Tolerance as the cases'.
+#[test]
+fn grad_cam_upsampled_to_the_input_matches_captums_interpolate() {
+    for name in ["c2d_layer_grad_cam_conv2", "s3d_argmax_layer_grad_cam_mid"] {
+        let mut c = case(name);
+        c["params"]["upsample_to_input"] = Value::Bool(true);
+        let out = scratch(&format!("captum-layers-upsample-{name}")).join("map.npy");
+        let (ok, _, stderr) = run(&mut explain(&c, &out));
+        assert!(ok, "{name}: esegeta failed: {stderr}");
+        let expected = load(&fixture("gradcam_upsample").join(format!("{name}.npy")));
+        let (diff, scale) = max_diff(&load(&out), &expected);
+        let tolerance = 1e-3 * scale + 1e-6;
+        assert!(diff <= tolerance, "{name}: {diff:e} > {tolerance:e}");
+    }
+}
+
+#[test]
+fn an_unknown_layer_is_named_with_the_nearest() {
+    let mut c = case("c2d_layer_grad_cam_conv2");
+    c["layer"] = Value::from("conv3");
+    let out = scratch("captum-layers-unknown").join("never.npy");
+    let stderr = fails(&mut explain(&c, &out));
+    for part in [
+        "no layer `conv3`",
+        "Did you mean `conv1` or `conv2`?",
+        "esegeta layers",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_layer_mask_of_the_wrong_shape_names_the_layer() {
+    let mut c = case("c2d_layer_feature_ablation_conv2_mask_b2");
+    // The input's mask is 8x8; conv2's output is 4x4.
+    c["params"]["layer_mask"] = Value::from("c2d_x.npy");
+    let out = scratch("captum-layers-bad-mask").join("never.npy");
+    let stderr = fails(&mut explain(&c, &out));
+    for part in [
+        "`layer_mask` (c2d_x.npy)",
+        "the output of layer `conv2`",
+        "[2, 8, 4, 4]",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+}
