@@ -217,3 +217,44 @@ fn a_layer_mask_of_the_wrong_shape_names_the_layer() {
         assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
     }
 }
+
+/// A model exported with a fixed batch of 2 runs a batch of 4 in chunks; layer gradients must
+/// still reach the layer and agree with the same model exported with a dynamic batch
+/// (tests/fixtures/onnx, same weights). Tolerance `1e-3 * max|map| + 1e-6`.
+#[test]
+fn layer_gradients_work_on_fixed_batch_models() {
+    let dir = scratch("captum-layers-fixed-batch");
+    let onnx = fixture("onnx");
+    let x3 = load(&onnx.join("classifier2d_fixed_b2_x3.npy"));
+    let x1 = load(&onnx.join("classifier2d_x1.npy"));
+    let x4 = dir.join("x4.npy");
+    tch::Tensor::cat(&[x3, x1], 0).write_npy(&x4).unwrap();
+    for method in [
+        "captum.layer_gradient_x_activation",
+        "captum.layer_conductance",
+    ] {
+        let map = |model: &str| {
+            let out = dir.join(format!("{model}-{method}.npy"));
+            let mut cmd = esegeta();
+            cmd.arg("explain")
+                .arg("--model")
+                .arg(onnx.join(model))
+                .arg("--input")
+                .arg(&x4)
+                .args(["--method", method, "--layer", "conv2", "--target", "1"])
+                .arg("--out")
+                .arg(&out);
+            let (ok, _, stderr) = run(&mut cmd);
+            assert!(ok, "{model} {method}: {stderr}");
+            load(&out)
+        };
+        let (diff, scale) = max_diff(
+            &map("classifier2d_fixed_b2.onnx"),
+            &map("classifier2d.onnx"),
+        );
+        assert!(
+            diff <= 1e-3 * scale + 1e-6,
+            "{method}: {diff:e} (scale {scale:e})"
+        );
+    }
+}

@@ -122,18 +122,25 @@ impl<'a> Context<'a> {
         let inputs = inputs.detach().set_requires_grad(true);
         let (scores, mut layers) = self.target_scores_taps(&inputs, target, &[tap])?;
         let activation = layers.remove(0);
-        let grads =
-            Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
-        let grad = grads.into_iter().next().expect("one gradient");
-        if !grad.defined() {
-            bail!(
-                "the target score does not depend on the tapped value of layer `{}` as \
-                 captured (a model exported with a fixed batch size, run in chunks, gives a \
-                 copy); export the model with a dynamic batch (tools/export_model.py)",
-                tap.layer
-            );
+        if let Some(grad) = gradient_at(&scores, &activation)? {
+            return Ok((grad, activation.detach()));
         }
-        Ok((grad, activation.detach()))
+        // A fixed-batch model runs in chunks and hands back their concatenation, a copy the
+        // scores do not depend on: run again with the layer replaced by that copy. (On a
+        // layer's input this counts only the layer's own reads of it.)
+        let value = activation.detach().set_requires_grad(true);
+        let replace = Tap::replace(tap.layer, &value).at_input(tap.at_input);
+        let (scores, _) = self.target_scores_taps(&inputs, target, &[replace])?;
+        match gradient_at(&scores, &value)? {
+            Some(grad) => Ok((grad, value.detach())),
+            None => bail!(
+                "the target score does not depend on the {} of layer `{}`, so it has no \
+                 gradient there; pick a layer on the path to the output (`esegeta layers \
+                 MODEL` lists them in execution order)",
+                if tap.at_input { "input" } else { "output" },
+                tap.layer
+            ),
+        }
     }
 
     /// A backward pass from the `target` score with the rules of `composite` (a JSON
@@ -188,6 +195,13 @@ impl<'a> Context<'a> {
             extras,
         })
     }
+}
+
+/// `d sum(scores) / d value`, or `None` when the scores do not depend on `value`.
+fn gradient_at(scores: &Tensor, value: &Tensor) -> Result<Option<Tensor>> {
+    let grads = Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[value], false, false)?;
+    let grad = grads.into_iter().next().expect("one gradient");
+    Ok(grad.defined().then_some(grad))
 }
 
 fn into_result<T>(r: RResult<T, abi_stable::std_types::RString>) -> Result<T> {
