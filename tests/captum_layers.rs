@@ -258,3 +258,46 @@ fn layer_gradients_work_on_fixed_batch_models() {
         );
     }
 }
+
+/// `esegeta check` knows a config's layer methods before any job: the layer must exist, and
+/// the model must be a graph.
+#[test]
+fn check_refuses_unknown_layers_and_torchscript_models() {
+    let dir = scratch("captum-layers-check");
+    let config = |model: &str, layer: &str| {
+        let path = dir.join(format!("{layer}.json"));
+        let text = serde_json::json!({
+            "model": {"path": fixture(model)},
+            "inputs": [{"path": layers_dir().join("c2d_x.npy"), "targets": [1]}],
+            "methods": [{"id": "captum.layer_grad_cam", "layer": layer}],
+            "output": {"folder": dir.join("out"), "formats": ["npy"]},
+        });
+        std::fs::write(&path, text.to_string()).unwrap();
+        path
+    };
+    let mut cmd = esegeta();
+    cmd.arg("check")
+        .arg(config("layers/classifier2d.onnx", "conv3"));
+    let stderr = fails(&mut cmd);
+    for part in [
+        "methods[0].layer",
+        "no layer `conv3`",
+        "Did you mean `conv1` or `conv2`?",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    let mut cmd = esegeta();
+    cmd.arg("check").arg(config("classifier2d.pt", "conv2"));
+    let stderr = fails(&mut cmd);
+    for part in [
+        "methods[0]: captum.layer_grad_cam needs named layers",
+        "ONNX",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    let mut cmd = esegeta();
+    cmd.arg("check")
+        .arg(config("layers/classifier2d.onnx", "conv2"));
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+}
