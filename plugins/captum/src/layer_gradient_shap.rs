@@ -87,11 +87,10 @@ impl Method for LayerGradientShap {
         let tap = capture(&p.layer, p.attribute_to_layer_input);
         ensure!(p.n_samples >= 1, "n_samples must be at least 1");
         let distribution = baseline_distribution(ctx, &p.baselines, inputs)?;
-        let draws = Draws::new(ctx.seed(), p.n_samples, p.stdevs)?;
+        let mut draws = Draws::new(ctx.seed(), p.n_samples, p.stdevs)?;
         let batch = inputs.size()[0] as usize;
         let rows = batch * p.n_samples;
         let per_eval = rows.min(ctx.batch_size_hint(per_row_bytes(inputs)));
-        let mut draws = draws;
         let mut total: Option<Tensor> = None;
         for start in (0..rows).step_by(per_eval) {
             ctx.check_cancelled()?;
