@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use common::*;
-use esegeta::model::graph::{NodeHook, NodeView};
+use esegeta::model::graph::{GraphModel, NodeHook, NodeView};
 use esegeta::model::{self, Model, OnnxModel};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -63,10 +63,11 @@ fn check_forward(name: &str) {
             let x = npy(case["input"].as_str().unwrap());
             let expected = npy(case["outputs"][index].as_str().unwrap());
             let ours = tch::no_grad(|| model.forward(&x)).unwrap_or_else(|e| panic!("{e:#}"));
+            let label = entry["output_names"][index].as_str().unwrap_or("");
             assert_close(
                 &ours,
                 &expected,
-                &format!("{name} output {index}, input {}", case["input"]),
+                &format!("{name} output {index} {label}, input {}", case["input"]),
             );
         }
     }
@@ -114,6 +115,18 @@ fn forward_less_common_ops() {
     check_forward("less_common");
 }
 
+/// Op forms the exporter does not write, against ONNX's reference evaluator (one output per
+/// form; the failing output's name is in the message).
+#[test]
+fn forward_spec_forms_opset20() {
+    check_forward("spec_opset20");
+}
+
+#[test]
+fn forward_spec_forms_opset9() {
+    check_forward("spec_opset9");
+}
+
 #[test]
 fn every_fixture_model_is_tested() {
     let tested = [
@@ -125,6 +138,8 @@ fn every_fixture_model_is_tested() {
         "unet3d_strided",
         "deep_supervision",
         "less_common",
+        "spec_opset20",
+        "spec_opset9",
     ];
     for m in manifest() {
         assert!(
@@ -295,6 +310,51 @@ fn parameters_are_the_state_dict_names_and_share_storage() {
         (shift - 1.0).abs() < 1e-5,
         "changing fc.bias in place moved the output by {shift}"
     );
+}
+
+/// What a hook sees: weights, biases and shape tensors are marked constant, values computed
+/// from the input are not; initializers never require gradients.
+#[test]
+fn hooks_see_which_inputs_are_constants() {
+    struct Record(Vec<(String, Vec<bool>)>);
+    impl NodeHook for Record {
+        fn before_node(
+            &mut self,
+            node: &NodeView<'_>,
+            inputs: Vec<Option<Tensor>>,
+        ) -> Result<Vec<Option<Tensor>>> {
+            self.0
+                .push((node.op_type.to_string(), node.input_is_constant.to_vec()));
+            Ok(inputs)
+        }
+    }
+    let model = load_model("classifier2d.onnx", 0);
+    let mut record = Record(Vec::new());
+    let x = npy("classifier2d_x1.npy");
+    let _out = tch::no_grad(|| model.graph().unwrap().forward_hooked(&x, &mut record)).unwrap();
+    let seen: Vec<(&str, Vec<bool>)> = record
+        .0
+        .iter()
+        .map(|(op, c)| (op.as_str(), c.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("Conv", vec![false, true, true]),
+            ("Relu", vec![false]),
+            ("MaxPool", vec![false]),
+            ("Conv", vec![false, true, true]),
+            ("Relu", vec![false]),
+            ("ReduceMean", vec![false, true]),
+            ("Reshape", vec![false, true]),
+            ("Gemm", vec![false, true, true]),
+        ]
+    );
+    assert!(model
+        .parameters()
+        .unwrap()
+        .iter()
+        .all(|(_, p)| !p.requires_grad()));
 }
 
 #[test]
@@ -521,4 +581,63 @@ fn explain_takes_the_output_index_of_an_onnx_model() {
     .arg(&out));
     assert!(ok, "{stderr}");
     assert_eq!(load(&out).size(), [1, 1, 8, 8, 8]);
+}
+
+/// The vessel models' ONNX exports compute what their TorchScript files compute, on a demo
+/// volume (64^3, the exported shape) min-max scaled as in training (on the raw 0..1000
+/// intensities the logits reach 2e4 and float32 rounding alone, PyTorch against itself in
+/// float64, moves the probabilities by 1e-4), every output of unet_mss: max|onnx - torchscript| <= 1e-5 * max|torchscript| + 1e-6.
+#[test]
+fn vessel_onnx_models_equal_their_torchscript() {
+    let folder = fixtures().join("../../configs/vessels");
+    let raw = esegeta::io::load_input(&folder.join("vessels_00.nii.gz"))
+        .unwrap()
+        .tensor;
+    let x = (&raw - raw.min()) / (raw.max() - raw.min());
+    for (name, outputs) in [("unet", 1), ("unet_mss", 3), ("unet_mss_deform", 1)] {
+        for index in 0..outputs {
+            let load = |ext: &str| {
+                model::load(
+                    &folder.join(format!("models/{name}.{ext}")),
+                    Device::Cpu,
+                    Kind::Float,
+                    index,
+                )
+                .unwrap_or_else(|e| panic!("{e:#}"))
+            };
+            let ours = tch::no_grad(|| load("onnx").forward(&x)).unwrap();
+            let reference = tch::no_grad(|| load("pt").forward(&x)).unwrap();
+            assert_close(&ours, &reference, &format!("{name} output {index}"));
+        }
+    }
+}
+
+/// The load errors reach the user from the binary as sentences, with a failing exit code.
+#[test]
+fn binary_reports_onnx_load_errors() {
+    let stderr = fails(esegeta().args(["layers", "onnx/corrupt.onnx"]));
+    assert!(
+        stderr.contains("corrupt.onnx is not an ONNX model"),
+        "{stderr}"
+    );
+    let dir = scratch("onnx_binary_missing_data");
+    let stderr = fails(
+        explain_cmd(
+            "onnx/unsupported_einsum.onnx",
+            "classifier2d_x.npy",
+            "captum.saliency",
+        )
+        .arg("--out")
+        .arg(dir.join("map.npy")),
+    );
+    assert!(
+        stderr.contains("`Einsum`") && stderr.contains("node_einsum"),
+        "{stderr}"
+    );
+    std::fs::copy(onnx_dir().join("segmenter3d.onnx"), dir.join("seg.onnx")).unwrap();
+    let stderr = fails(esegeta().arg("layers").arg(dir.join("seg.onnx")));
+    assert!(
+        stderr.contains("external data file") && stderr.contains("segmenter3d.onnx.data"),
+        "{stderr}"
+    );
 }

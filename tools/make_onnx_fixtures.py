@@ -14,7 +14,10 @@ batch unless stated) into ``tests/fixtures/onnx/``, and writes for each:
                                      names, in order), a forward-hook reference and a gradient
                                      reference
 
-plus ``unsupported_einsum.onnx`` (an Einsum node, made with onnx.helper) and
+plus two graphs made with onnx.helper (``spec_opset20``, ``spec_opset9``) for the op forms the
+exporter does not write (auto_pad, asymmetric pads, negative slice steps, Upsample, attributes
+that later became inputs, ...), with outputs from onnxruntime, and
+``unsupported_einsum.onnx`` (an Einsum node, made with onnx.helper) and
 ``corrupt.onnx`` (not a protobuf) for the error tests. It also exports the trained vessel
 models (tools/train_vessels.py; weights from configs/vessels/models/*.pt) to
 ``configs/vessels/models/*.onnx``, checking onnxruntime-free: the ONNX graph is re-run with
@@ -22,7 +25,7 @@ the ``onnx`` reference evaluator and compared to PyTorch.
 
 How to rerun
 ------------
-    ~/.cache/esegeta/venv/bin/pip install onnx onnxscript   # once
+    ~/.cache/esegeta/venv/bin/pip install onnx onnxscript onnxruntime   # once
     ~/.cache/esegeta/venv/bin/python tools/make_onnx_fixtures.py
 
 Seeded, float32, CPU, one thread.
@@ -354,6 +357,151 @@ def error_fixtures():
     (OUT / "corrupt.onnx").write_bytes(b"this is not an ONNX protobuf\xff\xfe\x00" * 8)
 
 
+# --------------------------------------------------------------------------
+# ops PyTorch's exporter does not write (or not in these forms), checked against onnxruntime
+# (onnx.reference's evaluator is wrong here on MaxPool with auto_pad=SAME_LOWER and on the
+# flattening Softmax of opsets before 13)
+# --------------------------------------------------------------------------
+
+
+def f32(name, shape, seed):
+    values = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+    return onnx.numpy_helper.from_array(values, name)
+
+
+def i64(name, values):
+    return onnx.numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def spec_opset20():
+    """One input [B, 2, 6, 7], one output per op form."""
+    n, outs = oh.make_node, []
+    nodes = [
+        n("Conv", ["x", "w_same"], ["o_conv_same"], auto_pad="SAME_UPPER", strides=[2, 2]),
+        n("Conv", ["x", "w_group", "b_group"], ["o_conv_asym"], pads=[0, 1, 2, 0], dilations=[2, 1], group=2),
+        n("MaxPool", ["x"], ["o_maxpool_same"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+        n("AveragePool", ["x"], ["o_avgpool_asym"], kernel_shape=[2, 3], pads=[1, 0, 0, 2], strides=[1, 2]),
+        n("Resize", ["x", "", "", "sizes"], ["o_resize_nearest"], mode="nearest", axes=[2, 3],
+          coordinate_transformation_mode="pytorch_half_pixel", nearest_mode="round_prefer_ceil"),
+        n("Resize", ["x", "", "scales"], ["o_resize_linear_asym"], mode="linear",
+          coordinate_transformation_mode="asymmetric"),
+        n("Resize", ["x", "", "scales_down"], ["o_resize_linear_half"], mode="linear"),
+        # An axis shrunk to 1 under pytorch_half_pixel: not PyTorch's kernel, the separable path.
+        n("Resize", ["x", "", "", "sizes_small"], ["o_resize_linear_to_one"], mode="linear", axes=[2, 3],
+          coordinate_transformation_mode="pytorch_half_pixel"),
+        n("Slice", ["x", "starts", "ends", "slice_axes", "steps"], ["o_slice_negative"]),
+        n("Gather", ["x", "gather_idx"], ["o_gather"], axis=3),
+        n("ReduceProd", ["x", "axis1"], ["o_reduce_prod"], keepdims=0),
+        n("ReduceL2", ["x", "axes23"], ["o_reduce_l2"]),
+        n("ReduceSumSquare", ["x", "axes23"], ["o_reduce_sumsq"], keepdims=0),
+        n("ArgMax", ["x"], ["argmax"], axis=1, select_last_index=1, keepdims=1),
+        n("Cast", ["argmax"], ["o_argmax"], to=onnx.TensorProto.FLOAT),
+        n("ConvTranspose", ["x", "w_t", "b_t"], ["o_convtranspose"], strides=[2, 2], pads=[1, 0, 0, 1],
+          output_padding=[1, 1]),
+        n("Transpose", ["x"], ["xt"], perm=[0, 3, 1, 2]),
+        n("Flatten", ["xt"], ["o_flatten"], axis=2),
+        n("Pad", ["x", "pads", "", "pad_axes"], ["o_pad_reflect"], mode="reflect"),
+        n("Pad", ["x", "pads_const", "pad_value"], ["o_pad_constant"], mode="constant"),
+        n("Pad", ["x", "pads", "", "pad_axes"], ["o_pad_wrap"], mode="wrap"),
+        n("Shape", ["x"], ["spatial"], start=2),
+        n("ConstantOfShape", ["spatial"], ["fill"], value=onnx.numpy_helper.from_array(np.array([1.5], np.float32))),
+        n("Add", ["x", "fill"], ["o_shape_fill"]),
+        n("Selu", ["x"], ["selu"]), n("Celu", ["x"], ["celu"], alpha=0.5),
+        n("HardSigmoid", ["x"], ["hsig"]), n("Softsign", ["x"], ["ssign"]),
+        n("Sin", ["x"], ["sin"]), n("Erf", ["x"], ["erf"]), n("Round", ["x"], ["round"]),
+        n("Sign", ["x"], ["sign"]),
+        n("Mean", ["selu", "celu", "hsig"], ["mean3"]), n("Max", ["ssign", "sin"], ["max2"]),
+        n("Min", ["erf", "round", "sign"], ["min3"]), n("Sum", ["mean3", "max2", "min3"], ["o_math"]),
+        n("LayerNormalization", ["x", "ln_scale", "ln_bias"], ["o_layernorm"], axis=1, epsilon=1e-3),
+        n("GroupNormalization", ["x", "gn_scale", "gn_bias"], ["o_groupnorm"], num_groups=2),
+        n("Split", ["x"], ["s0", "s1", "s2"], axis=3, num_outputs=3),
+        n("Concat", ["s2", "s0", "s1"], ["o_split"], axis=3),
+        n("Less", ["x", "zero"], ["neg"]), n("Greater", ["x", "one"], ["big"]),
+        n("Or", ["neg", "big"], ["outside"]), n("Not", ["outside"], ["inside"]),
+        n("Equal", ["inside", "outside"], ["never"]), n("Xor", ["inside", "never"], ["inside2"]),
+        n("And", ["inside2", "inside"], ["mask"]), n("Where", ["mask", "x", "zero"], ["o_where"]),
+        n("Clip", ["x", "", "one"], ["o_clip_max_only"]),
+        n("Range", ["r_start", "r_limit", "r_delta"], ["steps7"]),
+        n("Cast", ["steps7"], ["steps7f"], to=onnx.TensorProto.FLOAT),
+        n("Mul", ["x", "steps7f"], ["o_range"]),
+        n("Unsqueeze", ["x", "axis1"], ["x5"]), n("Squeeze", ["x5", "axis1"], ["x4"]),
+        n("Tile", ["x4", "tiles"], ["tiled"]), n("Expand", ["ones11", "expand_shape"], ["big1"]),
+        n("Mul", ["tiled", "big1"], ["o_tile_expand"]),
+        n("Softmax", ["x"], ["o_softmax_axis2"], axis=2),
+        n("Gemm", ["gemm_a", "gemm_b", "gemm_c"], ["o_gemm_const"], alpha=0.5, beta=2.0, transA=1),
+    ]
+    inits = [
+        f32("w_same", (3, 2, 3, 3), 1), f32("w_group", (4, 1, 2, 2), 2), f32("b_group", (4,), 3),
+        i64("sizes", [9, 4]), onnx.numpy_helper.from_array(np.array([1, 1, 1.5, 0.5], np.float32), "scales"),
+        onnx.numpy_helper.from_array(np.array([1, 1, 0.5, 0.6], np.float32), "scales_down"),
+        i64("sizes_small", [1, 4]),
+        i64("starts", [-1, 4]), i64("ends", [-100, 0]), i64("slice_axes", [3, 2]), i64("steps", [-2, -1]),
+        i64("gather_idx", [[0, -1], [2, 3]]), i64("axis1", [1]), i64("axes23", [2, 3]),
+        f32("w_t", (2, 3, 3, 3), 4), f32("b_t", (3,), 5),
+        i64("pads", [1, 2, 2, 1]), i64("pad_axes", [2, 3]), i64("pads_const", [0, 0, 1, 0, 0, 1, 3, 2]),
+        onnx.numpy_helper.from_array(np.array(0.5, np.float32), "pad_value"),
+        f32("ln_scale", (2, 6, 7), 6), f32("ln_bias", (2, 6, 7), 7),
+        f32("gn_scale", (2,), 8), f32("gn_bias", (2,), 9),
+        onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        onnx.numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        i64("r_start", 0), i64("r_limit", 7), i64("r_delta", 1),
+        i64("tiles", [1, 2, 1, 1]), onnx.numpy_helper.from_array(np.ones((1, 1), np.float32), "ones11"),
+        i64("expand_shape", [4, 1, 7]),
+        f32("gemm_a", (3, 2), 10), f32("gemm_b", (3, 4), 11), f32("gemm_c", (4,), 12),
+    ]
+    outs = [o for node in nodes for o in node.output if o.startswith("o_")]
+    graph = oh.make_graph(nodes, "spec_opset20",
+                          [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["B", 2, 6, 7])],
+                          [oh.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs], inits)
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)]), (2, 6, 7)
+
+
+def spec_opset9():
+    """The older forms: Upsample, attributes that later became inputs, flattening Softmax."""
+    n = oh.make_node
+    nodes = [
+        n("Upsample", ["x", "up_scales"], ["o_upsample_nearest"], mode="nearest"),
+        n("Upsample", ["x", "up_scales"], ["o_upsample_linear"], mode="linear"),
+        n("Softmax", ["x"], ["o_softmax_flatten"], axis=1),
+        n("Clip", ["x"], ["o_clip_attrs"], min=-0.5, max=0.7),
+        n("Slice", ["x"], ["o_slice_attrs"], starts=[1, -3], ends=[5, 100], axes=[2, 3]),
+        n("Unsqueeze", ["x"], ["xu"], axes=[0]), n("Squeeze", ["xu"], ["o_squeeze_attrs"], axes=[0]),
+        n("Split", ["x"], ["a", "b"], axis=2, split=[2, 4]), n("Mul", ["a", "a"], ["a2"]),
+        n("ReduceMean", ["b"], ["o_reduce_attrs"], axes=[2], keepdims=1),
+        n("Pad", ["a2"], ["o_pad_attrs"], pads=[0, 0, 1, 0, 0, 0, 0, 2], value=0.25),
+        n("LeakyRelu", ["x"], ["o_leaky_default"]),
+        n("Dropout", ["x"], ["o_dropout", "dropmask"]),
+    ]
+    inits = [onnx.numpy_helper.from_array(np.array([1, 1, 2, 3], np.float32), "up_scales")]
+    outs = [o for node in nodes for o in node.output if o.startswith("o_")]
+    graph = oh.make_graph(nodes, "spec_opset9",
+                          [oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["B", 2, 6, 7])],
+                          [oh.make_tensor_value_info(o, onnx.TensorProto.FLOAT, None) for o in outs], inits)
+    return oh.make_model(graph, opset_imports=[oh.make_opsetid("", 9)], ir_version=4), (2, 6, 7)
+
+
+def add_spec_case(manifest, name, build):
+    import onnxruntime
+    model, shape = build()
+
+    path = OUT / f"{name}.onnx"
+    onnx.save(model, path)
+    sess = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    g = np.random.default_rng(len(manifest) + 100)
+    entry = {"name": name, "model": path.name, "dynamic": True, "fixed_batch": None,
+             "reference": f"onnxruntime {onnxruntime.__version__}", "optimized": False, "cases": [],
+             "layers": [], "fused_away": [],
+             "output_names": [o.name for o in model.graph.output]}
+    for b in (1, 3):
+        x = (g.standard_normal((b,) + shape) * 1.5).astype(np.float32)
+        outs = sess.run(None, {"x": x})
+        entry["cases"].append({"input": save(f"{name}_x{b}.npy", x),
+                               "outputs": [save(f"{name}_x{b}_out{k}.npy", o.astype(np.float32))
+                                           for k, o in enumerate(outs)]})
+    manifest.append(entry)
+    print(f"{name}: {len(entry['output_names'])} outputs")
+
+
 def vessel_models():
     for name in ("unet", "unet_mss", "unet_mss_deform"):
         model = tv.Probabilities(tv.make_net(name))
@@ -395,6 +543,8 @@ def main():
     torch.manual_seed(5)
     add_case(manifest, "less_common", randomise_norms(LessCommon(), 5), (2, 9, 9),
              hook_layer="gn", gradient=True)
+    add_spec_case(manifest, "spec_opset20", spec_opset20)
+    add_spec_case(manifest, "spec_opset9", spec_opset9)
     error_fixtures()
     (OUT / "manifest.json").write_text(json.dumps({"models": manifest}, indent=1) + "\n")
     total = sum(p.stat().st_size for p in OUT.iterdir())

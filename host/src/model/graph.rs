@@ -4,7 +4,7 @@
 //! Layer taps (capture or replace a layer's output) and backward rules (host/src/rules/) are
 //! both hooks: the executor knows nothing of either.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch::Tensor;
 
 /// One named layer: a PyTorch module path and the node whose output is the layer's output
@@ -91,4 +91,27 @@ pub trait GraphModel {
     /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
     /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;
+
+    /// The layer called `name`; an unknown name is an error that suggests the nearest ones.
+    fn layer(&self, name: &str) -> Result<&LayerInfo> {
+        find_layer(self.layer_list(), name, "the model")
+    }
+}
+
+/// Looks a layer up by name in `layers` of `model` (a path, for the message); unknown names
+/// get the nearest ones suggested.
+pub fn find_layer<'a>(layers: &'a [LayerInfo], name: &str, model: &str) -> Result<&'a LayerInfo> {
+    if let Some(layer) = layers.iter().find(|l| l.name == name) {
+        return Ok(layer);
+    }
+    if layers.is_empty() {
+        bail!(
+            "{model} has no named layers (an ONNX file needs the pkg.torch.onnx.name_scopes \
+             metadata that torch.onnx.export(..., dynamo=True) writes)"
+        );
+    }
+    bail!(
+        "{model} has no layer `{name}`.{} `esegeta layers MODEL` lists them all",
+        crate::suggest::did_you_mean(name, layers.iter().map(|l| l.name.as_str()))
+    )
 }

@@ -15,7 +15,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{GraphModel, LayerInfo, NodeHook, NodeView};
+use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook, NodeView};
 use super::Model;
 use graph::Graph;
 use tensor::TensorReader;
@@ -85,11 +85,6 @@ impl OnnxModel {
         })
     }
 
-    /// The layer called `name`, or an error that lists the nearest names.
-    pub fn layer(&self, name: &str) -> Result<&LayerInfo> {
-        find_layer(self.layer_list(), name, &self.name)
-    }
-
     /// Checks the input against the declared shape (all but the batch dimension).
     fn check_input(&self, inputs: &Tensor) -> Result<()> {
         let Some(declared) = &self.graph.input_shape else {
@@ -112,7 +107,9 @@ impl OnnxModel {
                 })
                 .collect();
             bail!(
-                "the model {} expects an input of shape [{}], got {size:?}",
+                "the model {} expects an input of shape [{}], got {size:?}; the graph was \
+                 exported for that shape (B is the batch size), so crop, resize or patch the \
+                 input to it",
                 self.name,
                 shown.join(", ")
             );
@@ -140,24 +137,6 @@ impl OnnxModel {
         }
         Ok(Tensor::f_cat(&outputs, 0)?)
     }
-}
-
-/// Looks a layer up by name; unknown names get the nearest ones suggested.
-pub fn find_layer<'a>(layers: &'a [LayerInfo], name: &str, model: &str) -> Result<&'a LayerInfo> {
-    if let Some(layer) = layers.iter().find(|l| l.name == name) {
-        return Ok(layer);
-    }
-    if layers.is_empty() {
-        bail!(
-            "the model {model} has no named layers (its ONNX file carries no \
-             pkg.torch.onnx.name_scopes metadata); export it with torch.onnx.export(..., \
-             dynamo=True)"
-        );
-    }
-    bail!(
-        "the model {model} has no layer `{name}`.{} `esegeta layers {model}` lists them all",
-        crate::suggest::did_you_mean(name, layers.iter().map(|l| l.name.as_str()))
-    )
 }
 
 impl Model for OnnxModel {
@@ -203,6 +182,10 @@ impl GraphModel for OnnxModel {
 
     fn node(&self, index: usize) -> NodeView<'_> {
         self.graph.node_view(index)
+    }
+
+    fn layer(&self, name: &str) -> Result<&LayerInfo> {
+        find_layer(self.layer_list(), name, &format!("the model {}", self.name))
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {

@@ -2,9 +2,10 @@
 //! interpolation, with the coordinate_transformation_modes PyTorch's exporter writes
 //! (half_pixel, pytorch_half_pixel, align_corners, asymmetric), from scales or sizes.
 //!
-//! Interpolation is separable, so each resized axis is done in turn by gathering the source
-//! rows (index_select) and, for linear, blending two of them; this follows the ONNX formulas
-//! exactly and differentiates like PyTorch's upsampling.
+//! The forms PyTorch's own upsampling computes (what its exporter writes for nn.Upsample and
+//! F.interpolate) run on PyTorch's kernels, so values and gradients match PyTorch to the bit.
+//! Every other form runs separably, one resized axis at a time, by gathering the source rows
+//! (index_select) and, for linear, blending two of them, following the ONNX formulas.
 
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
@@ -76,8 +77,9 @@ impl Resize {
         })
     }
 
-    /// Output size and scale for each axis of `size`.
-    fn targets(&self, inputs: &[Option<Tensor>], size: &[i64]) -> Result<Vec<(i64, f64)>> {
+    /// Output size and scale for each axis of `size`, and whether the scales were given (not
+    /// derived from sizes).
+    fn targets(&self, inputs: &[Option<Tensor>], size: &[i64]) -> Result<(Vec<(i64, f64)>, bool)> {
         let rank = size.len() as i64;
         let axes: Vec<usize> = match &self.axes {
             Some(a) => a
@@ -96,6 +98,7 @@ impl Resize {
             _ => None,
         };
         let mut targets: Vec<(i64, f64)> = size.iter().map(|&n| (n, 1.0)).collect();
+        let given = scales.is_some();
         match (scales, sizes) {
             (Some(scales), _) => {
                 check_len(scales.len(), axes.len())?;
@@ -114,7 +117,41 @@ impl Resize {
             }
             (None, None) => bail!("Resize needs either scales or sizes"),
         }
-        Ok(targets)
+        Ok((targets, given))
+    }
+
+    /// PyTorch's upsampling kernel for this resize, when it computes exactly the ONNX form:
+    /// batch and channels untouched, 1 to 3 spatial axes, and linear with align_corners or
+    /// half_pixel (pytorch_half_pixel while no axis shrinks to 1), or nearest with
+    /// asymmetric coordinates rounded down.
+    fn native(&self, x: &Tensor, targets: &[(i64, f64)], given: bool) -> Result<Option<Tensor>> {
+        let size = x.size();
+        let n = size.len();
+        if !(3..=5).contains(&n)
+            || targets[..2]
+                .iter()
+                .zip(&size)
+                .any(|(t, &s)| t.0 != s || t.1 != 1.0)
+        {
+            return Ok(None);
+        }
+        let out: Vec<i64> = targets[2..].iter().map(|t| t.0).collect();
+        let scales: Vec<Option<f64>> = targets[2..].iter().map(|t| given.then_some(t.1)).collect();
+        let s = |i: usize| scales.get(i).copied().flatten();
+        let y = match (self.linear, self.coordinates.as_str()) {
+            (true, "align_corners") => linear_kernel(x, &out, true, &[None, None, None])?,
+            (true, "half_pixel") => linear_kernel(x, &out, false, &[s(0), s(1), s(2)])?,
+            (true, "pytorch_half_pixel") if out.iter().all(|&o| o > 1) => {
+                linear_kernel(x, &out, false, &[s(0), s(1), s(2)])?
+            }
+            (false, "asymmetric") if self.nearest == "floor" => match out.len() {
+                1 => x.f_upsample_nearest1d(&out, s(0))?,
+                2 => x.f_upsample_nearest2d(&out, s(0), s(1))?,
+                _ => x.f_upsample_nearest3d(&out, s(0), s(1), s(2))?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(y))
     }
 
     /// The source coordinate of each output index along one axis.
@@ -172,6 +209,14 @@ impl Resize {
     }
 }
 
+fn linear_kernel(x: &Tensor, out: &[i64], align: bool, s: &[Option<f64>; 3]) -> Result<Tensor> {
+    Ok(match out.len() {
+        1 => x.f_upsample_linear1d(out, align, s[0])?,
+        2 => x.f_upsample_bilinear2d(out, align, s[0], s[1])?,
+        _ => x.f_upsample_trilinear3d(out, align, s[0], s[1], s[2])?,
+    })
+}
+
 fn check_len(got: usize, want: usize) -> Result<()> {
     if got != want {
         bail!("Resize got {got} scales or sizes for {want} axes");
@@ -186,12 +231,15 @@ impl NodeOp for Resize {
             bail!("Resize of a boolean tensor");
         }
         let size = x.size();
-        let targets = self.targets(inputs, &size)?;
+        let (targets, given) = self.targets(inputs, &size)?;
+        if targets.iter().any(|t| t.0 < 1) {
+            bail!("Resize would make an axis of shape {size:?} empty");
+        }
+        if let Some(y) = self.native(x, &targets, given)? {
+            return Ok(vec![y]);
+        }
         let mut y = x.shallow_clone();
         for (ax, &(out, scale)) in targets.iter().enumerate() {
-            if out < 1 {
-                bail!("Resize would make axis {ax} of shape {size:?} empty");
-            }
             if out != size[ax] || (scale - 1.0).abs() > 0.0 {
                 y = self.resize_axis(&y, ax, out, scale)?;
             }
