@@ -10,11 +10,42 @@
 #[macro_use]
 mod common;
 
+use std::collections::BTreeSet;
+
 use common::*;
 
+/// The methods this file checks; tests/captum_layers.rs checks the layer methods' cases.
+const METHODS: &[&str] = &[
+    "captum.guided_backprop",
+    "captum.deconvolution",
+    "captum.deeplift",
+    "captum.deeplift_shap",
+    "captum.gradient_shap",
+    "captum.guided_grad_cam",
+    "captum.lrp",
+    "captum.layer_deeplift",
+    "captum.layer_deeplift_shap",
+];
+
+fn cases() -> Vec<serde_json::Value> {
+    fixture_cases("layers/cases.json", "")
+        .into_iter()
+        .filter(|c| METHODS.contains(&c["method"].as_str().unwrap()))
+        .collect()
+}
+
 fn check(name: &str) {
-    let c = fixture_case(fixture_cases("layers/cases.json", ""), name);
-    check_captum_case(&c, "layers");
+    check_captum_case(&fixture_case(cases(), name), "layers");
+}
+
+#[test]
+fn every_fixture_case_of_these_methods_is_tested() {
+    let all: BTreeSet<String> = cases()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let listed: BTreeSet<String> = LISTED.iter().map(|s| s.to_string()).collect();
+    assert_eq!(all, listed, "layers/cases.json and the list here differ");
 }
 
 cases!(

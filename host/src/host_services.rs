@@ -122,8 +122,8 @@ impl Host for JobHost<'_> {
                 .iter()
                 .map(|t| Tap {
                     layer: t.layer.to_string(),
-                    at_input: t.at_input,
                     replace: t.replace.as_ref().map(|r| r.to_tensor()).into_option(),
+                    at_input: t.at_input,
                 })
                 .collect();
             let (scores, layers) =
@@ -140,11 +140,7 @@ impl Host for JobHost<'_> {
             let graph = taps::graph_of(self.model, "a rule-based method")?;
             let composite = Composite::parse(request.composite_json.as_str())?;
             let layer = match request.layer.into_option() {
-                Some(name) => Some(taps::tap_point(
-                    graph,
-                    name.as_str(),
-                    request.at_layer_input,
-                )?),
+                Some(name) => Some(taps::site(graph, name.as_str(), request.at_layer_input)?),
                 None => None,
             };
             let inputs = request.inputs.to_tensor();

@@ -7,47 +7,65 @@ use std::collections::HashMap;
 use anyhow::{bail, Result};
 use tch::Tensor;
 
-use crate::model::graph::{GraphModel, NodeHook, NodeView};
+use crate::model::graph::{GraphModel, LayerInfo, NodeHook, NodeView};
 use crate::model::Model;
 use crate::task::TaskWrapper;
 
-/// One tap: a layer name, whether it taps the layer's input rather than its output, and the
-/// tensor to use instead of that value, if any.
+/// One tap: a layer name, and the tensor to use instead of its output, if any; `at_input`
+/// moves the tap to the layer's input.
 pub struct Tap {
     pub layer: String,
-    pub at_input: bool,
     pub replace: Option<Tensor>,
-}
-
-/// Where a tap acts: output 0 of a node, or input 0 of a node.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct TapPoint {
-    pub node: usize,
     pub at_input: bool,
 }
 
-/// The tap point of `layer`: its last node's output, or its first node's input.
-pub fn tap_point(graph: &dyn GraphModel, layer: &str, at_input: bool) -> Result<TapPoint> {
-    let info = graph.layer(layer)?;
-    if !at_input {
-        return Ok(TapPoint {
-            node: info.node,
-            at_input,
-        });
+/// Where a tap sits in the graph.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Site {
+    /// Output 0 of the node.
+    Output(usize),
+    /// The value called `value` as the nodes `nodes` (the layer's, in execution order) read it.
+    Input { value: String, nodes: Vec<usize> },
+}
+
+/// The layer's nodes and the value it reads from outside: the first non-constant input, in
+/// execution order, that no node of the layer produces (a PyTorch module's first argument).
+fn input_site(graph: &dyn GraphModel, layer: &LayerInfo) -> Result<Site> {
+    let inside = |path: &str| path == layer.name || path.starts_with(&format!("{}.", layer.name));
+    let nodes: Vec<usize> = (0..=layer.node)
+        .filter(|&i| inside(graph.node(i).layer))
+        .collect();
+    let mut produced = std::collections::HashSet::new();
+    for &i in &nodes {
+        let node = graph.node(i);
+        let external = node
+            .input_names
+            .iter()
+            .zip(node.input_is_constant)
+            .find(|(name, &constant)| !constant && !produced.contains(name.as_str()));
+        if let Some((value, _)) = external {
+            return Ok(Site::Input {
+                value: value.clone(),
+                nodes,
+            });
+        }
+        produced.extend(node.output_names.iter().map(String::as_str));
     }
-    let inside = |scope: &str| {
-        scope == layer
-            || scope
-                .strip_prefix(layer)
-                .is_some_and(|rest| rest.starts_with('.'))
-    };
-    let first = (0..=info.node)
-        .find(|&i| inside(graph.node(i).layer))
-        .unwrap_or(info.node);
-    Ok(TapPoint {
-        node: first,
-        at_input,
-    })
+    bail!(
+        "the layer `{}` reads no input computed from the model's input, so it has no input to \
+         tap; leave attribute_to_layer_input false",
+        layer.name
+    )
+}
+
+/// Where a tap on `layer` sits: its last node's output, or (`at_input`) the value it reads.
+pub fn site(graph: &dyn GraphModel, layer: &str, at_input: bool) -> Result<Site> {
+    let layer = graph.layer(layer)?;
+    if at_input {
+        input_site(graph, layer)
+    } else {
+        Ok(Site::Output(layer.node))
+    }
 }
 
 /// The model as a graph, or an error that says why a black box cannot have taps or rules.
@@ -70,9 +88,9 @@ pub fn forward_taps(
     taps: &[Tap],
 ) -> Result<(Tensor, Vec<Tensor>)> {
     let graph = graph_of(model, "a layer method")?;
-    let points: Vec<TapPoint> = taps
+    let sites: Vec<Site> = taps
         .iter()
-        .map(|t| tap_point(graph, &t.layer, t.at_input))
+        .map(|t| site(graph, &t.layer, t.at_input))
         .collect::<Result<_>>()?;
     let batch = inputs.size()[0];
     let chunk = graph.fixed_batch().filter(|&n| n != batch).unwrap_or(batch);
@@ -85,7 +103,7 @@ pub fn forward_taps(
     let mut scores = Vec::new();
     let mut captured: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
     for start in (0..batch).step_by(chunk as usize) {
-        let mut hook = TapHook::new(taps, &points, start, chunk);
+        let mut hook = TapHook::new(taps, &sites, start, chunk);
         let out = graph.forward_hooked(&inputs.narrow(0, start, chunk), &mut hook)?;
         scores.push(wrapper.scores(&out)?);
         for (i, value) in hook.captured.into_iter().enumerate() {
@@ -98,14 +116,24 @@ pub fn forward_taps(
             }
         }
     }
-    let layers = captured.iter().map(|parts| Tensor::cat(parts, 0)).collect();
+    // One chunk: the captured value itself, so that gradients reach it (a concatenation of
+    // chunks is a copy that the scores do not depend on).
+    let layers = captured
+        .into_iter()
+        .map(|mut parts| match parts.len() {
+            1 => parts.remove(0),
+            _ => Tensor::cat(&parts, 0),
+        })
+        .collect();
     Ok((Tensor::cat(&scores, 0), layers))
 }
 
-/// Captures or replaces output 0 (or input 0) of the tapped nodes.
+/// Captures or replaces output 0 of the tapped nodes, or the input of tapped layers.
 struct TapHook<'a> {
     taps: &'a [Tap],
-    by_point: HashMap<TapPoint, Vec<usize>>,
+    sites: &'a [Site],
+    /// Output taps by node.
+    by_node: HashMap<usize, Vec<usize>>,
     /// The chunk of the batch being run: replacements are cut to it.
     start: i64,
     len: i64,
@@ -113,53 +141,48 @@ struct TapHook<'a> {
 }
 
 impl<'a> TapHook<'a> {
-    fn new(taps: &'a [Tap], points: &[TapPoint], start: i64, len: i64) -> Self {
-        let mut by_point: HashMap<TapPoint, Vec<usize>> = HashMap::new();
-        for (i, &point) in points.iter().enumerate() {
-            by_point.entry(point).or_default().push(i);
+    fn new(taps: &'a [Tap], sites: &'a [Site], start: i64, len: i64) -> Self {
+        let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, site) in sites.iter().enumerate() {
+            if let Site::Output(node) = site {
+                by_node.entry(*node).or_default().push(i);
+            }
         }
         TapHook {
             taps,
-            by_point,
+            sites,
+            by_node,
             start,
             len,
             captured: (0..taps.len()).map(|_| None).collect(),
         }
     }
-}
 
-impl TapHook<'_> {
-    /// Applies the taps at `point` to `value`: replaced where a tap says so, then captured.
-    fn tap(&mut self, point: TapPoint, value: &mut Tensor) -> Result<()> {
-        let Some(taps) = self.by_point.get(&point) else {
-            return Ok(());
+    /// Tap `i`'s replacement cut to this chunk, checked against the value it stands for.
+    fn replacement(&self, i: usize, original: &Tensor) -> Result<Option<Tensor>> {
+        let tap = &self.taps[i];
+        let Some(value) = &tap.replace else {
+            return Ok(None);
         };
-        for &i in taps {
-            let tap = &self.taps[i];
-            if let Some(replacement) = &tap.replace {
-                let replacement = replacement.f_narrow(0, self.start, self.len).map_err(|_| {
-                    anyhow::anyhow!(
-                        "the replacement for layer `{}` has batch size {}, not the inputs' {}",
-                        tap.layer,
-                        replacement.size().first().copied().unwrap_or(0),
-                        self.start + self.len
-                    )
-                })?;
-                if replacement.size() != value.size() {
-                    bail!(
-                        "the replacement for layer `{}` has shape {:?}, but the layer's {} has \
-                         shape {:?}",
-                        tap.layer,
-                        replacement.size(),
-                        if point.at_input { "input" } else { "output" },
-                        value.size()
-                    );
-                }
-                *value = replacement.to_kind(value.kind());
-            }
-            self.captured[i] = Some(value.shallow_clone());
+        let side = if tap.at_input { "input" } else { "output" };
+        let value = value.f_narrow(0, self.start, self.len).map_err(|_| {
+            anyhow::anyhow!(
+                "the replacement for layer `{}` has batch size {}, not the inputs' {}",
+                tap.layer,
+                value.size().first().copied().unwrap_or(0),
+                self.start + self.len
+            )
+        })?;
+        if value.size() != original.size() {
+            bail!(
+                "the replacement for layer `{}` has shape {:?}, but the layer's {side} has \
+                 shape {:?}",
+                tap.layer,
+                value.size(),
+                original.size()
+            );
         }
-        Ok(())
+        Ok(Some(value.to_kind(original.kind())))
     }
 }
 
@@ -169,12 +192,25 @@ impl NodeHook for TapHook<'_> {
         node: &NodeView<'_>,
         mut inputs: Vec<Option<Tensor>>,
     ) -> Result<Vec<Option<Tensor>>> {
-        let point = TapPoint {
-            node: node.index,
-            at_input: true,
-        };
-        if let Some(Some(value)) = inputs.first_mut() {
-            self.tap(point, value)?;
+        for i in 0..self.taps.len() {
+            let Site::Input { value, nodes } = &self.sites[i] else {
+                continue;
+            };
+            if !nodes.contains(&node.index) {
+                continue;
+            }
+            for (slot, name) in inputs.iter_mut().zip(node.input_names) {
+                let Some(original) = slot.as_ref().filter(|_| name == value) else {
+                    continue;
+                };
+                // The first read captures; every read inside the layer takes the replacement.
+                if let Some(replaced) = self.replacement(i, original)? {
+                    *slot = Some(replaced);
+                }
+                if self.captured[i].is_none() {
+                    self.captured[i] = slot.as_ref().map(Tensor::shallow_clone);
+                }
+            }
         }
         Ok(inputs)
     }
@@ -185,12 +221,14 @@ impl NodeHook for TapHook<'_> {
         _inputs: &[Option<Tensor>],
         mut outputs: Vec<Tensor>,
     ) -> Result<Vec<Tensor>> {
-        let point = TapPoint {
-            node: node.index,
-            at_input: false,
+        let Some(taps) = self.by_node.get(&node.index) else {
+            return Ok(outputs);
         };
-        if let Some(value) = outputs.first_mut() {
-            self.tap(point, value)?;
+        for &i in taps {
+            if let Some(value) = self.replacement(i, &outputs[0])? {
+                outputs[0] = value;
+            }
+            self.captured[i] = Some(outputs[0].shallow_clone());
         }
         Ok(outputs)
     }

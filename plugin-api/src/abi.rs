@@ -18,7 +18,7 @@ use crate::tensor::{TensorHandle, TensorRef};
 pub use crate::export::{panic_message, plugin_methods, plugin_run};
 
 /// The plugin ABI version this crate defines.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
 /// The libtorch version this crate (and so every plugin built with it) links against.
 pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");
@@ -89,16 +89,20 @@ pub struct RunOutput {
     pub extras_json: RString,
 }
 
-/// One layer of a tapped forward pass: its output is captured, or replaced by `replace`.
+/// One layer of a tapped forward pass: its output (or input) is captured, or replaced by
+/// `replace`.
 #[repr(C)]
 #[derive(StableAbi)]
 pub struct LayerTap<'a> {
     /// The layer's module path (`enc.conv`), as the model's layer list names it.
     pub layer: RStr<'a>,
-    /// Tap the layer's input (the first input of its first node) instead of its output.
-    pub at_input: bool,
     /// A tensor the graph uses instead of the tapped value (same shape).
     pub replace: ROption<TensorRef<'a>>,
+    /// Tap the layer's input instead of its output (Captum's `attribute_to_layer_input`): the
+    /// value its first node reads. Captured, it is that value as every consumer sees it (so a
+    /// gradient with respect to it counts all of them); replaced, only the layer's own nodes
+    /// read the replacement, as a PyTorch forward pre-hook does.
+    pub at_input: bool,
 }
 
 /// The scores of a tapped forward pass and, per tap, the layer output the graph used; all with

@@ -77,8 +77,8 @@ impl<'a> Context<'a> {
             .iter()
             .map(|t| LayerTap {
                 layer: RStr::from_str(t.layer),
-                at_input: t.at_input,
                 replace: t.replace.map(TensorRef::new).into(),
+                at_input: t.at_input,
             })
             .collect();
         let out = into_result(
@@ -100,22 +100,47 @@ impl<'a> Context<'a> {
         Ok((select_target(&scores, target)?, layers))
     }
 
-    /// The output (or with `tap.at_input`, the input) of a layer at `inputs` and the gradient of
-    /// each example's `target` score with respect to it: `(gradient, activation)`.
+    /// The output of `layer` at `inputs` and the gradient of each example's `target` score
+    /// with respect to it: `(gradient, activation)`.
     pub fn layer_gradient(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        layer: &str,
+    ) -> Result<(Tensor, Tensor)> {
+        self.tap_gradient(inputs, target, Tap::capture(layer))
+    }
+
+    /// [`Context::layer_gradient`] at the value `tap` captures (a layer's output or input).
+    pub fn tap_gradient(
         &self,
         inputs: &Tensor,
         target: i64,
         tap: Tap<'_>,
     ) -> Result<(Tensor, Tensor)> {
-        let (scores, mut layers) = self.target_scores_taps(inputs, target, &[tap])?;
+        // Graph weights need no gradient, so without this the layer's value has no history.
+        let inputs = inputs.detach().set_requires_grad(true);
+        let (scores, mut layers) = self.target_scores_taps(&inputs, target, &[tap])?;
         let activation = layers.remove(0);
-        let grads =
-            Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[&activation], false, false)?;
-        Ok((
-            grads.into_iter().next().expect("one gradient"),
-            activation.detach(),
-        ))
+        if let Some(grad) = gradient_at(&scores, &activation)? {
+            return Ok((grad, activation.detach()));
+        }
+        // A fixed-batch model runs in chunks and hands back their concatenation, a copy the
+        // scores do not depend on: run again with the layer replaced by that copy. (On a
+        // layer's input this counts only the layer's own reads of it.)
+        let value = activation.detach().set_requires_grad(true);
+        let replace = Tap::replace(tap.layer, &value).at_input(tap.at_input);
+        let (scores, _) = self.target_scores_taps(&inputs, target, &[replace])?;
+        match gradient_at(&scores, &value)? {
+            Some(grad) => Ok((grad, value.detach())),
+            None => bail!(
+                "the target score does not depend on the {} of layer `{}`, so it has no \
+                 gradient there; pick a layer on the path to the output (`esegeta layers \
+                 MODEL` lists them in execution order)",
+                if tap.at_input { "input" } else { "output" },
+                tap.layer
+            ),
+        }
     }
 
     /// A backward pass from the `target` score with the rules of `composite` (a JSON
@@ -174,6 +199,13 @@ impl<'a> Context<'a> {
     }
 }
 
+/// `d sum(scores) / d value`, or `None` when the scores do not depend on `value`.
+fn gradient_at(scores: &Tensor, value: &Tensor) -> Result<Option<Tensor>> {
+    let grads = Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[value], false, false)?;
+    let grad = grads.into_iter().next().expect("one gradient");
+    Ok(grad.defined().then_some(grad))
+}
+
 fn into_result<T>(r: RResult<T, abi_stable::std_types::RString>) -> Result<T> {
     r.into_result().map_err(|e| anyhow!(e.into_string()))
 }
@@ -192,36 +224,37 @@ fn select_target(scores: &Tensor, target: i64) -> Result<Tensor> {
     Ok(scores.select(1, target))
 }
 
-/// One layer tap: capture the layer's output (or input), or replace it with a tensor of the
-/// same shape.
+/// One layer tap: capture the layer's output, or replace it with a tensor of the same shape;
+/// [`Tap::at_input`] moves the tap to the layer's input.
 #[derive(Clone, Copy)]
 pub struct Tap<'a> {
     pub layer: &'a str,
+    pub replace: Option<&'a Tensor>,
     /// The layer's input (Captum's `attribute_to_layer_input`) rather than its output.
     pub at_input: bool,
-    pub replace: Option<&'a Tensor>,
 }
 
 impl<'a> Tap<'a> {
     pub fn capture(layer: &'a str) -> Self {
         Tap {
             layer,
-            at_input: false,
             replace: None,
+            at_input: false,
         }
     }
 
     pub fn replace(layer: &'a str, value: &'a Tensor) -> Self {
         Tap {
             layer,
-            at_input: false,
             replace: Some(value),
+            at_input: false,
         }
     }
 
-    /// The same tap on the layer's input when `at_input`.
-    pub fn at_input(self, at_input: bool) -> Self {
-        Tap { at_input, ..self }
+    /// The same tap on the layer's input when `yes` (see [`LayerTap::at_input`]).
+    pub fn at_input(mut self, yes: bool) -> Self {
+        self.at_input = yes;
+        self
     }
 }
 

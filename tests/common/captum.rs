@@ -27,14 +27,13 @@ pub fn check_captum_case(c: &Value, dir: &str) {
             "--params",
             &c["params"].to_string(),
         ])
-        .args([
-            "--target",
-            &c["target"].to_string(),
-            "--task",
-            c["task"].as_str().unwrap(),
-        ])
+        .args(["--task", c["task"].as_str().unwrap()])
         .arg("--out")
         .arg(&out);
+    // Captum's layer activation takes no target.
+    if let Some(t) = c["target"].as_i64() {
+        cmd.args(["--target", &t.to_string()]);
+    }
     if let Some(w) = c["wrapper"].as_str() {
         cmd.args(["--wrapper", w]);
     }
@@ -65,26 +64,5 @@ pub fn check_captum_case(c: &Value, dir: &str) {
     );
     if let Some(expected) = c["extras"]["convergence_delta"].as_array() {
         check_delta(name, &stdout, expected, &captum);
-    }
-}
-
-/// The convergence delta is `sum(attribution) - (F(x) - F(baseline))`; its error is bounded
-/// by the attribution's: tolerance `1e-3 * sum|captum| + 1e-5`.
-pub fn check_delta(name: &str, stdout: &str, expected: &[Value], captum: &tch::Tensor) {
-    let extras = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("extras: "))
-        .expect("extras printed");
-    let extras: Value = serde_json::from_str(extras).unwrap();
-    let ours = extras["convergence_delta"]
-        .as_array()
-        .expect("a convergence delta");
-    let tolerance = 1e-3 * captum.abs().sum(tch::Kind::Double).double_value(&[]) + 1e-5;
-    for (o, e) in ours.iter().zip(expected) {
-        let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
-        assert!(
-            (o - e).abs() <= tolerance,
-            "{name}: delta {o} vs Captum's {e} (tolerance {tolerance:e})"
-        );
     }
 }

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use tch::Tensor;
 
 pub mod captum;
+#[allow(unused_imports)]
 pub use captum::check_captum_case;
 
 /// One `#[test]` per named fixture case, each calling the test file's `check(name)`, and
@@ -109,4 +110,26 @@ pub fn max_diff(a: &Tensor, b: &Tensor) -> (f64, f64) {
     assert_eq!(a.size(), b.size(), "shapes differ");
     let diff = (a - b).abs().max().double_value(&[]);
     (diff, b.abs().max().double_value(&[]))
+}
+
+/// The convergence delta is `sum(attribution) - (F(x) - F(baseline))`; its error is bounded
+/// by the attribution's: tolerance `1e-3 * sum|captum| + 1e-5`.
+pub fn check_delta(name: &str, stdout: &str, expected: &[serde_json::Value], captum: &Tensor) {
+    let extras = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("extras: "))
+        .expect("extras printed");
+    let extras: serde_json::Value = serde_json::from_str(extras).unwrap();
+    let ours = extras["convergence_delta"]
+        .as_array()
+        .expect("a convergence delta");
+    assert_eq!(ours.len(), expected.len(), "{name}: one delta per example");
+    let tolerance = 1e-3 * captum.abs().sum(tch::Kind::Double).double_value(&[]) + 1e-5;
+    for (o, e) in ours.iter().zip(expected) {
+        let (o, e) = (o.as_f64().unwrap(), e.as_f64().unwrap());
+        assert!(
+            (o - e).abs() <= tolerance,
+            "{name}: delta {o} vs Captum's {e} (tolerance {tolerance:e})"
+        );
+    }
 }

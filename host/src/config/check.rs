@@ -106,6 +106,7 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
         }
     }
     method_problems(loaded, registry, &mut problems);
+    model_problems(loaded, registry, &mut problems);
     problems
 }
 
@@ -147,6 +148,65 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
             if let Err(e) = crate::model::parse_device(device) {
                 problems.push(format!("{at}.device: {e:#}"));
             }
+        }
+    }
+}
+
+/// What the model itself must offer: a graph for methods that need layers or backward rules,
+/// and the layers that layer methods name. Loads the model only when such a method is asked.
+fn model_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
+    let config = &loaded.config;
+    let needy: Vec<(usize, &str, bool)> = config
+        .methods
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let needs = registry.methods.get(&m.id)?.info.needs;
+            (needs.layers || needs.backward_rules).then_some((i, m.id.as_str(), needs.layers))
+        })
+        .collect();
+    let path = loaded.resolve(&config.model.path);
+    if needy.is_empty() || !path.is_file() {
+        return;
+    }
+    let model = match crate::model::load(
+        &path,
+        tch::Device::Cpu,
+        tch::Kind::Float,
+        config.model.output_index,
+    ) {
+        Ok(m) => m,
+        Err(e) => return problems.push(format!("model.path: {e:#}")),
+    };
+    let Some(graph) = model.graph() else {
+        for (i, id, layers) in needy {
+            problems.push(format!(
+                "methods[{i}]: {id} needs {} but {} is a TorchScript model, a black box; export \
+                 it to ONNX (tools/export_model.py) and point model.path at the .onnx file",
+                if layers {
+                    "named layers"
+                } else {
+                    "backward rules"
+                },
+                path.display()
+            ));
+        }
+        return;
+    };
+    let names: Vec<&str> = graph.layer_list().iter().map(|l| l.name.as_str()).collect();
+    for (i, _, _) in needy {
+        let method = &config.methods[i];
+        let (at, layer) = match (&method.layer, method.params.get("layer")) {
+            (Some(l), _) => (format!("methods[{i}].layer"), l.as_str()),
+            (None, Some(Value::String(l))) => (format!("methods[{i}].params.layer"), l.as_str()),
+            _ => continue,
+        };
+        if !names.contains(&layer) {
+            problems.push(format!(
+                "{at}: the model has no layer `{layer}`.{} `esegeta layers {}` lists them.",
+                did_you_mean(layer, names.iter().copied()),
+                path.display()
+            ));
         }
     }
 }

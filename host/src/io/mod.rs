@@ -95,6 +95,23 @@ pub fn check_output(out: &Path) -> Result<()> {
     }
 }
 
+/// A NIfTI map takes the source's affine, which is only right on the source's grid: a layer's
+/// map (coarser, or with other channels) is refused rather than written misplaced.
+fn check_on_input_grid(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
+    let (m, x) = (map.size(), input.tensor.size());
+    if input.nifti.is_some() && m.len() == x.len() && m.len() > 2 && m[2..] != x[2..] {
+        bail!(
+            "{}: the map's grid {:?} is not the input's {:?} (a layer's map), so the scan's \
+             affine would misplace it; write it as .npy, or for GradCAM pass \
+             \"upsample_to_input\": true",
+            out.display(),
+            &m[2..],
+            &x[2..]
+        );
+    }
+    Ok(())
+}
+
 /// Writes `map` (the attribution, Captum's shape) to `out` in the format its extension names.
 /// `input` is drawn under PNG heatmaps; `nifti` gives NIfTI outputs the source's grid.
 pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
@@ -105,9 +122,37 @@ pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
         .contiguous();
     match extension(out).as_str() {
         "npy" => npy::write(&map, out),
-        "nii" | "nii.gz" => nifti_file::write(&map, input.nifti.as_ref(), out),
+        "nii" | "nii.gz" => {
+            check_on_input_grid(&map, input, out)?;
+            nifti_file::write(&map, input.nifti.as_ref(), out)
+        }
         "png" if map.dim() == 5 => montage::write(&map, &input.tensor, out),
         "png" => heatmap::write(&map, &input.tensor, out),
         _ => check_output(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nifti_map_off_the_input_grid_is_refused() {
+        let opts = (tch::Kind::Float, tch::Device::Cpu);
+        let input = Input {
+            tensor: Tensor::zeros([1, 1, 8, 6, 4], opts),
+            nifti: Some(NiftiHeader::default()),
+        };
+        let dir = std::env::temp_dir().join(format!("esegeta-grid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("map.nii.gz");
+        let coarse = Tensor::zeros([1, 1, 4, 3, 2], opts);
+        let e = write_map(&coarse, &input, &out).unwrap_err().to_string();
+        assert!(e.contains("[4, 3, 2] is not the input's [8, 6, 4]"), "{e}");
+        assert!(!out.exists());
+        // On the grid, any channel count is fine.
+        write_map(&Tensor::zeros([1, 2, 8, 6, 4], opts), &input, &out).unwrap();
+        assert!(out.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

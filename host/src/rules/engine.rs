@@ -10,7 +10,7 @@ use tch::{Kind, Tensor};
 
 use super::{Composite, Grads, Recorded, Rule};
 use crate::model::graph::{GraphModel, NodeHook, NodeView};
-use crate::taps::TapPoint;
+use crate::taps::Site;
 use crate::task::TaskWrapper;
 
 /// What a rule-based backward pass gives.
@@ -33,7 +33,7 @@ pub fn backward(
     inputs: &Tensor,
     target: i64,
     composite: &Composite,
-    layer: Option<TapPoint>,
+    layer: Option<Site>,
 ) -> Result<RuleOutput> {
     let batch = inputs.size()[0];
     if let Some(fixed) = graph.fixed_batch().filter(|&n| n != batch) {
@@ -45,23 +45,20 @@ pub fn backward(
     }
     let mut recorder = Recorder::default();
     let output = graph.forward_hooked(inputs, &mut recorder)?;
-    let layer_value = layer.map(|point| {
-        let node = graph.node(point.node);
-        let names = if point.at_input {
-            node.input_names
-        } else {
-            node.output_names
-        };
-        names.first().cloned().unwrap_or_default()
+    let layer_value = layer.as_ref().map(|site| match site {
+        Site::Output(node) => graph.node(*node).output_names[0].clone(),
+        Site::Input { value, .. } => value.clone(),
     });
-    let activation = |point: TapPoint| -> Tensor {
-        let record = &recorder.records[point.node];
-        match point.at_input {
-            true => record.inputs[0]
-                .as_ref()
-                .map_or_else(|| inputs.shallow_clone(), Tensor::detach),
-            false => record.outputs[0].detach(),
-        }
+    let activation = |site: &Site| -> Tensor {
+        let read = match site {
+            Site::Output(node) => Some(&recorder.records[*node].outputs[0]),
+            Site::Input { value, nodes } => {
+                let node = graph.node(nodes[0]);
+                let slot = node.input_names.iter().position(|n| n == value);
+                slot.and_then(|i| recorder.records[nodes[0]].inputs[i].as_ref())
+            }
+        };
+        read.map_or_else(|| inputs.shallow_clone(), Tensor::detach)
     };
     let mut pass = Pass::new(graph, composite, &recorder.records);
     pass.plain.insert(
@@ -100,8 +97,8 @@ pub fn backward(
     if layer_value.as_deref() == Some(recorder.model_input.as_str()) {
         at_layer = Some(input_grad.shallow_clone());
     }
-    let layer = layer.map(|point| {
-        let value = activation(point);
+    let layer = layer.as_ref().map(|site| {
+        let value = activation(site);
         let relevance = at_layer.unwrap_or_else(|| value.zeros_like());
         (relevance.detach(), value)
     });

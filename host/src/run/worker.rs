@@ -13,7 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::manifest::{JobRecord, Status};
 use super::plan::PlannedJob;
-use crate::config::{Loaded, Precision};
+use crate::config::{Format, Loaded, Precision};
 use crate::explain::{attribute, check_needs, Request};
 use crate::host_services::Progress;
 use crate::model::{self, Model};
@@ -206,13 +206,29 @@ fn execute(
     // A metric's "map" is its score per example: only npy holds it, and no grid applies.
     let is_metric = provided.info.kind == esegeta_plugin_api::MethodKind::Metric;
     let map = map.to_kind(Kind::Float);
-    let map = if is_metric { map } else { undo.map(&map)? };
+    // A layer's map lies on the layer's grid: the input's crop and resize are not undone on
+    // it, and NIfTI is skipped (the scan's affine would misplace it).
+    let on_input_grid = map.size().get(2..) == prepared.size().get(2..);
+    if !is_metric && !on_input_grid && job.outputs.iter().any(|(f, _)| *f == Format::NiiGz) {
+        tracing::warn!(
+            "{}: the map {:?} is on the layer's grid, not the input's {:?}; no NIfTI written \
+             (for GradCAM, \"upsample_to_input\": true puts it on the input's grid)",
+            job.id,
+            map.size(),
+            prepared.size()
+        );
+    }
+    let map = if is_metric || !on_input_grid {
+        map
+    } else {
+        undo.map(&map)?
+    };
     let mut files = Vec::new();
-    for (_, path) in job
-        .outputs
-        .iter()
-        .filter(|(f, _)| !is_metric || *f == crate::config::Format::Npy)
-    {
+    for (_, path) in job.outputs.iter().filter(|(f, _)| match f {
+        Format::Npy => true,
+        Format::NiiGz => !is_metric && on_input_grid,
+        Format::Png => !is_metric,
+    }) {
         crate::io::write_map(&map, &input, path)?;
         files.push(path.clone());
     }

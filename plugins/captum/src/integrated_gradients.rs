@@ -103,7 +103,7 @@ register_method!(IntegratedGradients);
 
 /// The baselines (shaped like the unperturbed input) for a batch of `batch` examples, which
 /// the noise tunnel makes a multiple of the input's.
-fn expand_batch(baselines: &Tensor, batch: i64) -> Tensor {
+pub(crate) fn expand_batch(baselines: &Tensor, batch: i64) -> Tensor {
     let have = baselines.size()[0];
     if have == batch {
         baselines.shallow_clone()
@@ -122,13 +122,7 @@ fn integrate(
     step_sizes: &[f32],
     internal_batch_size: Option<usize>,
 ) -> Result<Tensor> {
-    let batch = inputs.size()[0] as usize;
-    let per_example = (inputs.numel() / batch) as u64 * 4 * 16;
-    let steps_per_eval = match internal_batch_size {
-        Some(n) => (n / batch).max(1),
-        None => ctx.batch_size_hint(per_example) / batch,
-    }
-    .max(1);
+    let steps_per_eval = steps_per_eval(ctx, inputs, internal_batch_size);
     let diff = inputs - baselines;
     let mut total = inputs.zeros_like();
     let mut done = 0;
@@ -153,7 +147,25 @@ fn integrate(
     Ok(total * diff)
 }
 
-/// Per example: `sum(attribution) - (F(x)[target] - F(baseline)[target])`.
+/// How many path points to evaluate in one pass over a batch like `inputs`: Captum's
+/// `internal_batch_size` (in examples, so divided by the batch), else what the memory budget
+/// allows. At least 1.
+pub(crate) fn steps_per_eval(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    internal_batch_size: Option<usize>,
+) -> usize {
+    let batch = inputs.size()[0].max(1) as usize;
+    let per_example = (inputs.numel() / batch) as u64 * 4 * 16;
+    match internal_batch_size {
+        Some(n) => n / batch,
+        None => ctx.batch_size_hint(per_example) / batch,
+    }
+    .max(1)
+}
+
+/// Per example: `sum(attribution) - (F(x)[target] - F(baseline)[target])`; the attribution may
+/// be over the input or over a layer.
 pub(crate) fn convergence_delta(
     ctx: &Context<'_>,
     map: &Tensor,

@@ -2,7 +2,8 @@
 //! esegeta plugin.
 //!
 //! One file per method, named as Captum names the class; parameters keep Captum 0.9's keyword
-//! names and defaults. `noise_tunnel` wraps any gradient method.
+//! names and defaults. `noise_tunnel` wraps any gradient method. The `layer_*` methods and
+//! `internal_influence` attribute to a layer's output and need a graph (ONNX) model.
 
 mod baselines;
 mod deconvolution;
@@ -15,8 +16,18 @@ mod guided_backprop;
 mod guided_grad_cam;
 mod input_x_gradient;
 mod integrated_gradients;
+mod internal_influence;
+mod layer_activation;
+mod layer_conductance;
 mod layer_deeplift;
 mod layer_deeplift_shap;
+mod layer_feature_ablation;
+mod layer_grad_cam;
+mod layer_gradient_shap;
+mod layer_gradient_x_activation;
+mod layer_integrated_gradients;
+mod layer_params;
+mod layer_path;
 mod lrp;
 mod noise_tunnel;
 mod occlusion;

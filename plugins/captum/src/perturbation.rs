@@ -57,9 +57,24 @@ pub fn ablate(
     count: usize,
     per_eval: usize,
     weighting: Weighting,
+    perturb: impl FnMut(usize) -> Result<Perturbed>,
+) -> Result<Tensor> {
+    let evaluate = |copies: &[&Tensor]| evaluate_copies(ctx, target, copies);
+    ablate_with(ctx, inputs, count, per_eval, weighting, evaluate, perturb)
+}
+
+/// [`ablate`] with the copies scored by `evaluate` (target scores `[k, B]` of `k` copies),
+/// for methods that perturb something other than the model's input (a layer's output).
+pub fn ablate_with(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    count: usize,
+    per_eval: usize,
+    weighting: Weighting,
+    mut evaluate: impl FnMut(&[&Tensor]) -> Result<Tensor>,
     mut perturb: impl FnMut(usize) -> Result<Perturbed>,
 ) -> Result<Tensor> {
-    let original = ctx.evaluate(inputs, target)?.to_device(inputs.device());
+    let original = evaluate(&[inputs])?.get(0).to_device(inputs.device());
     let mut total = Tensor::zeros(inputs.size(), (original.kind(), inputs.device()));
     let mut coverage = (weighting == Weighting::MeanOverCoverage).then(|| total.zeros_like());
     let evaluations = count.div_ceil(per_eval) + 1;
@@ -70,7 +85,7 @@ pub fn ablate(
             .map(&mut perturb)
             .collect::<Result<Vec<_>>>()?;
         let copies: Vec<&Tensor> = perturbed.iter().map(|p| &p.input).collect();
-        let diffs = original.unsqueeze(0) - evaluate_copies(ctx, target, &copies)?;
+        let diffs = original.unsqueeze(0) - evaluate(&copies)?;
         for (j, p) in perturbed.iter().enumerate() {
             credit(&mut total, &diffs.get(j as i64), &p.mask);
             if let Some(coverage) = coverage.as_mut() {
@@ -121,8 +136,20 @@ pub struct FeatureMask {
 impl FeatureMask {
     /// The mask in the file `path`, or each element its own feature when there is none.
     pub fn new(ctx: &Context<'_>, path: Option<&str>, inputs: &Tensor) -> Result<Self> {
+        Self::over(ctx, "feature_mask", path, inputs, "the input")
+    }
+
+    /// [`FeatureMask::new`] for a mask over something other than the input, such as a
+    /// layer's output: `param` names the parameter and `what` the tensor, for errors.
+    pub fn over(
+        ctx: &Context<'_>,
+        param: &str,
+        path: Option<&str>,
+        inputs: &Tensor,
+        what: &str,
+    ) -> Result<Self> {
         let labels = match path {
-            Some(path) => labels_from_file(ctx, path, inputs)?,
+            Some(path) => labels_from_file(ctx, param, path, inputs, what)?,
             None => one_feature_per_element(inputs),
         };
         let (unique, _) = labels.f_internal_unique(true, false)?;
@@ -150,8 +177,14 @@ fn one_feature_per_element(inputs: &Tensor) -> Tensor {
 /// The labels in `path`, padded with leading size-1 dims to the input's rank (Captum's
 /// ShapleyValueSampling rule, which the ablation methods assume) and expanded over the non-batch
 /// dims. The batch dim stays 1 (one mask for all examples) or B (a mask per example).
-fn labels_from_file(ctx: &Context<'_>, path: &str, inputs: &Tensor) -> Result<Tensor> {
-    let what = format!("`feature_mask` ({path})");
+fn labels_from_file(
+    ctx: &Context<'_>,
+    param: &str,
+    path: &str,
+    inputs: &Tensor,
+    over: &str,
+) -> Result<Tensor> {
+    let what = format!("`{param}` ({path})");
     let raw = ctx.load_tensor(path)?;
     let (shape, input) = (raw.size(), inputs.size());
     let fits = shape.len() <= input.len()
@@ -162,10 +195,10 @@ fn labels_from_file(ctx: &Context<'_>, path: &str, inputs: &Tensor) -> Result<Te
             .all(|(&m, &i)| m == 1 || m == i);
     ensure!(
         fits,
-        "{what} has shape {shape:?}, which does not broadcast to the input's shape {input:?}: \
-         counted from the last, each of its dimensions must be 1 or equal the input's (a \
-         leading dimension of 1 shares the mask across the batch); give a mask of the input's \
-         shape, or of its shape without the batch dimension"
+        "{what} has shape {shape:?}, which does not broadcast to the shape of {over}, \
+         {input:?}: counted from the last, each of its dimensions must be 1 or equal that \
+         shape's (a leading dimension of 1 shares the mask across the batch); give a mask of \
+         that shape, or of that shape without the batch dimension"
     );
     let labels = integer_labels(&raw, &what)?;
     let mut padded = vec![1i64; input.len() - shape.len()];

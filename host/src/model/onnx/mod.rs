@@ -180,12 +180,12 @@ impl GraphModel for OnnxModel {
         &self.graph.outputs[self.output_index].1
     }
 
-    fn layer(&self, name: &str) -> Result<&LayerInfo> {
-        find_layer(self.layer_list(), name, &format!("the model {}", self.name))
-    }
-
     fn node(&self, index: usize) -> NodeView<'_> {
         self.graph.view(index)
+    }
+
+    fn layer(&self, name: &str) -> Result<&LayerInfo> {
+        find_layer(self.layer_list(), name, &format!("the model {}", self.name))
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {
