@@ -145,7 +145,10 @@ fn a_run_explains_every_input_method_and_target_like_explain_does() {
     assert!(stdout.contains("6 job(s) done"), "{stdout}");
     let m = manifest(&config, "results.json");
     assert!(statuses(&m).iter().all(|(_, s)| s == "done"), "{m}");
-    let ig = job(&m, "classifier2d_x/captum.integrated_gradients/target1");
+    let ig = job(
+        &m,
+        "classifier2d_x/classifier2d/captum.integrated_gradients/target1",
+    );
     assert!(ig["extras"]["convergence_delta"].is_array());
     let map = load(Path::new(ig["files"][0].as_str().unwrap()));
     let single = scratch("run-basic-single").join("ig.npy");
@@ -282,14 +285,19 @@ fn a_run_killed_half_way_resumes_without_redoing_or_losing_jobs() {
         );
     }
     assert!(
-        std::fs::read_dir(config.parent().unwrap().join("out/classifier2d_x"))
-            .unwrap()
-            .all(|e| {
-                !e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".esegeta-")
-            }),
+        std::fs::read_dir(
+            config
+                .parent()
+                .unwrap()
+                .join("out/classifier2d_x/classifier2d")
+        )
+        .unwrap()
+        .all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".esegeta-")
+        }),
         "no half-written file is left"
     );
 }
@@ -462,4 +470,96 @@ fn cropped_and_normalised_inputs_give_maps_on_the_inputs_grid() {
     assert!(run(&mut cmd).0);
     let (diff, scale) = max_diff(&map.narrow(2, 1, 6).narrow(3, 1, 6), &load(&single));
     assert!(diff <= 1e-6 * scale, "{diff}");
+}
+
+/// Two models: the classifier and its fixed-batch copy (same weights), so their maps agree.
+fn two_model_config(methods: Value) -> Value {
+    json!({
+        "models": [
+            {"path": fixture("classifier2d.pt"), "name": "free"},
+            {"path": fixture("classifier2d_fixed_b1.pt"), "name": "fixed"}
+        ],
+        "inputs": [{"path": fixture("classifier2d_x.npy"), "targets": [0, 1]}],
+        "methods": methods,
+        "output": {"folder": "out", "formats": ["npy"]}
+    })
+}
+
+#[test]
+fn several_models_each_get_every_job_labelled_in_ids_paths_shards_and_merge() {
+    let methods = json!([{"id": "captum.saliency"}, {"id": "captum.input_x_gradient"}]);
+    let config = write_config("run-models", two_model_config(methods.clone()));
+    let (ok, stdout, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("8 job(s) done"), "{stdout}");
+    let m = manifest(&config, "results.json");
+    for model in ["free", "fixed"] {
+        let id = format!("classifier2d_x/{model}/captum.saliency/target1");
+        let j = job(&m, &id);
+        assert_eq!(j["model"], model);
+        let file = j["files"][0].as_str().unwrap();
+        assert!(
+            file.ends_with(&format!(
+                "out/classifier2d_x/{model}/captum.saliency_target1.npy"
+            )),
+            "{file}"
+        );
+    }
+    // Same weights, so the same map (up to float noise of another batch size: 1e-6 of scale).
+    let file = |id: &str| PathBuf::from(job(&m, id)["files"][0].as_str().unwrap());
+    let (free, fixed) = (
+        load(&file("free/captum.input_x_gradient/target0")),
+        load(&file("fixed/captum.input_x_gradient/target0")),
+    );
+    let (diff, scale) = max_diff(&free, &fixed);
+    assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+
+    // Shards split the model x method x target jobs and merge back to the same manifest.
+    let sharded = write_config("run-models-shards", two_model_config(methods));
+    for i in 0..2 {
+        assert!(run(&mut run_cmd(&sharded, &["--shard", &format!("{i}/2")])).0);
+    }
+    let mut merge = esegeta();
+    merge
+        .arg("merge")
+        .arg(sharded.parent().unwrap().join("out"));
+    assert!(run(&mut merge).0);
+    let merged = manifest(&sharded, "results.json");
+    assert_eq!(statuses(&merged), statuses(&m));
+    // A rerun resumes: nothing left to do.
+    let (ok, stdout, _) = run(&mut run_cmd(&config, &[]));
+    assert!(
+        ok && stdout.contains("(8 finished by an earlier run)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn model_lists_are_checked_by_json_path() {
+    let mut both = two_model_config(json!([{"id": "captum.saliency"}]));
+    both["model"] = json!({"path": fixture("classifier2d.pt")});
+    let stderr = fails(&mut run_cmd(&write_config("run-models-both", both), &[]));
+    assert!(
+        stderr.contains("model: give either `model` (one model) or `models`"),
+        "{stderr}"
+    );
+
+    let mut twins = two_model_config(json!([{"id": "captum.saliency"}]));
+    twins["models"][1]["name"] = json!("free");
+    twins["models"][0]["path"] = json!("nowhere.pt");
+    twins["models"][0]["wrapper"] = json!("argmax");
+    let stderr = fails(&mut run_cmd(&write_config("run-models-twins", twins), &[]));
+    for part in [
+        "models[0].path: ",
+        "nowhere.pt does not exist",
+        "models[0].wrapper: wrappers are for segmentation",
+        "models[1].name: two models are labelled `free`",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+
+    let mut neither = two_model_config(json!([{"id": "captum.saliency"}]));
+    neither.as_object_mut().unwrap().remove("models");
+    let stderr = fails(&mut run_cmd(&write_config("run-models-none", neither), &[]));
+    assert!(stderr.contains("model: missing; give `model`"), "{stderr}");
 }

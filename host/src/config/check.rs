@@ -64,23 +64,15 @@ pub fn check(path: &Path, registry: &Registry) -> anyhow::Result<Loaded> {
 fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
     let config = &loaded.config;
     let mut problems = Vec::new();
-    if !loaded.resolve(&config.model.path).is_file() {
-        problems.push(format!(
-            "model.path: {} does not exist",
-            loaded.resolve(&config.model.path).display()
-        ));
-    }
-    if config.model.task == TaskKind::Classification && config.model.wrapper.is_some() {
-        problems.push(
-            "model.wrapper: wrappers are for segmentation; set model.task to \"segmentation\""
-                .into(),
-        );
-    }
+    model_problems(loaded, &mut problems);
     for (i, input) in config.inputs.iter().enumerate() {
         if let Err(e) = super::super::run::plan::expand(loaded, &input.path) {
             problems.push(format!("inputs[{i}].path: {e:#}"));
         }
-        let mask_wrapper = config.model.wrapper == Some(crate::task::WrapperKind::Mask);
+        let mask_wrapper = config
+            .model_list()
+            .iter()
+            .any(|m| m.wrapper == Some(crate::task::WrapperKind::Mask));
         if input.mask.is_some() && !mask_wrapper {
             problems.push(format!(
                 "inputs[{i}].mask: a region is for the `mask` wrapper; set model.wrapper to \"mask\" or drop it (metrics take their ground truth as a `mask` parameter)"
@@ -107,6 +99,54 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
     }
     method_problems(loaded, registry, &mut problems);
     problems
+}
+
+/// `model` or `models`, each model's file and wrapper, and distinct labels.
+fn model_problems(loaded: &Loaded, problems: &mut Vec<String>) {
+    let config = &loaded.config;
+    let (prefix, list): (&dyn Fn(usize) -> String, _) = match (&config.model, &config.models) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                "model: give either `model` (one model) or `models` (a list), not both".into(),
+            );
+            return;
+        }
+        (None, None) => {
+            problems.push(
+                "model: missing; give `model` (one model) or `models` (a list of models)".into(),
+            );
+            return;
+        }
+        (Some(_), None) => (&|_| "model".to_string(), config.model_list()),
+        (None, Some(_)) => (&|i| format!("models[{i}]"), config.model_list()),
+    };
+    let mut labels: Vec<String> = Vec::new();
+    for (i, model) in list.iter().enumerate() {
+        let at = prefix(i);
+        if !loaded.resolve(&model.path).is_file() {
+            problems.push(format!(
+                "{at}.path: {} does not exist",
+                loaded.resolve(&model.path).display()
+            ));
+        }
+        if model.task == TaskKind::Classification && model.wrapper.is_some() {
+            problems.push(format!(
+                "{at}.wrapper: wrappers are for segmentation; set {at}.task to \"segmentation\""
+            ));
+        }
+        let label = model.label();
+        if label.is_empty() || label.contains(['/', '\\']) {
+            problems.push(format!(
+                "{at}.name: `{label}` cannot label output folders; use letters, digits, `-`, `_` or `.`"
+            ));
+        }
+        if labels.contains(&label) {
+            problems.push(format!(
+                "{at}.name: two models are labelled `{label}`; give each a distinct `name`"
+            ));
+        }
+        labels.push(label);
+    }
 }
 
 fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {

@@ -60,7 +60,7 @@ pub fn run(
     let manifest_path = folder.join(manifest::file_name(shard));
     let mut manifest = Manifest::load_or_new(&manifest_path, &loaded.path)?;
     manifest.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
-    let mut jobs = plan::plan(loaded)?;
+    let mut jobs = plan::plan(loaded, &plan::randomised_methods(loaded, registry))?;
     if let Some(shard) = shard {
         jobs = shard.select(jobs);
     }
@@ -183,6 +183,7 @@ fn unreachable_settings(job: &PlannedJob, e: anyhow::Error) -> JobRecord {
     JobRecord {
         id: job.id.clone(),
         input: job.input.clone(),
+        model: job.model_label.clone(),
         method: String::new(),
         name: String::new(),
         params: serde_json::Value::Null,

@@ -52,28 +52,53 @@ pub fn settings(loaded: &Loaded, job: &PlannedJob, slot_device: &str) -> Result<
     })
 }
 
-/// A worker's models, loaded once per device and parameter kind.
+/// A worker's models, loaded once per model, device and parameter kind.
 #[derive(Default)]
 pub struct Models {
-    loaded: HashMap<(String, Kind), Box<dyn Model>>,
+    loaded: HashMap<(usize, String, Kind), Box<dyn Model>>,
 }
 
 impl Models {
-    fn get(&mut self, loaded: &Loaded, device: &str, kind: Kind) -> Result<&dyn Model> {
-        let key = (device.to_string(), kind);
+    fn get(
+        &mut self,
+        loaded: &Loaded,
+        index: usize,
+        device: &str,
+        kind: Kind,
+    ) -> Result<&dyn Model> {
+        let key = (index, device.to_string(), kind);
         if !self.loaded.contains_key(&key) {
-            let config = &loaded.config.model;
-            let path = loaded.resolve(&config.path);
-            let m = model::load(
-                &path,
-                model::parse_device(device)?,
-                kind,
-                config.output_index,
-            )?;
+            let m = load_model(loaded, index, device, kind)?;
             self.loaded.insert(key.clone(), m);
         }
         Ok(self.loaded[&key].as_ref())
     }
+}
+
+/// A fresh copy of the run's model `index` (randomisation works on one of its own).
+pub(super) fn load_model(
+    loaded: &Loaded,
+    index: usize,
+    device: &str,
+    kind: Kind,
+) -> Result<Box<dyn Model>> {
+    let config = model_config(loaded, index)?;
+    let path = loaded.resolve(&config.path);
+    model::load(
+        &path,
+        model::parse_device(device)?,
+        kind,
+        config.output_index,
+    )
+}
+
+pub(super) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {
+    loaded
+        .config
+        .model_list()
+        .get(index)
+        .copied()
+        .ok_or_else(|| anyhow!("the config has no model {index}"))
 }
 
 fn kind(precision: Precision) -> Kind {
@@ -162,14 +187,15 @@ fn execute(
         .map(|p| region_like(p, &input.tensor, preprocessing))
         .transpose()?;
     let config = &loaded.config;
+    let model_config = model_config(loaded, job.model)?;
     let request = Request {
         method: &method.id,
         params: &params,
         target: job.target,
-        task: config.model.task,
-        wrapper: config.model.wrapper,
+        task: model_config.task,
+        wrapper: model_config.wrapper,
         region,
-        fixed_mask: config.model.mask_mode == crate::config::MaskMode::Fixed,
+        fixed_mask: model_config.mask_mode == crate::config::MaskMode::Fixed,
         seed: config.execution.seed,
         memory_budget: config.execution.memory_budget_mb << 20,
         base_dir: loaded.base_dir.clone(),
@@ -184,8 +210,8 @@ fn execute(
         } else {
             kind(precision)
         };
-        let model = models.get(loaded, &settings.device_name, kind)?;
-        check_needs(provided, model, &method.id, &config.model.path)?;
+        let model = models.get(loaded, job.model, &settings.device_name, kind)?;
+        check_needs(provided, model, &method.id, &model_config.path)?;
         let inputs = prepared.to_device(settings.device).to_kind(kind);
         let patching = settings.patching.as_ref();
         tch::autocast(autocast, || {
@@ -315,6 +341,7 @@ pub(super) fn record(
     JobRecord {
         id: job.id.clone(),
         input: job.input.clone(),
+        model: job.model_label.clone(),
         method: method.id.clone(),
         name: method.name().to_string(),
         params: method.params.clone(),
@@ -355,7 +382,7 @@ pub fn run_job_here(
     id: &str,
     device: &str,
 ) -> Result<JobRecord> {
-    let jobs = super::plan::plan(loaded)?;
+    let jobs = super::plan::plan(loaded, &super::plan::randomised_methods(loaded, registry))?;
     let job = jobs
         .iter()
         .find(|j| j.id == id)
