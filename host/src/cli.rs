@@ -1,4 +1,4 @@
-//! The command line: `esegeta explain | methods | schema`.
+//! The command line: `esegeta explain | methods | schema | run | check | merge | report`.
 
 use std::path::PathBuf;
 
@@ -57,6 +57,11 @@ enum Command {
     Check { config: PathBuf },
     /// Joins the manifests of a sharded run's folder into its results.json.
     Merge {
+        /// The run's output folder.
+        folder: PathBuf,
+    },
+    /// Rebuilds a run folder's report.html (and tables/*.csv) from its results.json and maps.
+    Report {
         /// The run's output folder.
         folder: PathBuf,
     },
@@ -240,6 +245,11 @@ fn run(cli: Cli) -> Result<()> {
                 merged.jobs.len(),
                 folder.join("results.json").display()
             );
+            Ok(())
+        }
+        Command::Report { folder } => {
+            let path = crate::report::write(&folder)?;
+            println!("wrote {}", path.display());
             Ok(())
         }
         Command::Job {

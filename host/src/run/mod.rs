@@ -126,7 +126,22 @@ pub fn run(
     bar.finish_and_clear();
     let manifest = manifest.into_inner().unwrap_or_else(|p| p.into_inner());
     manifest.save(&manifest_path)?;
+    // A shard's report would show a share of the run: `esegeta merge` writes the whole one.
+    if shard.is_none() {
+        write_report(&folder);
+    }
     outcome(&manifest, resumed.len(), manifest_path)
+}
+
+/// The run's report; a report that cannot be written costs the report, never the run.
+pub fn write_report(folder: &Path) {
+    match crate::report::write(folder) {
+        Ok(path) => tracing::info!("wrote {}", path.display()),
+        Err(e) => {
+            tracing::warn!("cannot write the report: {e:#}");
+            eprintln!("warning: cannot write the report: {e:#}");
+        }
+    }
 }
 
 fn outcome(manifest: &Manifest, resumed: usize, path: PathBuf) -> Result<Summary> {
@@ -223,5 +238,7 @@ fn progress_bar(len: usize) -> ProgressBar {
 
 /// The run folder of a manifest file, for `esegeta merge`.
 pub fn merge(folder: &Path) -> Result<Manifest> {
-    manifest::merge(folder)
+    let merged = manifest::merge(folder)?;
+    write_report(folder);
+    Ok(merged)
 }
