@@ -563,3 +563,86 @@ fn model_lists_are_checked_by_json_path() {
     let stderr = fails(&mut run_cmd(&write_config("run-models-none", neither), &[]));
     assert!(stderr.contains("model: missing; give `model`"), "{stderr}");
 }
+
+#[test]
+fn cascading_randomisation_saves_each_stage_and_compares_it_with_the_original() {
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [{"path": fixture("seg3d_x.npy"), "targets": [1]}],
+        "methods": [{"id": "captum.saliency", "params": {"abs": false}}, {"id": "captum.input_x_gradient"}],
+        "randomisation": {"granularity": "layer", "methods": ["captum.saliency"], "seed": 5},
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    let path = write_config("run-randomisation", config);
+    let (ok, stdout, stderr) = run(&mut run_cmd(&path, &[]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 job(s) done"), "{stdout}");
+    let m = manifest(&path, "results.json");
+    let cascade = job(
+        &m,
+        "seg3d_x/segmenter3d/captum.saliency/target1/randomisation",
+    );
+    let extras = &cascade["extras"];
+    assert_eq!(extras["order"], json!(["head", "mid", "enc"]));
+    let stages = extras["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4, "the original and one stage per layer");
+    for (k, stage) in stages.iter().enumerate() {
+        assert_eq!(stage["stage"], k);
+        assert_eq!(stage["randomised"], json!(["head", "mid", "enc"][..k]));
+        assert!(Path::new(stage["file"].as_str().unwrap()).is_file());
+        // 8^3 maps are smaller than SSIM's 11-voxel window: no SSIM, said by a null.
+        assert!(stage["ssim"].is_null());
+    }
+    // Stage 0 is the trained model: the plain job's map, so correlations of 1.
+    let plain = load(Path::new(
+        job(&m, "segmenter3d/captum.saliency/target1")["files"][0]
+            .as_str()
+            .unwrap(),
+    ));
+    let stage0 = load(Path::new(stages[0]["file"].as_str().unwrap()));
+    assert_eq!(max_diff(&plain, &stage0).0, 0.0);
+    assert_eq!(stages[0]["spearman"], 1.0);
+    // Re-initialising the layers changes the map.
+    let last = load(Path::new(stages[3]["file"].as_str().unwrap()));
+    assert!(max_diff(&plain, &last).0 > 0.0);
+    assert!(stages[3]["spearman"].as_f64().unwrap() < 1.0);
+    assert!(extras["flagged"].is_boolean());
+    // Only the named method is randomised.
+    assert!(!statuses(&m)
+        .iter()
+        .any(|(id, _)| id.contains("input_x_gradient/target1/randomisation")));
+
+    // The same seed repeats the cascade.
+    let again = write_config("run-randomisation-again", {
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        c["methods"] = json!([{"id": "captum.saliency", "params": {"abs": false}}]);
+        c
+    });
+    assert!(run(&mut run_cmd(&again, &[])).0);
+    let m2 = manifest(&again, "results.json");
+    let last2 = job(&m2, "randomisation")["extras"]["stages"][3]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(max_diff(&last, &load(Path::new(&last2))).0, 0.0);
+}
+
+#[test]
+fn randomisation_names_methods_that_exist_and_make_maps() {
+    let mut config = one_input(
+        json!([{"id": "captum.saliency"}, {"id": "metrics.sparseness", "params": {"explained": {"method": "captum.saliency"}}}]),
+        json!({}),
+    );
+    config["randomisation"] = json!({"methods": ["captum.salency", "metrics.sparseness"]});
+    let stderr = fails(&mut run_cmd(
+        &write_config("run-randomisation-bad", config),
+        &[],
+    ));
+    for part in [
+        "randomisation.methods[0]: no method is named `captum.salency`",
+        "Did you mean `captum.saliency`?",
+        "randomisation.methods[1]: `metrics.sparseness` (metrics.sparseness) makes no map",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+}

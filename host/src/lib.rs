@@ -11,6 +11,7 @@ pub mod model;
 pub mod params;
 pub mod patch;
 pub mod plugins;
+pub mod randomisation;
 pub mod report;
 pub mod run;
 pub mod suggest;

@@ -98,7 +98,38 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
         }
     }
     method_problems(loaded, registry, &mut problems);
+    randomisation_problems(loaded, registry, &mut problems);
     problems
+}
+
+/// The methods `randomisation.methods` names exist and make maps over the input.
+fn randomisation_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
+    let Some(names) = loaded
+        .config
+        .randomisation
+        .as_ref()
+        .and_then(|r| r.methods.as_ref())
+    else {
+        return;
+    };
+    let methods = &loaded.config.methods;
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("randomisation.methods[{i}]");
+        let Some(method) = methods.iter().find(|m| m.name() == name) else {
+            let hint = did_you_mean(name, methods.iter().map(|m| m.name()));
+            problems.push(format!(
+                "{at}: no method is named `{name}`; name an entry of `methods` (its `name`, else its id).{hint}"
+            ));
+            continue;
+        };
+        let kind = registry.methods.get(&method.id).map(|p| p.info.kind);
+        if matches!(kind, Some(MethodKind::Metric | MethodKind::Explanation)) {
+            problems.push(format!(
+                "{at}: `{name}` ({}) makes no map over the input to compare across randomisation stages; randomise the method it explains instead",
+                method.id
+            ));
+        }
+    }
 }
 
 /// `model` or `models`, each model's file and wrapper, and distinct labels.

@@ -1,6 +1,7 @@
 //! `esegeta run CONFIG`: plans the jobs, skips those a previous run finished, runs the rest on
 //! one worker per device slot, and records every outcome in the manifest as it happens.
 
+mod cascade;
 mod child;
 pub mod manifest;
 pub mod plan;

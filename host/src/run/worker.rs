@@ -101,7 +101,7 @@ pub(super) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::conf
         .ok_or_else(|| anyhow!("the config has no model {index}"))
 }
 
-fn kind(precision: Precision) -> Kind {
+pub(super) fn kind(precision: Precision) -> Kind {
     match precision {
         Precision::Fp32 => Kind::Float,
         Precision::Bf16 => Kind::BFloat16,
@@ -172,6 +172,9 @@ fn execute(
     cancelled: &AtomicBool,
     progress: Option<&Progress<'_>>,
 ) -> Result<Produced> {
+    if job.randomisation {
+        return super::cascade::execute(registry, loaded, job, settings, cancelled, progress);
+    }
     let method = &loaded.config.methods[job.method];
     let provided = registry.method(&method.id)?;
     let mut params = method.params.clone();
@@ -251,7 +254,7 @@ fn execute(
 
 /// The region file of the `mask` wrapper as `[1, 1, ...spatial]` on the input's grid, then
 /// cropped and resized like the input.
-fn region_like(
+pub(super) fn region_like(
     path: &std::path::Path,
     input: &Tensor,
     preprocessing: &crate::config::Preprocessing,
@@ -275,7 +278,7 @@ fn region_like(
 }
 
 /// The method on the whole input, or on each sliding window stitched back together.
-fn attribute_maybe_patched(
+pub(super) fn attribute_maybe_patched(
     registry: &Registry,
     model: &dyn Model,
     inputs: &Tensor,
