@@ -646,3 +646,83 @@ fn randomisation_names_methods_that_exist_and_make_maps() {
         assert!(stderr.contains(part), "expected {part:?} in {stderr}");
     }
 }
+
+#[test]
+fn metrics_are_checked_for_what_they_explain_and_masks_they_cannot_follow() {
+    let roi = fixture("roi.npy");
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [{"path": fixture("seg3d_x.npy"), "targets": [1]}],
+        "preprocessing": {"crop": [6, 6, 6]},
+        "methods": [
+            {"id": "metrics.sparseness", "name": "a", "params": {"explained": {"method": "captum.salency"}}},
+            {"id": "metrics.sparseness", "name": "b", "params": {"explained": {"method": "testkit.layer_stub"}}},
+            {"id": "metrics.pointing_game", "params": {"explained": {"method": "captum.saliency"}, "mask": roi}}
+        ],
+        "output": {"folder": "out"}
+    });
+    let stderr = fails(&mut run_cmd(
+        &write_config("run-metric-checks", config),
+        &[],
+    ));
+    for part in [
+        "methods[0].params.explained.method: unknown method `captum.salency`. Did you mean `captum.saliency`?",
+        "methods[1].params.explained.method: `testkit.layer_stub` is a layerattribution method",
+        "methods[2]: a metric with a ground-truth mask cannot run on cropped or resized inputs",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+}
+
+#[test]
+fn each_input_is_scored_against_its_own_ground_truth() {
+    // Two inputs: the fixture volume against its ROI, and a copy of it (in another folder,
+    // same stem) against an empty ground truth, which the metric refuses by name.
+    let dir = scratch("run-ground-truth-data");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::copy(fixture("seg3d_x.npy"), dir.join(sub).join("x.npy")).unwrap();
+    }
+    std::fs::copy(fixture("roi.npy"), dir.join("a/x_truth.npy")).unwrap();
+    Tensor::zeros([8, 8, 8], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(dir.join("b/x_truth.npy"))
+        .unwrap();
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [
+            {"path": dir.join("a/x.npy"), "targets": [1], "ground_truth": dir.join("a/{stem}_truth.npy")},
+            {"path": dir.join("b/x.npy"), "targets": [1], "ground_truth": dir.join("b/{stem}_truth.npy")}
+        ],
+        "methods": [{"id": "metrics.relevance_mass_accuracy", "params": {"explained": {"method": "captum.saliency"}}}],
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    let path = write_config("run-ground-truth", config);
+    let out = run_cmd(&path, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let m = manifest(&path, "results.json");
+    let a = job(&m, "x/segmenter3d/");
+    assert_eq!(a["status"], "done", "{a}");
+    let b = job(&m, "x-2/segmenter3d/");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.contains("x_truth.npy") && error.contains("is empty"),
+        "{error}"
+    );
+    // The mass on the ROI, recomputed from the saliency map.
+    let saliency = scratch("run-ground-truth-saliency").join("s.npy");
+    let mut cmd = explain_cmd("segmenter3d.pt", "seg3d_x.npy", "captum.saliency");
+    cmd.args(["--task", "segmentation", "--target", "1", "--out"])
+        .arg(&saliency);
+    assert!(run(&mut cmd).0);
+    let map = load(&saliency)
+        .sum_dim_intlist(1, false, tch::Kind::Double)
+        .squeeze();
+    let roi = load(&fixture("roi.npy")).to_kind(tch::Kind::Double);
+    let expected = (&map * &roi).sum(tch::Kind::Double).double_value(&[])
+        / map.sum(tch::Kind::Double).double_value(&[]);
+    let score = load(Path::new(a["files"][0].as_str().unwrap())).double_value(&[0]);
+    assert!(
+        (score - expected).abs() <= 1e-5,
+        "{score} vs {expected} (1e-5 absolute)"
+    );
+}

@@ -83,6 +83,22 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
                 "inputs[{i}].mask: the `mask` wrapper needs a region file for every input"
             ));
         }
+        if let Some(truth) = &input.ground_truth {
+            if let Ok(files) = super::super::run::plan::expand(loaded, &input.path) {
+                for file in files {
+                    let stem = super::super::run::plan::file_stem(&file);
+                    let path = loaded.resolve(truth.replace("{stem}", &stem));
+                    if !path.is_file() {
+                        problems.push(format!(
+                            "inputs[{i}].ground_truth: {} (for {}) does not exist",
+                            path.display(),
+                            file.display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
         if let Some(mask) = &input.mask {
             if !loaded.resolve(mask).is_file() {
                 problems.push(format!(
@@ -100,6 +116,54 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
     method_problems(loaded, registry, &mut problems);
     randomisation_problems(loaded, registry, &mut problems);
     problems
+}
+
+/// Whether a method takes a ground-truth `mask` parameter (the localisation metrics).
+pub fn takes_mask(provided: &crate::plugins::Provided) -> bool {
+    serde_json::from_str::<Value>(provided.info.params_schema.as_str())
+        .ok()
+        .is_some_and(|s| s.pointer("/properties/mask").is_some())
+}
+
+/// A metric's `explained` method must exist and make a map over the input; and a metric
+/// scored against a ground-truth mask cannot follow a crop, resize or patching of the input
+/// (the mask is not resampled with it), so that combination is refused.
+fn metric_problems(
+    loaded: &Loaded,
+    registry: &Registry,
+    method: &super::MethodSpec,
+    at: &str,
+    params: &Value,
+    problems: &mut Vec<String>,
+) {
+    if let Some(id) = params.pointer("/explained/method").and_then(Value::as_str) {
+        match registry.methods.get(id) {
+            None => {
+                let hint = did_you_mean(id, registry.methods.keys().map(String::as_str));
+                problems.push(format!(
+                    "{at}.params.explained.method: unknown method `{id}`.{hint}"
+                ));
+            }
+            Some(p) if p.info.kind != MethodKind::Attribution => problems.push(format!(
+                "{at}.params.explained.method: `{id}` is a {} method; a metric scores a map over                  the input, so explain with an attribution method (saliency, integrated                  gradients, ...)",
+                format!("{:?}", p.info.kind).to_lowercase()
+            )),
+            Some(_) => {}
+        }
+    }
+    if params.get("mask").is_none() {
+        return;
+    }
+    let config = &loaded.config;
+    let patched = config.execution.patching.is_some() || method.patching.is_some();
+    let reshaped = config.preprocessing.crop.is_some() || config.preprocessing.resize.is_some();
+    if patched || reshaped {
+        problems.push(format!(
+            "{at}: a metric with a ground-truth mask cannot run on {} inputs: the mask is not              resampled with them. Drop {} for this run, or score the metric in a run without it",
+            if patched { "patched" } else { "cropped or resized" },
+            if patched { "`patching`" } else { "preprocessing.crop/resize" }
+        ));
+    }
 }
 
 /// The methods `randomisation.methods` names exist and make maps over the input.
@@ -206,6 +270,20 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
             } else if let Value::Object(map) = &mut params {
                 map.insert("layer".into(), json!(layer));
             }
+        }
+        let every_input_has_truth = loaded
+            .config
+            .inputs
+            .iter()
+            .all(|i| i.ground_truth.is_some());
+        if let Value::Object(map) = &mut params {
+            if every_input_has_truth && takes_mask(provided) && !map.contains_key("mask") {
+                // Given per input at run time (checked with the inputs).
+                map.insert("mask".into(), json!("inputs[].ground_truth"));
+            }
+        }
+        if provided.info.kind == MethodKind::Metric {
+            metric_problems(loaded, registry, method, &at, &params, problems);
         }
         let schema = provided.info.params_schema.as_str();
         problems.extend(crate::params::problems(

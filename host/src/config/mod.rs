@@ -116,6 +116,12 @@ pub struct InputSpec {
     /// The region of the `mask` wrapper (ground truth or ROI), npy or NIfTI.
     #[serde(default)]
     pub mask: Option<PathBuf>,
+    /// This input's ground-truth region (npy or NIfTI, on the input's grid): given to every
+    /// metric that takes a `mask` and does not set one, so one metric entry scores each
+    /// input against its own truth. With a glob, `{stem}` stands for each file's name
+    /// without extension (`truth/{stem}_mask.nii.gz`).
+    #[serde(default)]
+    pub ground_truth: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]

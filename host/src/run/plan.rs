@@ -20,6 +20,8 @@ pub struct PlannedJob {
     /// The input's name in output paths (its file stem, made unique).
     pub input_name: String,
     pub mask: Option<PathBuf>,
+    /// The input's ground truth, for metrics that take a `mask` and set none.
+    pub ground_truth: Option<PathBuf>,
     /// Index into the config's model list (`models`, or the single `model`).
     pub model: usize,
     /// The model's label in ids and output paths.
@@ -71,6 +73,10 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
         for input in expand(loaded, &spec.path)? {
             let input_name = unique_name(&mut names, &input);
             let mask = spec.mask.as_ref().map(|p| loaded.resolve(p));
+            let ground_truth = spec
+                .ground_truth
+                .as_ref()
+                .map(|p| loaded.resolve(p.replace("{stem}", &file_stem(&input))));
             for (k, model_label) in models.iter().enumerate() {
                 for (m, method) in config.methods.iter().enumerate() {
                     for &target in &spec.targets {
@@ -85,6 +91,7 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
                             input: input.clone(),
                             input_name: input_name.clone(),
                             mask: mask.clone(),
+                            ground_truth: ground_truth.clone(),
                             model: k,
                             model_label: model_label.clone(),
                             method: m,
@@ -146,17 +153,21 @@ fn with_formats(stem: &std::path::Path, formats: Vec<Format>) -> Vec<(Format, Pa
         .collect()
 }
 
-/// The input's file stem (without `.nii.gz` too), suffixed when two inputs share it.
-fn unique_name(seen: &mut BTreeMap<String, usize>, input: &std::path::Path) -> String {
+/// The file name without its extension (without `.nii.gz` too).
+pub fn file_stem(input: &std::path::Path) -> String {
     let file = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = file
-        .strip_suffix(".nii.gz")
+    file.strip_suffix(".nii.gz")
         .or_else(|| file.rsplit_once('.').map(|(s, _)| s))
         .unwrap_or(&file)
-        .to_string();
+        .to_string()
+}
+
+/// The input's file stem, suffixed when two inputs share it.
+fn unique_name(seen: &mut BTreeMap<String, usize>, input: &std::path::Path) -> String {
+    let stem = file_stem(input);
     let count = seen.entry(stem.clone()).or_insert(0);
     *count += 1;
     if *count == 1 {

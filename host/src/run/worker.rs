@@ -181,6 +181,11 @@ fn execute(
     if let (Some(layer), Value::Object(map)) = (&method.layer, &mut params) {
         map.insert("layer".into(), json!(layer));
     }
+    if let (Some(truth), Value::Object(map)) = (&job.ground_truth, &mut params) {
+        if crate::config::check::takes_mask(provided) && !map.contains_key("mask") {
+            map.insert("mask".into(), json!(truth));
+        }
+    }
     let input = crate::io::load_input(&job.input)?;
     let preprocessing = &loaded.config.preprocessing;
     let (prepared, undo) = super::preprocess::apply(&input.tensor, preprocessing, &job.input)?;
