@@ -633,7 +633,8 @@ fn randomisation_names_methods_that_exist_and_make_maps() {
         json!([{"id": "captum.saliency"}, {"id": "metrics.sparseness", "params": {"explained": {"method": "captum.saliency"}}}]),
         json!({}),
     );
-    config["randomisation"] = json!({"methods": ["captum.salency", "metrics.sparseness"]});
+    config["randomisation"] =
+        json!({"methods": ["captum.salency", "metrics.sparseness"], "models": ["classifier"]});
     let stderr = fails(&mut run_cmd(
         &write_config("run-randomisation-bad", config),
         &[],
@@ -642,6 +643,7 @@ fn randomisation_names_methods_that_exist_and_make_maps() {
         "randomisation.methods[0]: no method is named `captum.salency`",
         "Did you mean `captum.saliency`?",
         "randomisation.methods[1]: `metrics.sparseness` (metrics.sparseness) makes no map",
+        "randomisation.models[0]: no model is labelled `classifier`",
     ] {
         assert!(stderr.contains(part), "expected {part:?} in {stderr}");
     }
@@ -691,7 +693,8 @@ fn each_input_is_scored_against_its_own_ground_truth() {
         "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
         "inputs": [
             {"path": dir.join("a/x.npy"), "targets": [1], "ground_truth": dir.join("a/{stem}_truth.npy")},
-            {"path": dir.join("b/x.npy"), "targets": [1], "ground_truth": dir.join("b/{stem}_truth.npy")}
+            // Relative to the config's folder, a sibling of the data's.
+            {"path": dir.join("b/x.npy"), "targets": [1], "ground_truth": "../run-ground-truth-data/b/{stem}_truth.npy"}
         ],
         "methods": [{"id": "metrics.relevance_mass_accuracy", "params": {"explained": {"method": "captum.saliency"}}}],
         "output": {"folder": "out", "formats": ["npy"]}

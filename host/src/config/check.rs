@@ -168,12 +168,24 @@ fn metric_problems(
 
 /// The methods `randomisation.methods` names exist and make maps over the input.
 fn randomisation_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
-    let Some(names) = loaded
+    let Some(spec) = loaded.config.randomisation.as_ref() else {
+        return;
+    };
+    let labels: Vec<String> = loaded
         .config
-        .randomisation
-        .as_ref()
-        .and_then(|r| r.methods.as_ref())
-    else {
+        .model_list()
+        .iter()
+        .map(|m| m.label())
+        .collect();
+    for (i, label) in spec.models.iter().flatten().enumerate() {
+        if !labels.contains(label) {
+            let hint = did_you_mean(label, labels.iter().map(String::as_str));
+            problems.push(format!(
+                "randomisation.models[{i}]: no model is labelled `{label}`; use a model's `name` (else its file stem).{hint}"
+            ));
+        }
+    }
+    let Some(names) = spec.methods.as_ref() else {
         return;
     };
     let methods = &loaded.config.methods;

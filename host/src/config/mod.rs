@@ -137,6 +137,9 @@ pub struct Randomisation {
     /// The names of the methods to re-run at every stage (default: every attribution method).
     #[serde(default)]
     pub methods: Option<Vec<String>>,
+    /// The labels of the models to randomise (default: every model).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
     /// Seed of the re-initialisation (default: the run's seed).
     #[serde(default)]
     pub seed: Option<u64>,

@@ -19,7 +19,7 @@ h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;margin-top:2em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}
 th{background:#f0f0f0}th.sort{cursor:pointer}th.sort:after{content:' \\2195';color:#999}
 td.num{text-align:right;font-family:monospace}.fail{color:#b00}.flag{color:#b00;font-weight:bold}
-.grid img{max-width:460px}.strip{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-end}
+.grid img{max-width:400px}.strip{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-end}
 .strip figure{margin:0;text-align:center;font-size:11px}.strip img{max-height:150px}
 .note{color:#555;font-size:.9em;max-width:60em}";
 

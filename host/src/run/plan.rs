@@ -99,7 +99,9 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
                             outputs: with_formats(&stem, formats(loaded, m, &input)),
                             randomisation: false,
                         };
-                        if randomised.get(m).copied().unwrap_or(false) {
+                        if randomised.get(m).copied().unwrap_or(false)
+                            && randomises_model(loaded, model_label)
+                        {
                             let stem = dir
                                 .join("randomisation")
                                 .join(format!("{}_target{target}", method.name()));
@@ -139,6 +141,16 @@ pub fn randomised_methods(loaded: &Loaded, registry: &crate::plugins::Registry) 
                 .is_some_and(|p| p.info.kind == esegeta_plugin_api::MethodKind::Attribution),
         })
         .collect()
+}
+
+/// Whether `randomisation.models` (default: all) includes the model labelled `label`.
+fn randomises_model(loaded: &Loaded, label: &str) -> bool {
+    loaded
+        .config
+        .randomisation
+        .as_ref()
+        .and_then(|r| r.models.as_ref())
+        .is_none_or(|models| models.iter().any(|m| m == label))
 }
 
 fn with_formats(stem: &std::path::Path, formats: Vec<Format>) -> Vec<(Format, PathBuf)> {

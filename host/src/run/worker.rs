@@ -183,6 +183,9 @@ fn execute(
     }
     if let (Some(truth), Value::Object(map)) = (&job.ground_truth, &mut params) {
         if crate::config::check::takes_mask(provided) && !map.contains_key("mask") {
+            // Absolute: the plugin resolves relative paths against the config's folder, and
+            // this one is resolved already.
+            let truth = std::path::absolute(truth).unwrap_or_else(|_| truth.clone());
             map.insert("mask".into(), json!(truth));
         }
     }
