@@ -659,7 +659,9 @@ fn metrics_are_checked_for_what_they_explain_and_masks_they_cannot_follow() {
         "methods": [
             {"id": "metrics.sparseness", "name": "a", "params": {"explained": {"method": "captum.salency"}}},
             {"id": "metrics.sparseness", "name": "b", "params": {"explained": {"method": "testkit.layer_stub"}}},
-            {"id": "metrics.pointing_game", "params": {"explained": {"method": "captum.saliency"}, "mask": roi}}
+            {"id": "metrics.pointing_game", "params": {"explained": {"method": "captum.saliency"}, "mask": roi}},
+            // No mask, and the input gives no ground truth.
+            {"id": "metrics.relevance_mass_accuracy", "params": {"explained": {"method": "captum.saliency"}}}
         ],
         "output": {"folder": "out"}
     });
@@ -671,6 +673,7 @@ fn metrics_are_checked_for_what_they_explain_and_masks_they_cannot_follow() {
         "methods[0].params.explained.method: unknown method `captum.salency`. Did you mean `captum.saliency`?",
         "methods[1].params.explained.method: `testkit.layer_stub` is a layerattribution method",
         "methods[2]: a metric with a ground-truth mask cannot run on cropped or resized inputs",
+        "methods[3].params: \"mask\" is a required property",
     ] {
         assert!(stderr.contains(part), "expected {part:?} in {stderr}");
     }

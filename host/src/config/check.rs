@@ -323,6 +323,11 @@ pub fn schema_with_methods(registry: &Registry) -> anyhow::Result<Value> {
             map.remove("$schema");
             // Its own resource, so that its internal `#/$defs/...` references stay its own.
             map.insert("$id".into(), json!(format!("urn:esegeta:method:{id}")));
+            // In a run config a metric's `mask` may come from inputs[].ground_truth instead
+            // (`check` still requires one or the other).
+            if let Some(Value::Array(required)) = map.get_mut("required") {
+                required.retain(|r| r != "mask");
+            }
         }
         by_id.push(json!({
             "if": {"properties": {"id": {"const": id}}, "required": ["id"]},
