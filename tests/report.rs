@@ -51,6 +51,7 @@ fn the_report_shows_maps_metrics_failures_and_timeouts_in_one_offline_file() {
             {"id": "testkit.sleep", "params": {"seconds": 30}, "timeout_s": 0.5},
             {"id": "metrics.relevance_mass_accuracy", "name": "mass", "params": mass}
         ],
+        "randomisation": {"methods": ["captum.saliency"], "models": ["argmax"]},
         "output": {"folder": "out", "formats": ["npy"]}
     });
     assert_eq!(
@@ -121,5 +122,11 @@ fn check_page(page: &str) {
         page.contains("timed out: timed out after"),
         "the timeout's message"
     );
-    assert!(page.contains("8 job(s): 4 done, 2 failed, 2 timed out"));
+    assert!(page.contains("9 job(s): 5 done, 2 failed, 2 timed out"));
+    // The cascade: a strip from the original through the three layers, and its curves.
+    assert!(page.contains("argmax · captum.saliency (target 1)"));
+    for stage in ["alt=\"original\"", "alt=\"1: +head\"", "alt=\"3: +enc\""] {
+        assert!(page.contains(stage), "missing {stage}");
+    }
+    assert!(page.contains("<svg") && page.contains("<polyline"));
 }
