@@ -145,7 +145,10 @@ fn a_run_explains_every_input_method_and_target_like_explain_does() {
     assert!(stdout.contains("6 job(s) done"), "{stdout}");
     let m = manifest(&config, "results.json");
     assert!(statuses(&m).iter().all(|(_, s)| s == "done"), "{m}");
-    let ig = job(&m, "classifier2d_x/captum.integrated_gradients/target1");
+    let ig = job(
+        &m,
+        "classifier2d_x/classifier2d/captum.integrated_gradients/target1",
+    );
     assert!(ig["extras"]["convergence_delta"].is_array());
     let map = load(Path::new(ig["files"][0].as_str().unwrap()));
     let single = scratch("run-basic-single").join("ig.npy");
@@ -282,14 +285,19 @@ fn a_run_killed_half_way_resumes_without_redoing_or_losing_jobs() {
         );
     }
     assert!(
-        std::fs::read_dir(config.parent().unwrap().join("out/classifier2d_x"))
-            .unwrap()
-            .all(|e| {
-                !e.unwrap()
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with(".esegeta-")
-            }),
+        std::fs::read_dir(
+            config
+                .parent()
+                .unwrap()
+                .join("out/classifier2d_x/classifier2d")
+        )
+        .unwrap()
+        .all(|e| {
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".esegeta-")
+        }),
         "no half-written file is left"
     );
 }
@@ -462,4 +470,265 @@ fn cropped_and_normalised_inputs_give_maps_on_the_inputs_grid() {
     assert!(run(&mut cmd).0);
     let (diff, scale) = max_diff(&map.narrow(2, 1, 6).narrow(3, 1, 6), &load(&single));
     assert!(diff <= 1e-6 * scale, "{diff}");
+}
+
+/// Two models: the classifier and its fixed-batch copy (same weights), so their maps agree.
+fn two_model_config(methods: Value) -> Value {
+    json!({
+        "models": [
+            {"path": fixture("classifier2d.pt"), "name": "free"},
+            {"path": fixture("classifier2d_fixed_b1.pt"), "name": "fixed"}
+        ],
+        "inputs": [{"path": fixture("classifier2d_x.npy"), "targets": [0, 1]}],
+        "methods": methods,
+        "output": {"folder": "out", "formats": ["npy"]}
+    })
+}
+
+#[test]
+fn several_models_each_get_every_job_labelled_in_ids_paths_shards_and_merge() {
+    let methods = json!([{"id": "captum.saliency"}, {"id": "captum.input_x_gradient"}]);
+    let config = write_config("run-models", two_model_config(methods.clone()));
+    let (ok, stdout, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("8 job(s) done"), "{stdout}");
+    let m = manifest(&config, "results.json");
+    for model in ["free", "fixed"] {
+        let id = format!("classifier2d_x/{model}/captum.saliency/target1");
+        let j = job(&m, &id);
+        assert_eq!(j["model"], model);
+        let file = j["files"][0].as_str().unwrap();
+        assert!(
+            file.ends_with(&format!(
+                "out/classifier2d_x/{model}/captum.saliency_target1.npy"
+            )),
+            "{file}"
+        );
+    }
+    // Same weights, so the same map (up to float noise of another batch size: 1e-6 of scale).
+    let file = |id: &str| PathBuf::from(job(&m, id)["files"][0].as_str().unwrap());
+    let (free, fixed) = (
+        load(&file("free/captum.input_x_gradient/target0")),
+        load(&file("fixed/captum.input_x_gradient/target0")),
+    );
+    let (diff, scale) = max_diff(&free, &fixed);
+    assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+
+    // Shards split the model x method x target jobs and merge back to the same manifest.
+    let sharded = write_config("run-models-shards", two_model_config(methods));
+    for i in 0..2 {
+        assert!(run(&mut run_cmd(&sharded, &["--shard", &format!("{i}/2")])).0);
+    }
+    let mut merge = esegeta();
+    merge
+        .arg("merge")
+        .arg(sharded.parent().unwrap().join("out"));
+    assert!(run(&mut merge).0);
+    let merged = manifest(&sharded, "results.json");
+    assert_eq!(statuses(&merged), statuses(&m));
+    // A rerun resumes: nothing left to do.
+    let (ok, stdout, _) = run(&mut run_cmd(&config, &[]));
+    assert!(
+        ok && stdout.contains("(8 finished by an earlier run)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn model_lists_are_checked_by_json_path() {
+    let mut both = two_model_config(json!([{"id": "captum.saliency"}]));
+    both["model"] = json!({"path": fixture("classifier2d.pt")});
+    let stderr = fails(&mut run_cmd(&write_config("run-models-both", both), &[]));
+    assert!(
+        stderr.contains("model: give either `model` (one model) or `models`"),
+        "{stderr}"
+    );
+
+    let mut twins = two_model_config(json!([{"id": "captum.saliency"}]));
+    twins["models"][1]["name"] = json!("free");
+    twins["models"][0]["path"] = json!("nowhere.pt");
+    twins["models"][0]["wrapper"] = json!("argmax");
+    let stderr = fails(&mut run_cmd(&write_config("run-models-twins", twins), &[]));
+    for part in [
+        "models[0].path: ",
+        "nowhere.pt does not exist",
+        "models[0].wrapper: wrappers are for segmentation",
+        "models[1].name: two models are labelled `free`",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+
+    let mut neither = two_model_config(json!([{"id": "captum.saliency"}]));
+    neither.as_object_mut().unwrap().remove("models");
+    let stderr = fails(&mut run_cmd(&write_config("run-models-none", neither), &[]));
+    assert!(stderr.contains("model: missing; give `model`"), "{stderr}");
+}
+
+#[test]
+fn cascading_randomisation_saves_each_stage_and_compares_it_with_the_original() {
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [{"path": fixture("seg3d_x.npy"), "targets": [1]}],
+        "methods": [{"id": "captum.saliency", "params": {"abs": false}}, {"id": "captum.input_x_gradient"}],
+        "randomisation": {"granularity": "layer", "methods": ["captum.saliency"], "seed": 5},
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    let path = write_config("run-randomisation", config);
+    let (ok, stdout, stderr) = run(&mut run_cmd(&path, &[]));
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("3 job(s) done"), "{stdout}");
+    let m = manifest(&path, "results.json");
+    let cascade = job(
+        &m,
+        "seg3d_x/segmenter3d/captum.saliency/target1/randomisation",
+    );
+    let extras = &cascade["extras"];
+    assert_eq!(extras["order"], json!(["head", "mid", "enc"]));
+    let stages = extras["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 4, "the original and one stage per layer");
+    for (k, stage) in stages.iter().enumerate() {
+        assert_eq!(stage["stage"], k);
+        assert_eq!(stage["randomised"], json!(["head", "mid", "enc"][..k]));
+        assert!(Path::new(stage["file"].as_str().unwrap()).is_file());
+        // 8^3 maps are smaller than SSIM's 11-voxel window: no SSIM, said by a null.
+        assert!(stage["ssim"].is_null());
+    }
+    // Stage 0 is the trained model: the plain job's map, so correlations of 1.
+    let plain = load(Path::new(
+        job(&m, "segmenter3d/captum.saliency/target1")["files"][0]
+            .as_str()
+            .unwrap(),
+    ));
+    let stage0 = load(Path::new(stages[0]["file"].as_str().unwrap()));
+    assert_eq!(max_diff(&plain, &stage0).0, 0.0);
+    assert_eq!(stages[0]["spearman"], 1.0);
+    // Re-initialising the layers changes the map.
+    let last = load(Path::new(stages[3]["file"].as_str().unwrap()));
+    assert!(max_diff(&plain, &last).0 > 0.0);
+    assert!(stages[3]["spearman"].as_f64().unwrap() < 1.0);
+    assert!(extras["flagged"].is_boolean());
+    // Only the named method is randomised.
+    assert!(!statuses(&m)
+        .iter()
+        .any(|(id, _)| id.contains("input_x_gradient/target1/randomisation")));
+
+    // The same seed repeats the cascade.
+    let again = write_config("run-randomisation-again", {
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        c["methods"] = json!([{"id": "captum.saliency", "params": {"abs": false}}]);
+        c
+    });
+    assert!(run(&mut run_cmd(&again, &[])).0);
+    let m2 = manifest(&again, "results.json");
+    let last2 = job(&m2, "randomisation")["extras"]["stages"][3]["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(max_diff(&last, &load(Path::new(&last2))).0, 0.0);
+}
+
+#[test]
+fn randomisation_names_methods_that_exist_and_make_maps() {
+    let mut config = one_input(
+        json!([{"id": "captum.saliency"}, {"id": "metrics.sparseness", "params": {"explained": {"method": "captum.saliency"}}}]),
+        json!({}),
+    );
+    config["randomisation"] =
+        json!({"methods": ["captum.salency", "metrics.sparseness"], "models": ["classifier"]});
+    let stderr = fails(&mut run_cmd(
+        &write_config("run-randomisation-bad", config),
+        &[],
+    ));
+    for part in [
+        "randomisation.methods[0]: no method is named `captum.salency`",
+        "Did you mean `captum.saliency`?",
+        "randomisation.methods[1]: `metrics.sparseness` (metrics.sparseness) makes no map",
+        "randomisation.models[0]: no model is labelled `classifier`",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+}
+
+#[test]
+fn metrics_are_checked_for_what_they_explain_and_masks_they_cannot_follow() {
+    let roi = fixture("roi.npy");
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [{"path": fixture("seg3d_x.npy"), "targets": [1]}],
+        "preprocessing": {"crop": [6, 6, 6]},
+        "methods": [
+            {"id": "metrics.sparseness", "name": "a", "params": {"explained": {"method": "captum.salency"}}},
+            {"id": "metrics.sparseness", "name": "b", "params": {"explained": {"method": "testkit.layer_stub"}}},
+            {"id": "metrics.pointing_game", "params": {"explained": {"method": "captum.saliency"}, "mask": roi}},
+            // No mask, and the input gives no ground truth.
+            {"id": "metrics.relevance_mass_accuracy", "params": {"explained": {"method": "captum.saliency"}}}
+        ],
+        "output": {"folder": "out"}
+    });
+    let stderr = fails(&mut run_cmd(
+        &write_config("run-metric-checks", config),
+        &[],
+    ));
+    for part in [
+        "methods[0].params.explained.method: unknown method `captum.salency`. Did you mean `captum.saliency`?",
+        "methods[1].params.explained.method: `testkit.layer_stub` is a layerattribution method",
+        "methods[2]: a metric with a ground-truth mask cannot run on cropped or resized inputs",
+        "methods[3].params: \"mask\" is a required property",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in {stderr}");
+    }
+}
+
+#[test]
+fn each_input_is_scored_against_its_own_ground_truth() {
+    // Two inputs: the fixture volume against its ROI, and a copy of it (in another folder,
+    // same stem) against an empty ground truth, which the metric refuses by name.
+    let dir = scratch("run-ground-truth-data");
+    for sub in ["a", "b"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        std::fs::copy(fixture("seg3d_x.npy"), dir.join(sub).join("x.npy")).unwrap();
+    }
+    std::fs::copy(fixture("roi.npy"), dir.join("a/x_truth.npy")).unwrap();
+    Tensor::zeros([8, 8, 8], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(dir.join("b/x_truth.npy"))
+        .unwrap();
+    let config = json!({
+        "model": {"path": fixture("segmenter3d.pt"), "task": "segmentation"},
+        "inputs": [
+            {"path": dir.join("a/x.npy"), "targets": [1], "ground_truth": dir.join("a/{stem}_truth.npy")},
+            // Relative to the config's folder, a sibling of the data's.
+            {"path": dir.join("b/x.npy"), "targets": [1], "ground_truth": "../run-ground-truth-data/b/{stem}_truth.npy"}
+        ],
+        "methods": [{"id": "metrics.relevance_mass_accuracy", "params": {"explained": {"method": "captum.saliency"}}}],
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    let path = write_config("run-ground-truth", config);
+    let out = run_cmd(&path, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let m = manifest(&path, "results.json");
+    let a = job(&m, "x/segmenter3d/");
+    assert_eq!(a["status"], "done", "{a}");
+    let b = job(&m, "x-2/segmenter3d/");
+    let error = b["error"].as_str().unwrap();
+    assert!(
+        error.contains("x_truth.npy") && error.contains("is empty"),
+        "{error}"
+    );
+    // The mass on the ROI, recomputed from the saliency map.
+    let saliency = scratch("run-ground-truth-saliency").join("s.npy");
+    let mut cmd = explain_cmd("segmenter3d.pt", "seg3d_x.npy", "captum.saliency");
+    cmd.args(["--task", "segmentation", "--target", "1", "--out"])
+        .arg(&saliency);
+    assert!(run(&mut cmd).0);
+    let map = load(&saliency)
+        .sum_dim_intlist(1, false, tch::Kind::Double)
+        .squeeze();
+    let roi = load(&fixture("roi.npy")).to_kind(tch::Kind::Double);
+    let expected = (&map * &roi).sum(tch::Kind::Double).double_value(&[])
+        / map.sum(tch::Kind::Double).double_value(&[]);
+    let score = load(Path::new(a["files"][0].as_str().unwrap())).double_value(&[0]);
+    assert!(
+        (score - expected).abs() <= 1e-5,
+        "{score} vs {expected} (1e-5 absolute)"
+    );
 }

@@ -1,4 +1,4 @@
-//! The command line: `esegeta explain | layers | methods | run | check | merge | schema`.
+//! The command line: `esegeta explain | layers | methods | schema | run | check | merge | report`.
 
 use std::path::PathBuf;
 
@@ -72,6 +72,11 @@ enum Command {
     Check { config: PathBuf },
     /// Joins the manifests of a sharded run's folder into its results.json.
     Merge {
+        /// The run's output folder.
+        folder: PathBuf,
+    },
+    /// Rebuilds a run folder's report.html (and tables/*.csv) from its results.json and maps.
+    Report {
         /// The run's output folder.
         folder: PathBuf,
     },
@@ -268,6 +273,11 @@ fn run(cli: Cli) -> Result<()> {
                 merged.jobs.len(),
                 folder.join("results.json").display()
             );
+            Ok(())
+        }
+        Command::Report { folder } => {
+            let path = crate::report::write(&folder)?;
+            println!("wrote {}", path.display());
             Ok(())
         }
         Command::Job {

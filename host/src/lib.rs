@@ -12,6 +12,8 @@ pub mod model;
 pub mod params;
 pub mod patch;
 pub mod plugins;
+pub mod randomisation;
+pub mod report;
 pub mod rules;
 pub mod run;
 pub mod suggest;

@@ -64,23 +64,15 @@ pub fn check(path: &Path, registry: &Registry) -> anyhow::Result<Loaded> {
 fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
     let config = &loaded.config;
     let mut problems = Vec::new();
-    if !loaded.resolve(&config.model.path).is_file() {
-        problems.push(format!(
-            "model.path: {} does not exist",
-            loaded.resolve(&config.model.path).display()
-        ));
-    }
-    if config.model.task == TaskKind::Classification && config.model.wrapper.is_some() {
-        problems.push(
-            "model.wrapper: wrappers are for segmentation; set model.task to \"segmentation\""
-                .into(),
-        );
-    }
+    model_problems(loaded, &mut problems);
     for (i, input) in config.inputs.iter().enumerate() {
         if let Err(e) = super::super::run::plan::expand(loaded, &input.path) {
             problems.push(format!("inputs[{i}].path: {e:#}"));
         }
-        let mask_wrapper = config.model.wrapper == Some(crate::task::WrapperKind::Mask);
+        let mask_wrapper = config
+            .model_list()
+            .iter()
+            .any(|m| m.wrapper == Some(crate::task::WrapperKind::Mask));
         if input.mask.is_some() && !mask_wrapper {
             problems.push(format!(
                 "inputs[{i}].mask: a region is for the `mask` wrapper; set model.wrapper to \"mask\" or drop it (metrics take their ground truth as a `mask` parameter)"
@@ -90,6 +82,22 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
             problems.push(format!(
                 "inputs[{i}].mask: the `mask` wrapper needs a region file for every input"
             ));
+        }
+        if let Some(truth) = &input.ground_truth {
+            if let Ok(files) = super::super::run::plan::expand(loaded, &input.path) {
+                for file in files {
+                    let stem = super::super::run::plan::file_stem(&file);
+                    let path = loaded.resolve(truth.replace("{stem}", &stem));
+                    if !path.is_file() {
+                        problems.push(format!(
+                            "inputs[{i}].ground_truth: {} (for {}) does not exist",
+                            path.display(),
+                            file.display()
+                        ));
+                        break;
+                    }
+                }
+            }
         }
         if let Some(mask) = &input.mask {
             if !loaded.resolve(mask).is_file() {
@@ -106,8 +114,147 @@ fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
         }
     }
     method_problems(loaded, registry, &mut problems);
-    model_problems(loaded, registry, &mut problems);
+    graph_problems(loaded, registry, &mut problems);
+    randomisation_problems(loaded, registry, &mut problems);
     problems
+}
+
+/// Whether a method takes a ground-truth `mask` parameter (the localisation metrics).
+pub fn takes_mask(provided: &crate::plugins::Provided) -> bool {
+    serde_json::from_str::<Value>(provided.info.params_schema.as_str())
+        .ok()
+        .is_some_and(|s| s.pointer("/properties/mask").is_some())
+}
+
+/// A metric's `explained` method must exist and make a map over the input; and a metric
+/// scored against a ground-truth mask cannot follow a crop, resize or patching of the input
+/// (the mask is not resampled with it), so that combination is refused.
+fn metric_problems(
+    loaded: &Loaded,
+    registry: &Registry,
+    method: &super::MethodSpec,
+    at: &str,
+    params: &Value,
+    problems: &mut Vec<String>,
+) {
+    if let Some(id) = params.pointer("/explained/method").and_then(Value::as_str) {
+        match registry.methods.get(id) {
+            None => {
+                let hint = did_you_mean(id, registry.methods.keys().map(String::as_str));
+                problems.push(format!(
+                    "{at}.params.explained.method: unknown method `{id}`.{hint}"
+                ));
+            }
+            Some(p) if p.info.kind != MethodKind::Attribution => problems.push(format!(
+                "{at}.params.explained.method: `{id}` is a {} method; a metric scores a map over                  the input, so explain with an attribution method (saliency, integrated                  gradients, ...)",
+                format!("{:?}", p.info.kind).to_lowercase()
+            )),
+            Some(_) => {}
+        }
+    }
+    if params.get("mask").is_none() {
+        return;
+    }
+    let config = &loaded.config;
+    let patched = config.execution.patching.is_some() || method.patching.is_some();
+    let reshaped = config.preprocessing.crop.is_some() || config.preprocessing.resize.is_some();
+    if patched || reshaped {
+        problems.push(format!(
+            "{at}: a metric with a ground-truth mask cannot run on {} inputs: the mask is not              resampled with them. Drop {} for this run, or score the metric in a run without it",
+            if patched { "patched" } else { "cropped or resized" },
+            if patched { "`patching`" } else { "preprocessing.crop/resize" }
+        ));
+    }
+}
+
+/// The methods `randomisation.methods` names exist and make maps over the input.
+fn randomisation_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
+    let Some(spec) = loaded.config.randomisation.as_ref() else {
+        return;
+    };
+    let labels: Vec<String> = loaded
+        .config
+        .model_list()
+        .iter()
+        .map(|m| m.label())
+        .collect();
+    for (i, label) in spec.models.iter().flatten().enumerate() {
+        if !labels.contains(label) {
+            let hint = did_you_mean(label, labels.iter().map(String::as_str));
+            problems.push(format!(
+                "randomisation.models[{i}]: no model is labelled `{label}`; use a model's `name` (else its file stem).{hint}"
+            ));
+        }
+    }
+    let Some(names) = spec.methods.as_ref() else {
+        return;
+    };
+    let methods = &loaded.config.methods;
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("randomisation.methods[{i}]");
+        let Some(method) = methods.iter().find(|m| m.name() == name) else {
+            let hint = did_you_mean(name, methods.iter().map(|m| m.name()));
+            problems.push(format!(
+                "{at}: no method is named `{name}`; name an entry of `methods` (its `name`, else its id).{hint}"
+            ));
+            continue;
+        };
+        let kind = registry.methods.get(&method.id).map(|p| p.info.kind);
+        if matches!(kind, Some(MethodKind::Metric | MethodKind::Explanation)) {
+            problems.push(format!(
+                "{at}: `{name}` ({}) makes no map over the input to compare across randomisation stages; randomise the method it explains instead",
+                method.id
+            ));
+        }
+    }
+}
+
+/// `model` or `models`, each model's file and wrapper, and distinct labels.
+fn model_problems(loaded: &Loaded, problems: &mut Vec<String>) {
+    let config = &loaded.config;
+    let (prefix, list): (&dyn Fn(usize) -> String, _) = match (&config.model, &config.models) {
+        (Some(_), Some(_)) => {
+            problems.push(
+                "model: give either `model` (one model) or `models` (a list), not both".into(),
+            );
+            return;
+        }
+        (None, None) => {
+            problems.push(
+                "model: missing; give `model` (one model) or `models` (a list of models)".into(),
+            );
+            return;
+        }
+        (Some(_), None) => (&|_| "model".to_string(), config.model_list()),
+        (None, Some(_)) => (&|i| format!("models[{i}]"), config.model_list()),
+    };
+    let mut labels: Vec<String> = Vec::new();
+    for (i, model) in list.iter().enumerate() {
+        let at = prefix(i);
+        if !loaded.resolve(&model.path).is_file() {
+            problems.push(format!(
+                "{at}.path: {} does not exist",
+                loaded.resolve(&model.path).display()
+            ));
+        }
+        if model.task == TaskKind::Classification && model.wrapper.is_some() {
+            problems.push(format!(
+                "{at}.wrapper: wrappers are for segmentation; set {at}.task to \"segmentation\""
+            ));
+        }
+        let label = model.label();
+        if label.is_empty() || label.contains(['/', '\\']) {
+            problems.push(format!(
+                "{at}.name: `{label}` cannot label output folders; use letters, digits, `-`, `_` or `.`"
+            ));
+        }
+        if labels.contains(&label) {
+            problems.push(format!(
+                "{at}.name: two models are labelled `{label}`; give each a distinct `name`"
+            ));
+        }
+        labels.push(label);
+    }
 }
 
 fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
@@ -137,6 +284,20 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
                 map.insert("layer".into(), json!(layer));
             }
         }
+        let every_input_has_truth = loaded
+            .config
+            .inputs
+            .iter()
+            .all(|i| i.ground_truth.is_some());
+        if let Value::Object(map) = &mut params {
+            if every_input_has_truth && takes_mask(provided) && !map.contains_key("mask") {
+                // Given per input at run time (checked with the inputs).
+                map.insert("mask".into(), json!("inputs[].ground_truth"));
+            }
+        }
+        if provided.info.kind == MethodKind::Metric {
+            metric_problems(loaded, registry, method, &at, &params, problems);
+        }
         let schema = provided.info.params_schema.as_str();
         problems.extend(crate::params::problems(
             &method.id,
@@ -152,9 +313,9 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
     }
 }
 
-/// What the model itself must offer: a graph for methods that need layers or backward rules,
-/// and the layers that layer methods name. Loads the model only when such a method is asked.
-fn model_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
+/// What each model itself must offer: a graph for methods that need layers or backward rules,
+/// and the layers that layer methods name. Loads a model only when such a method is asked.
+fn graph_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
     let config = &loaded.config;
     let needy: Vec<(usize, &str, bool)> = config
         .methods
@@ -165,25 +326,42 @@ fn model_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Strin
             (needs.layers || needs.backward_rules).then_some((i, m.id.as_str(), needs.layers))
         })
         .collect();
-    let path = loaded.resolve(&config.model.path);
-    if needy.is_empty() || !path.is_file() {
+    if needy.is_empty() {
         return;
     }
-    let model = match crate::model::load(
-        &path,
-        tch::Device::Cpu,
-        tch::Kind::Float,
-        config.model.output_index,
-    ) {
+    let several = config.models.is_some();
+    for (m, model) in config.model_list().iter().enumerate() {
+        let at = if several {
+            format!("models[{m}]")
+        } else {
+            "model".to_string()
+        };
+        let path = loaded.resolve(&model.path);
+        if path.is_file() {
+            model_graph_problems(loaded, &needy, &at, &path, model.output_index, problems);
+        }
+    }
+}
+
+/// The problems of one model file with the methods in `needy` (index, id, needs layers).
+fn model_graph_problems(
+    loaded: &Loaded,
+    needy: &[(usize, &str, bool)],
+    at: &str,
+    path: &std::path::Path,
+    output_index: usize,
+    problems: &mut Vec<String>,
+) {
+    let model = match crate::model::load(path, tch::Device::Cpu, tch::Kind::Float, output_index) {
         Ok(m) => m,
-        Err(e) => return problems.push(format!("model.path: {e:#}")),
+        Err(e) => return problems.push(format!("{at}.path: {e:#}")),
     };
     let Some(graph) = model.graph() else {
         for (i, id, layers) in needy {
             problems.push(format!(
-                "methods[{i}]: {id} needs {} but {} is a TorchScript model, a black box; export \
-                 it to ONNX (tools/export_model.py) and point model.path at the .onnx file",
-                if layers {
+                "methods[{i}]: {id} needs {} but {} ({at}) is a TorchScript model, a black box; \
+                 export it to ONNX (tools/export_model.py) and point {at}.path at the .onnx file",
+                if *layers {
                     "named layers"
                 } else {
                     "backward rules"
@@ -195,15 +373,16 @@ fn model_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Strin
     };
     let names: Vec<&str> = graph.layer_list().iter().map(|l| l.name.as_str()).collect();
     for (i, _, _) in needy {
-        let method = &config.methods[i];
-        let (at, layer) = match (&method.layer, method.params.get("layer")) {
+        let method = &loaded.config.methods[*i];
+        let (where_, layer) = match (&method.layer, method.params.get("layer")) {
             (Some(l), _) => (format!("methods[{i}].layer"), l.as_str()),
             (None, Some(Value::String(l))) => (format!("methods[{i}].params.layer"), l.as_str()),
             _ => continue,
         };
         if !names.contains(&layer) {
             problems.push(format!(
-                "{at}: the model has no layer `{layer}`.{} `esegeta layers {}` lists them.",
+                "{where_}: the model {} has no layer `{layer}`.{} `esegeta layers {}` lists them.",
+                path.display(),
                 did_you_mean(layer, names.iter().copied()),
                 path.display()
             ));
@@ -222,6 +401,11 @@ pub fn schema_with_methods(registry: &Registry) -> anyhow::Result<Value> {
             map.remove("$schema");
             // Its own resource, so that its internal `#/$defs/...` references stay its own.
             map.insert("$id".into(), json!(format!("urn:esegeta:method:{id}")));
+            // In a run config a metric's `mask` may come from inputs[].ground_truth instead
+            // (`check` still requires one or the other).
+            if let Some(Value::Array(required)) = map.get_mut("required") {
+                required.retain(|r| r != "mask");
+            }
         }
         by_id.push(json!({
             "if": {"properties": {"id": {"const": id}}, "required": ["id"]},

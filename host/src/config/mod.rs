@@ -19,7 +19,14 @@ use crate::task::{TaskKind, WrapperKind};
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RunConfig {
-    pub model: ModelConfig,
+    /// The model to explain; or give `models` to compare several.
+    #[serde(default)]
+    pub model: Option<ModelConfig>,
+    /// Several models, each explained with every method (jobs = inputs x models x methods x
+    /// targets); each needs a distinct `name`, which labels its outputs.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub models: Option<Vec<ModelConfig>>,
     /// The inputs; each path may be a glob (`scans/*.nii.gz`).
     #[schemars(length(min = 1))]
     pub inputs: Vec<InputSpec>,
@@ -31,13 +38,32 @@ pub struct RunConfig {
     #[serde(default)]
     pub execution: Execution,
     pub output: OutputConfig,
+    /// Cascading model-parameter randomisation (Adebayo et al., 2018): the chosen methods are
+    /// re-run as the model's layers are re-initialised from the output end.
+    #[serde(default)]
+    pub randomisation: Option<Randomisation>,
+}
+
+impl RunConfig {
+    /// The models of the run, from `models` or the single `model`.
+    pub fn model_list(&self) -> Vec<&ModelConfig> {
+        match (&self.models, &self.model) {
+            (Some(list), _) => list.iter().collect(),
+            (None, Some(one)) => vec![one],
+            (None, None) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// TorchScript file (.pt, .ts), relative to the config's folder.
+    /// TorchScript (.pt, .ts) or ONNX (.onnx, with its .onnx.data beside it) file, relative to
+    /// the config's folder.
     pub path: PathBuf,
+    /// The label of this model's outputs, jobs and report columns. Default: the file stem.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default = "classification")]
     pub task: TaskKind,
     /// How a segmentation output becomes class scores (default argmax).
@@ -49,6 +75,23 @@ pub struct ModelConfig {
     /// Which output of a model with several (deep supervision) to explain.
     #[serde(default)]
     pub output_index: usize,
+}
+
+impl ModelConfig {
+    /// The label its outputs and jobs go by: `name`, else the file stem.
+    pub fn label(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
+        let file = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        file.rsplit_once('.')
+            .map(|(stem, _)| stem.to_string())
+            .unwrap_or(file)
+    }
 }
 
 fn classification() -> TaskKind {
@@ -74,6 +117,45 @@ pub struct InputSpec {
     /// The region of the `mask` wrapper (ground truth or ROI), npy or NIfTI.
     #[serde(default)]
     pub mask: Option<PathBuf>,
+    /// This input's ground-truth region (npy or NIfTI, on the input's grid): given to every
+    /// metric that takes a `mask` and does not set one, so one metric entry scores each
+    /// input against its own truth. With a glob, `{stem}` stands for each file's name
+    /// without extension (`truth/{stem}_mask.nii.gz`).
+    #[serde(default)]
+    pub ground_truth: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct Randomisation {
+    /// Off keeps the section in the config without running it.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// `layer`: one stage per module owning parameters (`dec.conv2`); `block`: one per
+    /// top-level module (`dec`).
+    #[serde(default)]
+    pub granularity: Granularity,
+    /// The names of the methods to re-run at every stage (default: every attribution method).
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// The labels of the models to randomise (default: every model).
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Seed of the re-initialisation (default: the run's seed).
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    #[default]
+    Layer,
+    Block,
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, Default)]

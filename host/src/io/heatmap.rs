@@ -21,6 +21,11 @@ pub(super) const LABEL_GAP: u32 = 4;
 pub(super) const LABEL_WIDTH: u32 = 9 * 8;
 
 pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
+    save_png(&render(map, input, out)?, out)
+}
+
+/// The heatmap of `map` `[1, C, H, W]` over `input` as an image; `out` names it in errors.
+pub fn render(map: &Tensor, input: &Tensor, out: &Path) -> Result<RgbImage> {
     let (values, h, w) = plane(map, "the map", out)?;
     let background = match plane(input, "the input", out) {
         Ok((bg, bh, bw)) if (bh, bw) == (h, w) => normalise(&bg),
@@ -43,7 +48,7 @@ pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
     };
     draw_panel(&mut img, &panel, &scale, (0, 0), zoom);
     draw_colour_bar(&mut img, &scale, (bar, 0), ph);
-    save_png(&img, out)
+    Ok(img)
 }
 
 /// Writes `img` as a PNG under a temporary name, then renames it to `out`.

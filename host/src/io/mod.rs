@@ -2,9 +2,9 @@
 //! PNG/JPEG images and PNG heatmaps. Every file is written under a temporary name and renamed.
 
 mod atomic;
-mod heatmap;
+pub mod heatmap;
 mod image_file;
-mod montage;
+pub mod montage;
 mod nifti_file;
 mod npy;
 

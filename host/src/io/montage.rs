@@ -37,6 +37,20 @@ const SECTION_GAP: u32 = 3 * GAP;
 /// Writes the montage of `map`, `[1, C, D, H, W]`, over `input`, `[1, C', D, H, W]` (drawn in
 /// mid grey when its shape differs), to `out`.
 pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
+    save_png(&render(map, input, out, Slices::ByMass)?, out)
+}
+
+/// Which slices a montage shows above its projections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slices {
+    /// Up to 12 slices along k, gathered where the attribution is.
+    ByMass,
+    /// The middle slice along each of i, j and k (the report's compact figure).
+    Middle,
+}
+
+/// The montage of `map` over `input` as an image; `out` names it in errors.
+pub fn render(map: &Tensor, input: &Tensor, out: &Path, which: Slices) -> Result<RgbImage> {
     let size = map.size();
     if size.len() != 5 || size[0] != 1 || size[2..].contains(&0) {
         bail!(
@@ -63,11 +77,18 @@ pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
         false,
         Kind::Double,
     ))?;
-    let slices = pick_slices(&mass, MAX_SLICES);
+    let slices: Vec<(i64, i64)> = match which {
+        Slices::ByMass => pick_slices(&mass, MAX_SLICES)
+            .into_iter()
+            .map(|k| (2, k as i64))
+            .collect(),
+        Slices::Middle => vec![(0, d / 2), (1, h / 2), (2, w / 2)],
+    };
     let mut panels = Vec::new();
-    for &k in &slices {
-        let (v, g) = (values.select(2, k as i64), grey.select(2, k as i64));
-        panels.push((format!("k={k}"), view(&v)?, view(&g)?));
+    for &(axis, at) in &slices {
+        let (v, g) = (values.select(axis, at), grey.select(axis, at));
+        let name = ["i", "j", "k"][axis as usize];
+        panels.push((format!("{name}={at}"), view(&v)?, view(&g)?));
     }
     for (axis, name) in ["i", "j", "k"].iter().enumerate() {
         let axis = axis as i64;
@@ -97,7 +118,7 @@ pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
         draw_panel(&mut img, &panel, &scale, (x, y), zoom);
     }
     draw_colour_bar(&mut img, &scale, layout.bar, layout.bar_height);
-    save_png(&img, out)
+    Ok(img)
 }
 
 /// Where each panel goes (top-left corners), the colour bar and the image's size.

@@ -24,6 +24,9 @@ pub enum Status {
 pub struct JobRecord {
     pub id: String,
     pub input: PathBuf,
+    /// The model's label (manifests of single-model runs before labels: empty).
+    #[serde(default)]
+    pub model: String,
     pub method: String,
     pub name: String,
     pub params: Value,

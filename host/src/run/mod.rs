@@ -1,6 +1,7 @@
 //! `esegeta run CONFIG`: plans the jobs, skips those a previous run finished, runs the rest on
 //! one worker per device slot, and records every outcome in the manifest as it happens.
 
+mod cascade;
 mod child;
 pub mod manifest;
 pub mod plan;
@@ -60,7 +61,7 @@ pub fn run(
     let manifest_path = folder.join(manifest::file_name(shard));
     let mut manifest = Manifest::load_or_new(&manifest_path, &loaded.path)?;
     manifest.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
-    let mut jobs = plan::plan(loaded)?;
+    let mut jobs = plan::plan(loaded, &plan::randomised_methods(loaded, registry))?;
     if let Some(shard) = shard {
         jobs = shard.select(jobs);
     }
@@ -126,7 +127,22 @@ pub fn run(
     bar.finish_and_clear();
     let manifest = manifest.into_inner().unwrap_or_else(|p| p.into_inner());
     manifest.save(&manifest_path)?;
+    // A shard's report would show a share of the run: `esegeta merge` writes the whole one.
+    if shard.is_none() {
+        write_report(&folder);
+    }
     outcome(&manifest, resumed.len(), manifest_path)
+}
+
+/// The run's report; a report that cannot be written costs the report, never the run.
+pub fn write_report(folder: &Path) {
+    match crate::report::write(folder) {
+        Ok(path) => tracing::info!("wrote {}", path.display()),
+        Err(e) => {
+            tracing::warn!("cannot write the report: {e:#}");
+            eprintln!("warning: cannot write the report: {e:#}");
+        }
+    }
 }
 
 fn outcome(manifest: &Manifest, resumed: usize, path: PathBuf) -> Result<Summary> {
@@ -183,6 +199,7 @@ fn unreachable_settings(job: &PlannedJob, e: anyhow::Error) -> JobRecord {
     JobRecord {
         id: job.id.clone(),
         input: job.input.clone(),
+        model: job.model_label.clone(),
         method: String::new(),
         name: String::new(),
         params: serde_json::Value::Null,
@@ -222,5 +239,7 @@ fn progress_bar(len: usize) -> ProgressBar {
 
 /// The run folder of a manifest file, for `esegeta merge`.
 pub fn merge(folder: &Path) -> Result<Manifest> {
-    manifest::merge(folder)
+    let merged = manifest::merge(folder)?;
+    write_report(folder);
+    Ok(merged)
 }

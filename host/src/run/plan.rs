@@ -1,5 +1,6 @@
-//! The plan of a run: jobs = inputs x methods x targets, in a deterministic order, and the
-//! share of them that one shard runs.
+//! The plan of a run: jobs = inputs x models x methods x targets (plus one cascading
+//! randomisation job per randomised method), in a deterministic order, and the share of them
+//! that one shard runs.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,20 +10,30 @@ use serde::Serialize;
 
 use crate::config::{Format, Loaded};
 
-/// One job: one method on one input for one target.
+/// One job: one method on one input through one model for one target.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlannedJob {
-    /// `<input>/<method name>/target<N>`: unique in the run, stable across runs.
+    /// `<input>/<model>/<method name>/target<N>` (with `/randomisation` for a cascade):
+    /// unique in the run, stable across runs.
     pub id: String,
     pub input: PathBuf,
     /// The input's name in output paths (its file stem, made unique).
     pub input_name: String,
     pub mask: Option<PathBuf>,
+    /// The input's ground truth, for metrics that take a `mask` and set none.
+    pub ground_truth: Option<PathBuf>,
+    /// Index into the config's model list (`models`, or the single `model`).
+    pub model: usize,
+    /// The model's label in ids and output paths.
+    pub model_label: String,
     /// Index into the config's `methods`.
     pub method: usize,
     pub target: i64,
-    /// Output files, by format.
+    /// Output files, by format. A randomisation job writes one map per stage, named from the
+    /// first of these (`..._stage<k>.npy`); the stages are known once the model is loaded.
     pub outputs: Vec<(Format, PathBuf)>,
+    /// A cascading randomisation job: the method re-run as layers are re-initialised.
+    pub randomisation: bool,
 }
 
 /// The files a config input names: a file, or the sorted matches of a glob.
@@ -50,40 +61,59 @@ pub fn expand(loaded: &Loaded, pattern: &str) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Every job of the run, sorted by id.
-pub fn plan(loaded: &Loaded) -> Result<Vec<PlannedJob>> {
+/// Every job of the run, sorted by id. `randomised[m]` says whether method `m` gets a
+/// cascading randomisation job (see [`randomised_methods`]).
+pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
     let config = &loaded.config;
     let folder = loaded.output_folder();
+    let models: Vec<String> = config.model_list().iter().map(|m| m.label()).collect();
     let mut jobs = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for spec in &config.inputs {
         for input in expand(loaded, &spec.path)? {
             let input_name = unique_name(&mut names, &input);
-            for (m, method) in config.methods.iter().enumerate() {
-                for &target in &spec.targets {
-                    let id = format!("{input_name}/{}/target{target}", method.name());
-                    let stem = folder
-                        .join(&input_name)
-                        .join(format!("{}_target{target}", method.name()));
-                    let outputs = formats(loaded, m, &input)
-                        .into_iter()
-                        .map(|f| {
-                            (
-                                f,
-                                PathBuf::from(format!("{}.{}", stem.display(), f.extension())),
-                            )
-                        })
-                        .collect();
-                    let mask = spec.mask.as_ref().map(|p| loaded.resolve(p));
-                    jobs.push(PlannedJob {
-                        id,
-                        input: input.clone(),
-                        input_name: input_name.clone(),
-                        mask,
-                        method: m,
-                        target,
-                        outputs,
-                    });
+            let mask = spec.mask.as_ref().map(|p| loaded.resolve(p));
+            let ground_truth = spec
+                .ground_truth
+                .as_ref()
+                .map(|p| loaded.resolve(p.replace("{stem}", &file_stem(&input))));
+            for (k, model_label) in models.iter().enumerate() {
+                for (m, method) in config.methods.iter().enumerate() {
+                    for &target in &spec.targets {
+                        let base = format!(
+                            "{input_name}/{model_label}/{}/target{target}",
+                            method.name()
+                        );
+                        let dir = folder.join(&input_name).join(model_label);
+                        let stem = dir.join(format!("{}_target{target}", method.name()));
+                        let job = PlannedJob {
+                            id: base.clone(),
+                            input: input.clone(),
+                            input_name: input_name.clone(),
+                            mask: mask.clone(),
+                            ground_truth: ground_truth.clone(),
+                            model: k,
+                            model_label: model_label.clone(),
+                            method: m,
+                            target,
+                            outputs: with_formats(&stem, formats(loaded, m, &input)),
+                            randomisation: false,
+                        };
+                        if randomised.get(m).copied().unwrap_or(false)
+                            && randomises_model(loaded, model_label)
+                        {
+                            let stem = dir
+                                .join("randomisation")
+                                .join(format!("{}_target{target}", method.name()));
+                            jobs.push(PlannedJob {
+                                id: format!("{base}/randomisation"),
+                                outputs: with_formats(&stem, vec![Format::Npy]),
+                                randomisation: true,
+                                ..job.clone()
+                            });
+                        }
+                        jobs.push(job);
+                    }
                 }
             }
         }
@@ -92,17 +122,64 @@ pub fn plan(loaded: &Loaded) -> Result<Vec<PlannedJob>> {
     Ok(jobs)
 }
 
-/// The input's file stem (without `.nii.gz` too), suffixed when two inputs share it.
-fn unique_name(seen: &mut BTreeMap<String, usize>, input: &std::path::Path) -> String {
+/// Which methods the config's `randomisation` section re-runs: those it names, else every
+/// method that makes a map over the input (attribution methods; not metrics, not layer
+/// methods). Names it gives that match no method are a config error caught by `check`.
+pub fn randomised_methods(loaded: &Loaded, registry: &crate::plugins::Registry) -> Vec<bool> {
+    let config = &loaded.config;
+    let Some(r) = config.randomisation.as_ref().filter(|r| r.enabled) else {
+        return vec![false; config.methods.len()];
+    };
+    config
+        .methods
+        .iter()
+        .map(|method| match &r.methods {
+            Some(names) => names.iter().any(|n| n == method.name()),
+            None => registry
+                .methods
+                .get(&method.id)
+                .is_some_and(|p| p.info.kind == esegeta_plugin_api::MethodKind::Attribution),
+        })
+        .collect()
+}
+
+/// Whether `randomisation.models` (default: all) includes the model labelled `label`.
+fn randomises_model(loaded: &Loaded, label: &str) -> bool {
+    loaded
+        .config
+        .randomisation
+        .as_ref()
+        .and_then(|r| r.models.as_ref())
+        .is_none_or(|models| models.iter().any(|m| m == label))
+}
+
+fn with_formats(stem: &std::path::Path, formats: Vec<Format>) -> Vec<(Format, PathBuf)> {
+    formats
+        .into_iter()
+        .map(|f| {
+            (
+                f,
+                PathBuf::from(format!("{}.{}", stem.display(), f.extension())),
+            )
+        })
+        .collect()
+}
+
+/// The file name without its extension (without `.nii.gz` too).
+pub fn file_stem(input: &std::path::Path) -> String {
     let file = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = file
-        .strip_suffix(".nii.gz")
+    file.strip_suffix(".nii.gz")
         .or_else(|| file.rsplit_once('.').map(|(s, _)| s))
         .unwrap_or(&file)
-        .to_string();
+        .to_string()
+}
+
+/// The input's file stem, suffixed when two inputs share it.
+fn unique_name(seen: &mut BTreeMap<String, usize>, input: &std::path::Path) -> String {
+    let stem = file_stem(input);
     let count = seen.entry(stem.clone()).or_insert(0);
     *count += 1;
     if *count == 1 {

@@ -52,31 +52,56 @@ pub fn settings(loaded: &Loaded, job: &PlannedJob, slot_device: &str) -> Result<
     })
 }
 
-/// A worker's models, loaded once per device and parameter kind.
+/// A worker's models, loaded once per model, device and parameter kind.
 #[derive(Default)]
 pub struct Models {
-    loaded: HashMap<(String, Kind), Box<dyn Model>>,
+    loaded: HashMap<(usize, String, Kind), Box<dyn Model>>,
 }
 
 impl Models {
-    fn get(&mut self, loaded: &Loaded, device: &str, kind: Kind) -> Result<&dyn Model> {
-        let key = (device.to_string(), kind);
+    fn get(
+        &mut self,
+        loaded: &Loaded,
+        index: usize,
+        device: &str,
+        kind: Kind,
+    ) -> Result<&dyn Model> {
+        let key = (index, device.to_string(), kind);
         if !self.loaded.contains_key(&key) {
-            let config = &loaded.config.model;
-            let path = loaded.resolve(&config.path);
-            let m = model::load(
-                &path,
-                model::parse_device(device)?,
-                kind,
-                config.output_index,
-            )?;
+            let m = load_model(loaded, index, device, kind)?;
             self.loaded.insert(key.clone(), m);
         }
         Ok(self.loaded[&key].as_ref())
     }
 }
 
-fn kind(precision: Precision) -> Kind {
+/// A fresh copy of the run's model `index` (randomisation works on one of its own).
+pub(super) fn load_model(
+    loaded: &Loaded,
+    index: usize,
+    device: &str,
+    kind: Kind,
+) -> Result<Box<dyn Model>> {
+    let config = model_config(loaded, index)?;
+    let path = loaded.resolve(&config.path);
+    model::load(
+        &path,
+        model::parse_device(device)?,
+        kind,
+        config.output_index,
+    )
+}
+
+pub(super) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {
+    loaded
+        .config
+        .model_list()
+        .get(index)
+        .copied()
+        .ok_or_else(|| anyhow!("the config has no model {index}"))
+}
+
+pub(super) fn kind(precision: Precision) -> Kind {
     match precision {
         Precision::Fp32 => Kind::Float,
         Precision::Bf16 => Kind::BFloat16,
@@ -147,11 +172,22 @@ fn execute(
     cancelled: &AtomicBool,
     progress: Option<&Progress<'_>>,
 ) -> Result<Produced> {
+    if job.randomisation {
+        return super::cascade::execute(registry, loaded, job, settings, cancelled, progress);
+    }
     let method = &loaded.config.methods[job.method];
     let provided = registry.method(&method.id)?;
     let mut params = method.params.clone();
     if let (Some(layer), Value::Object(map)) = (&method.layer, &mut params) {
         map.insert("layer".into(), json!(layer));
+    }
+    if let (Some(truth), Value::Object(map)) = (&job.ground_truth, &mut params) {
+        if crate::config::check::takes_mask(provided) && !map.contains_key("mask") {
+            // Absolute: the plugin resolves relative paths against the config's folder, and
+            // this one is resolved already.
+            let truth = std::path::absolute(truth).unwrap_or_else(|_| truth.clone());
+            map.insert("mask".into(), json!(truth));
+        }
     }
     let input = crate::io::load_input(&job.input)?;
     let preprocessing = &loaded.config.preprocessing;
@@ -162,14 +198,15 @@ fn execute(
         .map(|p| region_like(p, &input.tensor, preprocessing))
         .transpose()?;
     let config = &loaded.config;
+    let model_config = model_config(loaded, job.model)?;
     let request = Request {
         method: &method.id,
         params: &params,
         target: job.target,
-        task: config.model.task,
-        wrapper: config.model.wrapper,
+        task: model_config.task,
+        wrapper: model_config.wrapper,
         region,
-        fixed_mask: config.model.mask_mode == crate::config::MaskMode::Fixed,
+        fixed_mask: model_config.mask_mode == crate::config::MaskMode::Fixed,
         seed: config.execution.seed,
         memory_budget: config.execution.memory_budget_mb << 20,
         base_dir: loaded.base_dir.clone(),
@@ -184,8 +221,8 @@ fn execute(
         } else {
             kind(precision)
         };
-        let model = models.get(loaded, &settings.device_name, kind)?;
-        check_needs(provided, model, &method.id, &config.model.path)?;
+        let model = models.get(loaded, job.model, &settings.device_name, kind)?;
+        check_needs(provided, model, &method.id, &model_config.path)?;
         let inputs = prepared.to_device(settings.device).to_kind(kind);
         let patching = settings.patching.as_ref();
         tch::autocast(autocast, || {
@@ -241,7 +278,7 @@ fn execute(
 
 /// The region file of the `mask` wrapper as `[1, 1, ...spatial]` on the input's grid, then
 /// cropped and resized like the input.
-fn region_like(
+pub(super) fn region_like(
     path: &std::path::Path,
     input: &Tensor,
     preprocessing: &crate::config::Preprocessing,
@@ -265,7 +302,7 @@ fn region_like(
 }
 
 /// The method on the whole input, or on each sliding window stitched back together.
-fn attribute_maybe_patched(
+pub(super) fn attribute_maybe_patched(
     registry: &Registry,
     model: &dyn Model,
     inputs: &Tensor,
@@ -331,6 +368,7 @@ pub(super) fn record(
     JobRecord {
         id: job.id.clone(),
         input: job.input.clone(),
+        model: job.model_label.clone(),
         method: method.id.clone(),
         name: method.name().to_string(),
         params: method.params.clone(),
@@ -371,7 +409,7 @@ pub fn run_job_here(
     id: &str,
     device: &str,
 ) -> Result<JobRecord> {
-    let jobs = super::plan::plan(loaded)?;
+    let jobs = super::plan::plan(loaded, &super::plan::randomised_methods(loaded, registry))?;
     let job = jobs
         .iter()
         .find(|j| j.id == id)

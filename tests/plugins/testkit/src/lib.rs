@@ -1,7 +1,8 @@
 //! A plugin for the host's tests: `testkit.echo` exercises every tensor crossing (borrowed
 //! input, host forward, gradient, owned output); `testkit.panic` panics; `testkit.sleep`
 //! works for a while, checking for cancellation; `testkit.hang` ignores it; `testkit.segfault`
-//! crashes the process; `testkit.nan_below_fp32` fails in reduced precision.
+//! crashes the process; `testkit.nan_below_fp32` fails in reduced precision;
+//! `testkit.layer_stub` is a layer method in name only.
 
 use anyhow::Result;
 use esegeta_plugin_api::{
@@ -188,5 +189,43 @@ impl Method for NanBelowFp32 {
 }
 
 register_method!(NanBelowFp32);
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerParams {
+    /// The layer.
+    pub layer: String,
+}
+
+/// A layer method in name only: for the host's checks of what may be explained by what.
+pub struct LayerStub;
+
+impl Method for LayerStub {
+    type Params = LayerParams;
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: "testkit.layer_stub",
+            title: "Layer stub",
+            summary: "Declares itself a layer method; refuses to run.",
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                layers: true,
+                ..Needs::default()
+            },
+            reference: "none",
+        }
+    }
+    fn attribute(
+        &self,
+        _: &Context<'_>,
+        _: &Tensor,
+        _: i64,
+        p: LayerParams,
+    ) -> Result<Attribution> {
+        anyhow::bail!("testkit.layer_stub does not run (layer {})", p.layer)
+    }
+}
+
+register_method!(LayerStub);
 
 esegeta_plugin_api::export_plugin!("testkit");
