@@ -18,7 +18,11 @@ impl Threshold {
     pub fn new(reference: &Tensor, fixed: bool) -> Result<Self> {
         check_one_channel(reference)?;
         Ok(Threshold {
-            fixed: fixed.then(|| foreground_mask(reference)),
+            fixed: if fixed {
+                Some(foreground_mask(reference)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -29,7 +33,7 @@ impl Threshold {
                 check_fixed_batch(mask, output)?;
                 mask.shallow_clone()
             }
-            None => foreground_mask(output),
+            None => foreground_mask(output)?,
         };
         let y = output.flatten(1, -1);
         let mask = mask.flatten(1, -1);
@@ -52,26 +56,34 @@ fn check_one_channel(output: &Tensor) -> Result<()> {
 }
 
 /// Otsu's foreground of each example, `[B, 1, ...]`, without gradient. A constant output has
-/// no foreground.
-fn foreground_mask(output: &Tensor) -> Tensor {
+/// no foreground; a non-finite one is an error.
+fn foreground_mask(output: &Tensor) -> Result<Tensor> {
     let y = output.detach().to_kind(Kind::Float);
-    let masks: Vec<Tensor> = (0..y.size()[0]).map(|b| example_mask(&y.get(b))).collect();
-    Tensor::stack(&masks, 0).to_kind(output.kind())
+    let masks = (0..y.size()[0])
+        .map(|b| example_mask(&y.get(b)))
+        .collect::<Result<Vec<Tensor>>>()?;
+    Ok(Tensor::stack(&masks, 0).to_kind(output.kind()))
 }
 
-fn example_mask(y: &Tensor) -> Tensor {
+fn example_mask(y: &Tensor) -> Result<Tensor> {
     let (min, max) = (y.min().double_value(&[]), y.max().double_value(&[]));
+    if !(min.is_finite() && max.is_finite()) {
+        bail!(
+            "the model's output holds NaN or infinite values, so the threshold wrapper cannot \
+             split it into background and foreground; check the input's scale and the model \
+             (in reduced precision, try fp32)"
+        );
+    }
     if max <= min {
-        return y.zeros_like();
+        return Ok(y.zeros_like());
     }
     let normalised = (y - min) / (max - min);
     let hist = Vec::<f64>::try_from(
         normalised
-            .histc(BINS)
+            .f_histc(BINS)?
             .to_kind(Kind::Double)
             .to_device(tch::Device::Cpu),
-    )
-    .expect("a histogram converts to a vector");
+    )?;
     let t = otsu::threshold(&hist);
-    normalised.gt(t).to_kind(Kind::Float)
+    Ok(normalised.gt(t).to_kind(Kind::Float))
 }

@@ -117,6 +117,15 @@ impl Graph {
         })
     }
 
+    /// The value names of batch norms' running means and variances (inputs 3 and 4).
+    pub fn batch_norm_statistics(&self) -> std::collections::HashSet<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.op_type == "BatchNormalization")
+            .flat_map(|n| n.input_names.iter().skip(3).take(2).cloned())
+            .collect()
+    }
+
     /// Node `index` (execution order) as hooks and rules see it.
     pub fn view(&self, index: usize) -> NodeView<'_> {
         let node = &self.nodes[index];

@@ -156,12 +156,15 @@ impl Model for OnnxModel {
         Some(self)
     }
 
+    /// Floating initializers, less batch norms' running statistics (buffers, not parameters:
+    /// re-initialising them as weights would make variances negative).
     fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        let statistics = self.graph.batch_norm_statistics();
         Ok(self
             .graph
             .initializers
             .iter()
-            .filter(|(_, _, t)| ops::is_floating(t.kind()))
+            .filter(|(_, name, t)| ops::is_floating(t.kind()) && !statistics.contains(name))
             .map(|(_, name, t)| (name.clone(), t.shallow_clone()))
             .collect())
     }
