@@ -363,6 +363,27 @@ fn hooks_see_which_inputs_are_constants() {
         .all(|(_, p)| !p.requires_grad()));
 }
 
+/// Batch norms' running statistics are buffers, not parameters: cascading randomisation
+/// re-initialises parameters, and a re-initialised variance could be negative.
+#[test]
+fn parameters_leave_out_batch_norm_statistics() {
+    let model = load_model("resnet_like_unoptimized.onnx", 0);
+    let names: Vec<String> = model
+        .parameters()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        names.iter().any(|n| n.ends_with("bn1.weight")),
+        "batch norm weights are parameters: {names:?}"
+    );
+    assert!(
+        !names.iter().any(|n| n.contains("running_")),
+        "running statistics listed as parameters: {names:?}"
+    );
+}
+
 #[test]
 fn reduced_precision_loads_and_runs() {
     let model = model::load(
