@@ -8,7 +8,9 @@ once, then answers requests (JSON lines on stdin, one JSON line per answer on st
 - {"op": "limit", "no_grad": N, "grad": M, "batches": [..]} answers the time of the
   unavoidable model evaluations: N examples through the wrapped model under torch.no_grad and M
   with torch.autograd.grad of the target score with respect to the input only (parameters
-  frozen), at the best of the batch sizes given.
+  frozen), at the best of the batch sizes given. Chunk timings are kept until
+  {"op": "forget"} (the parent sends it at each repetition), so the methods of one
+  repetition share them.
 
 Peak memory: before each request the freed heap is returned to the system (malloc_trim) and the
 kernel's high-water mark is reset (/proc/self/clear_refs, 5), so VmHWM is the peak of that
@@ -53,6 +55,7 @@ class Worker:
         self.x = torch.from_numpy(np.load(input_path)).float()
         self.target = target
         self.threads = threads
+        self.chunks = {}
 
     # ---------------------------------------------------------------- Captum
 
@@ -116,10 +119,16 @@ class Worker:
 
     def chunk_seconds(self, size, grad):
         """Median wall time of one evaluation of `size` examples (after one warm-up call: the
-        TorchScript executor specialises on the first calls of each shape)."""
+        TorchScript executor specialises on the first calls of each shape), remembered."""
+        key = (size, grad)
+        if key not in self.chunks:
+            self.chunks[key] = self.time_chunk(size, grad)
+        return self.chunks[key]
+
+    def time_chunk(self, size, grad):
         chunk = self.x.expand(size, *self.x.shape[1:]).contiguous()
         times = []
-        for i in range(4):
+        for i in range(3):
             start = time.perf_counter()
             if grad:
                 xg = chunk.clone().requires_grad_(True)
@@ -172,6 +181,9 @@ def main():
             if request["op"] == "captum":
                 answer = worker.captum(request["method"], request["params"], request["knob"],
                                        request["value"], request["out"])
+            elif request["op"] == "forget":
+                worker.chunks.clear()
+                answer = {}
             elif request["op"] == "limit":
                 answer = worker.limit(request["no_grad"], request["grad"], request["batches"])
             else:
