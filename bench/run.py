@@ -208,7 +208,7 @@ def fmt_mib(m):
 
 
 def table(records):
-    head = ("| case | method | esegeta s | Captum default s | Captum tuned s (setting) | limit s "
+    head = ("| case | method | esegeta s | Captum default s | Captum tuned s (setting) | limit s (batch) "
             "| esegeta/limit | esegeta/tuned | esegeta/default | peak MiB esegeta | peak MiB "
             "Captum default | peak MiB Captum tuned | max\\|diff\\|/max\\|captum\\| |")
     rows = [head, "|" + "---|" * 13]
@@ -224,11 +224,20 @@ def table(records):
             diff += " (sampled)"
         rows.append(" | ".join([
             f"| {r.case.name}", r.method.name, fmt_time(ours), fmt_time(default),
-            f"{fmt_time(tuned)} ({setting})", fmt_time(limit), ratio(ours, limit),
+            f"{fmt_time(tuned)} ({setting})", f"{fmt_time(limit)} ({limit_batches(r)})",
+            ratio(ours, limit),
             ratio(ours, tuned), ratio(ours, default), fmt_mib(measure(r.esegeta, "peak_rss_mib")),
             fmt_mib(measure(r.default, "peak_rss_mib")),
             fmt_mib(measure(r.grid.get(best, []), "peak_rss_mib")), diff]) + " |")
     return "\n".join(rows)
+
+
+def limit_batches(r):
+    """The batch sizes the limit was best at, in the last repetition."""
+    last = r.limit[-1] if r.limit else {}
+    parts = [f"{what} b={last[key]}" for what, key in (("no_grad", "batch_no_grad"),
+                                                      ("grad", "batch_grad")) if last.get(key)]
+    return ", ".join(parts) or "n/a"
 
 
 def startup_seconds(n=10):
@@ -301,10 +310,10 @@ def main():
         "interpreter, torch and the model. Tuned: the best of the grid of the named keyword.",
         "- limit: the method's unavoidable evaluations of the wrapped model (forwards under "
         "no_grad; forward + autograd.grad to the input only where gradients are needed), "
-        "each chunk size timed (median of 3 after a warm-up) and summed over the chunks, at "
+        "each chunk size timed once per repetition (median of 2 calls after a warm-up) and summed over the chunks, at "
         f"the best of the batch sizes {LIMIT_BATCHES}.",
         "- max|diff|/max|captum|: esegeta's map against Captum's default map (metrics: the "
-        "scores). Methods marked sampled draw different random numbers in the two tools, so "
+        "scores), or against its first grid setting where the default was skipped. Methods marked sampled draw different random numbers in the two tools, so "
         "there the difference is sampling noise, not error; tests/ check them statistically.",
         *(["", "Errors and skipped runs:", *errors] if errors else []),
         "",
