@@ -123,7 +123,8 @@ fn integrate(
     internal_batch_size: Option<usize>,
 ) -> Result<Tensor> {
     let batch = inputs.size()[0] as usize;
-    let per_example = (inputs.numel() / batch) as u64 * 4 * 16;
+    let per_example =
+        (inputs.numel() / batch) as u64 * 4 * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE;
     let steps_per_eval = match internal_batch_size {
         Some(n) => (n / batch).max(1),
         None => ctx.batch_size_hint(per_example) / batch,
