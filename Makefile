@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas
+.PHONY: build demo demo-lesion test schemas bench
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -35,3 +35,8 @@ test: build
 ## Regenerates schemas/ (a test fails when it is stale).
 schemas: build
 	$(ESEGETA) schema --write-dir schemas
+
+## esegeta against Captum 0.9 and the model's own limit; writes bench/RESULTS.md. BENCH_ARGS:
+## --quick (about 2 minutes), --all (adds the vessel UNet), --reps N, --cases/--methods SUBSTR.
+bench: build
+	$(ENV) python bench/run.py $(BENCH_ARGS)

@@ -165,3 +165,26 @@ fn sampling_methods_repeat_with_the_same_seed() {
     let (diff, _) = max_diff(&load(&dir.join("a.npy")), &load(&dir.join("c.npy")));
     assert!(diff > 0.0, "another seed draws other noise");
 }
+
+/// `--timing` prints one JSON line that benchmarks parse: the method's own wall time, the peak
+/// resident memory, and the thread count `--threads` set (values not judged: no timing test).
+#[test]
+fn timing_reports_the_method_time_memory_and_threads() {
+    let dir = scratch("timing");
+    let out = dir.join("map.npy");
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    cmd.args(["--threads", "1", "--timing", "--out"]).arg(&out);
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("timing: "))
+        .unwrap_or_else(|| panic!("no timing line in {stdout}"));
+    let timing: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(timing["method_s"].as_f64().unwrap() > 0.0, "{line}");
+    assert!(timing["peak_rss_mib"].as_f64().unwrap() > 0.0, "{line}");
+    assert_eq!(timing["threads"], 1, "{line}");
+    let mut bad = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    bad.args(["--threads", "0", "--out"]).arg(&out);
+    assert!(fails(&mut bad).contains("--threads must be at least 1"));
+}

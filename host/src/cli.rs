@@ -148,6 +148,13 @@ struct ExplainArgs {
     /// Where to write the map; the extension picks the format.
     #[arg(long)]
     out: PathBuf,
+    /// libtorch's intra-op thread count (default: libtorch's own choice, the physical cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Print the method's wall time and the process's peak resident memory as a JSON line
+    /// (`timing: {...}`), for benchmarks.
+    #[arg(long)]
+    timing: bool,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -307,6 +314,10 @@ fn run(cli: Cli) -> Result<()> {
 
 fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
     crate::io::check_output(&args.out)?;
+    if let Some(n) = args.threads {
+        anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
+        tch::set_num_threads(n);
+    }
     let params: Value = serde_json::from_str(&args.params)
         .with_context(|| format!("--params is not valid JSON: {}", args.params))?;
     let job = Job {
@@ -339,6 +350,14 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
     }
     if done.extras.as_object().is_some_and(|m| !m.is_empty()) {
         println!("extras: {}", done.extras);
+    }
+    if args.timing {
+        let timing = json!({
+            "method_s": done.method_seconds,
+            "peak_rss_mib": crate::run::worker::peak_rss_mib(),
+            "threads": tch::get_num_threads(),
+        });
+        println!("timing: {timing}");
     }
     Ok(())
 }

@@ -42,6 +42,9 @@ pub struct Explained {
     pub input: Input,
     pub attribution: Tensor,
     pub extras: Value,
+    /// Wall time of the method itself (the plugin call), without loading or the task
+    /// wrapper's reference forward: what `--timing` reports.
+    pub method_seconds: f64,
 }
 
 /// Checks everything that can be checked without the model, then runs the job.
@@ -77,11 +80,13 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
     };
     let cancelled = AtomicBool::new(false);
     let inputs = input.tensor.to_device(job.device);
-    let (attribution, extras) = attribute(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+    let (attribution, extras, method_seconds) =
+        attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
     Ok(Explained {
         input,
         attribution,
         extras,
+        method_seconds,
     })
 }
 
@@ -111,6 +116,18 @@ pub fn attribute(
     request: &Request<'_>,
     cancelled: &AtomicBool,
 ) -> Result<(Tensor, Value)> {
+    attribute_timed(registry, model, inputs, request, cancelled)
+        .map(|(map, extras, _)| (map, extras))
+}
+
+/// [`attribute`], plus the wall time in seconds of the method call alone.
+pub fn attribute_timed(
+    registry: &Registry,
+    model: &dyn Model,
+    inputs: &Tensor,
+    request: &Request<'_>,
+    cancelled: &AtomicBool,
+) -> Result<(Tensor, Value, f64)> {
     let reference = tch::no_grad(|| model.forward(inputs))?;
     let region = request.region.as_ref().map(|r| r.shallow_clone());
     let wrapper = TaskWrapper::new(
@@ -141,11 +158,13 @@ pub fn attribute(
         inputs: TensorRef::new(inputs),
         target: request.target,
     };
+    let started = std::time::Instant::now();
     let out = host
         .run(run)
         .with_context(|| format!("{} failed", request.method))?;
+    let seconds = started.elapsed().as_secs_f64();
     let extras = serde_json::from_str(out.extras_json.as_str()).unwrap_or(Value::Null);
-    Ok((out.attribution.into_tensor(), extras))
+    Ok((out.attribution.into_tensor(), extras, seconds))
 }
 
 /// `--layer` goes to layer methods as their `layer` parameter.

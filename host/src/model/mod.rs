@@ -1,5 +1,6 @@
 //! Models: anything that maps an input batch to an output tensor with autograd.
 
+mod cuda;
 pub mod graph;
 pub mod onnx;
 mod torchscript;
@@ -79,6 +80,7 @@ pub fn parse_device(name: &str) -> Result<Device> {
     let Ok(index) = index.parse::<usize>() else {
         bail!("unknown device `{name}`; use `cpu` or `cuda:N` with N a GPU index");
     };
+    cuda::load()?;
     let count = tch::Cuda::device_count() as usize;
     if index >= count {
         bail!(

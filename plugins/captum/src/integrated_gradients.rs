@@ -131,15 +131,30 @@ fn integrate(
         .zip(step_sizes.chunks(steps_per_eval))
     {
         ctx.check_cancelled()?;
-        let scaled: Vec<Tensor> = points.iter().map(|&a| baselines + &diff * a).collect();
-        let grads = ctx.gradient(&Tensor::cat(&scaled, 0), target)?;
         let k = points.len() as i64;
         let shape: Vec<i64> = [k].iter().chain(&inputs.size()).copied().collect();
         let mut weight_shape = vec![1i64; shape.len()];
         weight_shape[0] = k;
-        let weights = Tensor::from_slice(steps)
-            .to_device(inputs.device())
-            .view(weight_shape.as_slice());
+        let per_step = |values: Tensor| {
+            values
+                .to_device(inputs.device())
+                .view(weight_shape.as_slice())
+        };
+        // All k path points in one expression, step-major as Captum lays them out: one
+        // allocation instead of k copies and their concatenation. The alphas go in as float32,
+        // as the scalar `baselines + diff * alpha` computes them.
+        let alphas: Vec<f32> = points.iter().map(|&a| a as f32).collect();
+        let scaled = (baselines.unsqueeze(0)
+            + diff.unsqueeze(0) * per_step(Tensor::from_slice(&alphas)))
+        .view(
+            [-1].iter()
+                .chain(&inputs.size()[1..])
+                .copied()
+                .collect::<Vec<_>>()
+                .as_slice(),
+        );
+        let grads = ctx.gradient(&scaled, target)?;
+        let weights = per_step(Tensor::from_slice(steps));
         total += (grads.view(shape.as_slice()) * weights).sum_dim_intlist(0, false, Kind::Float);
         done += points.len();
         ctx.progress(done, alphas.len());
@@ -156,7 +171,8 @@ pub(crate) fn steps_per_eval(
     internal_batch_size: Option<usize>,
 ) -> usize {
     let batch = inputs.size()[0].max(1) as usize;
-    let per_example = (inputs.numel() / batch) as u64 * 4 * 16;
+    let per_example =
+        (inputs.numel() / batch) as u64 * 4 * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE;
     match internal_batch_size {
         Some(n) => n / batch,
         None => ctx.batch_size_hint(per_example) / batch,

@@ -116,7 +116,9 @@ register_method!(LayerGradientShap);
 
 /// A gradient pass holds a few activations of one example's size per row.
 fn per_row_bytes(inputs: &Tensor) -> u64 {
-    (inputs.numel() as u64 / inputs.size()[0].max(1) as u64) * 4 * 16
+    (inputs.numel() as u64 / inputs.size()[0].max(1) as u64)
+        * 4
+        * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE
 }
 
 /// The baselines as `[N, ...one example's shape]`.

@@ -68,7 +68,10 @@ pub fn with_noise_tunnel(
         "noise_tunnel.nt_samples must be at least 1"
     );
     let batch = inputs.size()[0];
-    let per_copy = (inputs.numel() as u64 / batch.max(1) as u64) * 4 * 8;
+    // Each noisy copy is attributed by a gradient method.
+    let per_copy = (inputs.numel() as u64 / batch.max(1) as u64)
+        * 4
+        * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE;
     let chunk = nt
         .nt_samples_batch_size
         .unwrap_or_else(|| ctx.batch_size_hint(per_copy))

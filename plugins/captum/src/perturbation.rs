@@ -31,6 +31,15 @@ pub enum Weighting {
     MeanOverCoverage,
 }
 
+/// Memory per byte of input that one example needs in the model, for batch sizes from the
+/// memory budget. Measured (bench/, peak resident memory against batch size, fp32 on CPU): a
+/// ResNet-18 on 224x224 needs about 80 MiB per example for forward and backward (140 times its
+/// input), the 3D UNets of bench/ and configs/vessels 120-250 MiB per 64^3 example (120-240
+/// times), and a forward without gradients holds roughly half of that. The earlier factors
+/// (16 and 8) let a 1 GiB budget put 64 volumes in one forward, 5-7 GB.
+pub const GRADIENT_BYTES_PER_INPUT_BYTE: u64 = 128;
+pub const FORWARD_BYTES_PER_INPUT_BYTE: u64 = 64;
+
 /// How many perturbed copies to evaluate in one forward pass: the explicit
 /// `perturbations_per_eval`, else as many as the memory budget allows. Captum defaults to 1;
 /// the map is the same either way, only the number of forward passes changes.
@@ -42,8 +51,7 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         );
         return Ok(n);
     }
-    // A forward pass without gradients holds a few activations of the input's size at once.
-    let bytes_per_copy = inputs.numel() as u64 * 4 * 8;
+    let bytes_per_copy = inputs.numel() as u64 * 4 * FORWARD_BYTES_PER_INPUT_BYTE;
     Ok(ctx.batch_size_hint(bytes_per_copy))
 }
 
