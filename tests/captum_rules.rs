@@ -64,6 +64,7 @@ cases!(
     c2d_guided_grad_cam_act1_b2,
     c2d_lrp,
     c2d_lrp_b2,
+    c2d_lrp_gamma_alpha1_beta0,
     c2d_layer_deeplift_conv2,
     c2d_layer_deeplift_act1_b2,
     c2d_layer_deeplift_conv2_input_nomul,

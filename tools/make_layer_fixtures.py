@@ -395,6 +395,41 @@ def case(name, model, inp, method, params=None, target=1, layer=None,
     }
 
 
+# A composite: LRP-gamma on the first conv, LRP-alpha1-beta0 on the second, Captum's defaults
+# elsewhere (esegeta's `rules` replace the defaults, so they are listed too).
+LRP_COMPOSITE = [
+    {"layers": ["conv1"], "rule": {"name": "gamma", "gamma": 0.25}},
+    {"layers": ["conv2"], "rule": {"name": "alpha1_beta0"}},
+    {"ops": ["Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool",
+             "ReduceMean", "BatchNormalization"], "rule": {"name": "epsilon"}},
+    {"ops": ["Relu", "Dropout", "Tanh"], "rule": {"name": "pass_through"}},
+]
+
+
+def captum_lrp_rules(model, composite):
+    """Sets Captum rules on the modules a composite names by layer; returns a function that
+    removes any left behind, so that later cases get Captum's defaults."""
+    from captum.attr._utils.lrp_rules import Alpha1_Beta0_Rule, GammaRule
+    named = []
+    for entry in composite:
+        spec = entry["rule"]
+        for layer in entry.get("layers", []):
+            module = model.get_submodule(layer)
+            if spec["name"] == "gamma":
+                module.rule = GammaRule(gamma=spec.get("gamma", 0.25))
+            elif spec["name"] == "alpha1_beta0":
+                module.rule = Alpha1_Beta0_Rule()
+            else:
+                raise ValueError(f"no Captum rule for {spec}")
+            named.append(module)
+
+    def remove():
+        for module in named:
+            if hasattr(module, "rule"):
+                del module.rule
+    return remove
+
+
 def ig_like(method, n_steps, **extra):
     return {"n_steps": n_steps, "method": method, **extra}
 
@@ -426,6 +461,7 @@ def classifier_cases():
         c("guided_grad_cam_act1_b2", x2, "guided_grad_cam", target=0, layer="act1"),
         c("lrp", x, "lrp"),
         c("lrp_b2", x2, "lrp", target=2),
+        c("lrp_gamma_alpha1_beta0", x2, "lrp", {"rules": LRP_COMPOSITE}),
         c("layer_grad_cam_conv2", x, "layer_grad_cam", layer="conv2"),
         c("layer_grad_cam_act2_relu_b2", x2, "layer_grad_cam",
           {"relu_attributions": True}, target=0, layer="act2"),
@@ -658,6 +694,7 @@ def attribute(c, models, tensors, seed):
     np.random.seed(seed)
     fn = forward_fn(c, models, tensors)
     ctor, kwargs = split_params(c, tensors)
+    remove_rules = captum_lrp_rules(models[c["model"]], kwargs.pop("rules", []))
     cls = METHODS[c["method"]]
     if c["layer"] is not None:
         algo = cls(fn, models[c["model"]].get_submodule(c["layer"]), **ctor)
@@ -665,11 +702,14 @@ def attribute(c, models, tensors, seed):
         algo = cls(fn, **ctor)
     if c["method"] not in NO_TARGET:
         kwargs["target"] = c["target"]
-    if wants_delta(c):
-        attr, delta = algo.attribute(tensors[c["input"]], return_convergence_delta=True,
-                                     **kwargs)
-        return attr, delta
-    return algo.attribute(tensors[c["input"]], **kwargs), None
+    try:
+        if wants_delta(c):
+            attr, delta = algo.attribute(tensors[c["input"]], return_convergence_delta=True,
+                                         **kwargs)
+            return attr, delta
+        return algo.attribute(tensors[c["input"]], **kwargs), None
+    finally:
+        remove_rules()
 
 
 def seed_spread(c, models, tensors, expected):
