@@ -45,21 +45,7 @@ pub fn backward(
     }
     let mut recorder = Recorder::default();
     let output = graph.forward_hooked(inputs, &mut recorder)?;
-    let layer_value = layer.as_ref().map(|site| match site {
-        Site::Output(node) => graph.node(*node).output_names[0].clone(),
-        Site::Input { value, .. } => value.clone(),
-    });
-    let activation = |site: &Site| -> Tensor {
-        let read = match site {
-            Site::Output(node) => Some(&recorder.records[*node].outputs[0]),
-            Site::Input { value, nodes } => {
-                let node = graph.node(nodes[0]);
-                let slot = node.input_names.iter().position(|n| n == value);
-                slot.and_then(|i| recorder.records[nodes[0]].inputs[i].as_ref())
-            }
-        };
-        read.map_or_else(|| inputs.shallow_clone(), Tensor::detach)
-    };
+    let layer_value = layer.as_ref().map(|site| site_value(graph, site));
     let mut pass = Pass::new(graph, composite, &recorder.records);
     pass.plain.insert(
         graph.output_name().to_string(),
@@ -98,7 +84,7 @@ pub fn backward(
         at_layer = Some(input_grad.shallow_clone());
     }
     let layer = layer.as_ref().map(|site| {
-        let value = activation(site);
+        let value = site_activation(graph, &recorder.records, site, inputs);
         let relevance = at_layer.unwrap_or_else(|| value.zeros_like());
         (relevance.detach(), value)
     });
@@ -106,6 +92,32 @@ pub fn backward(
         inputs: input_grad.detach(),
         layer,
     })
+}
+
+/// The ONNX value a tap site stands for.
+fn site_value(graph: &dyn GraphModel, site: &Site) -> String {
+    match site {
+        Site::Output(node) => graph.node(*node).output_names[0].clone(),
+        Site::Input { value, .. } => value.clone(),
+    }
+}
+
+/// The tapped value as the forward pass saw it (the model input when the site reads it).
+fn site_activation(
+    graph: &dyn GraphModel,
+    records: &[Recorded],
+    site: &Site,
+    inputs: &Tensor,
+) -> Tensor {
+    let read = match site {
+        Site::Output(node) => Some(&records[*node].outputs[0]),
+        Site::Input { value, nodes } => {
+            let node = graph.node(nodes[0]);
+            let slot = node.input_names.iter().position(|n| n == value);
+            slot.and_then(|i| records[nodes[0]].inputs[i].as_ref())
+        }
+    };
+    read.map_or_else(|| inputs.shallow_clone(), Tensor::detach)
 }
 
 /// The state of one backward pass.
