@@ -52,8 +52,18 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         return Ok(n);
     }
     let bytes_per_copy = inputs.numel() as u64 * 4 * FORWARD_BYTES_PER_INPUT_BYTE;
-    Ok(ctx.batch_size_hint(bytes_per_copy))
+    let budget = ctx.batch_size_hint(bytes_per_copy);
+    // On CPU, batching buys little and costs memory: in bench/ the forwards of a ResNet-18 and
+    // of a 64^3 UNet ran fastest 4 at a time, and 16-32 at a time ran slower.
+    Ok(match inputs.device() {
+        tch::Device::Cpu => budget.min(CPU_COPIES_PER_EVAL),
+        _ => budget,
+    })
 }
+
+/// The most perturbed copies evaluated together on CPU when `perturbations_per_eval` is not
+/// given (see [`per_eval`]).
+const CPU_COPIES_PER_EVAL: usize = 4;
 
 /// Captum's FeatureAblation loop: `sum over p of (f(x) - f(x perturbed by p)) * mask_p`, per
 /// example, with `per_eval` (at least 1, see [`per_eval`]) perturbations evaluated in one
