@@ -33,6 +33,25 @@ pub(crate) fn distribution(ctx: &Context<'_>, path: &str, inputs: &Tensor) -> Re
     Ok(loaded)
 }
 
+/// A SHAP method's distribution: `distribution` with at least two baselines, else an error
+/// naming `method` and `single`, the method for one baseline.
+pub(crate) fn shap_distribution(
+    ctx: &Context<'_>,
+    path: &str,
+    inputs: &Tensor,
+    method: &str,
+    single: &str,
+) -> Result<Tensor> {
+    let baselines = distribution(ctx, path, inputs)?;
+    if baselines.size()[0] < 2 {
+        bail!(
+            "`baselines` ({path}) holds one example; {method} needs a distribution of several \
+             (use {single} for a single baseline)"
+        );
+    }
+    Ok(baselines)
+}
+
 /// Every input paired with every baseline: inputs repeated `N` times each (input-major), and
 /// the baselines tiled `B` times, as Captum expands them.
 pub(crate) fn pair_all(inputs: &Tensor, baselines: &Tensor) -> (Tensor, Tensor) {

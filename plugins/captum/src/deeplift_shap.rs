@@ -1,7 +1,7 @@
 //! DeepLiftShap (Lundberg and Lee, 2017): DeepLift against each baseline of a distribution,
 //! averaged over the baselines, as Captum 0.9 computes it.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::Tensor;
 
-use crate::baselines::{distribution, mean_per_input, pair_all};
+use crate::baselines::{mean_per_input, pair_all, shap_distribution};
 use crate::deeplift::{deeplift_pass, default_eps, yes};
 use crate::integrated_gradients::convergence_delta;
 
@@ -51,15 +51,9 @@ impl Method for DeepLiftShap {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let baselines = distribution(ctx, &p.baselines, inputs)?;
+        let baselines =
+            shap_distribution(ctx, &p.baselines, inputs, "DeepLiftShap", "captum.deeplift")?;
         let n = baselines.size()[0];
-        if n < 2 {
-            bail!(
-                "`baselines` ({}) holds one example; DeepLiftShap needs a distribution of \
-                 several (use captum.deeplift for a single baseline)",
-                p.baselines
-            );
-        }
         let (x, b) = pair_all(inputs, &baselines);
         let pass = deeplift_pass(ctx, &x, &b, target, p.eps, None)?;
         let per_pair = if p.multiply_by_inputs {

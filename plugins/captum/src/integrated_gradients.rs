@@ -49,7 +49,7 @@ pub struct Params {
     pub noise_tunnel: Option<NoiseTunnel>,
 }
 
-fn default_n_steps() -> usize {
+pub(crate) fn default_n_steps() -> usize {
     50
 }
 

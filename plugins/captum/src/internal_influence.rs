@@ -4,51 +4,18 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::integrated_gradients::{quadrature, Rule};
+use crate::integrated_gradients::quadrature;
 use crate::layer_params::capture;
-use crate::layer_path::{along_path, per_point};
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
-    /// sets it).
-    pub layer: String,
-    /// The starting point of the path: a number for every element, or a tensor file that
-    /// broadcasts to the input (default 0).
-    #[serde(default)]
-    pub baselines: TensorOrScalar,
-    /// Number of points on the path (Riemann rules need at least 2).
-    #[serde(default = "default_n_steps")]
-    #[schemars(range(min = 1))]
-    pub n_steps: usize,
-    /// The quadrature rule.
-    #[serde(default)]
-    pub method: Rule,
-    /// Path points evaluated together (times the batch size); default: as many as the memory
-    /// budget allows.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
-    pub internal_batch_size: Option<usize>,
-    /// Attribute to the layer's input (the value its first node reads) instead of its output.
-    #[serde(default)]
-    pub attribute_to_layer_input: bool,
-}
-
-fn default_n_steps() -> usize {
-    50
-}
+use crate::layer_path::{along_path, per_point, PathParams};
 
 pub struct InternalInfluence;
 
 impl Method for InternalInfluence {
-    type Params = Params;
+    type Params = PathParams;
 
     fn meta(&self) -> MethodMeta {
         MethodMeta {
@@ -72,7 +39,7 @@ impl Method for InternalInfluence {
         ctx: &Context<'_>,
         inputs: &Tensor,
         target: i64,
-        p: Params,
+        p: PathParams,
     ) -> Result<Attribution> {
         let tap = capture(&p.layer, p.attribute_to_layer_input);
         let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;

@@ -7,52 +7,19 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::integrated_gradients::{convergence_delta, quadrature, Rule};
+use crate::integrated_gradients::{convergence_delta, quadrature};
 use crate::layer_params::capture;
-use crate::layer_path::along_path;
-
-#[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Params {
-    /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
-    /// sets it).
-    pub layer: String,
-    /// The starting point of the path: a number for every element, or a tensor file that
-    /// broadcasts to the input (default 0).
-    #[serde(default)]
-    pub baselines: TensorOrScalar,
-    /// Number of steps on the path (Captum evaluates `n_steps + 1` points).
-    #[serde(default = "default_n_steps")]
-    #[schemars(range(min = 1))]
-    pub n_steps: usize,
-    /// The rule that places the path points.
-    #[serde(default)]
-    pub method: Rule,
-    /// Path points evaluated together (times the batch size); default: as many as the memory
-    /// budget allows. The map is the same either way.
-    #[serde(default)]
-    #[schemars(range(min = 1))]
-    pub internal_batch_size: Option<usize>,
-    /// Attribute to the layer's input (the value its first node reads) instead of its output.
-    #[serde(default)]
-    pub attribute_to_layer_input: bool,
-}
-
-fn default_n_steps() -> usize {
-    50
-}
+use crate::layer_path::{along_path, PathParams};
 
 pub struct LayerConductance;
 
 impl Method for LayerConductance {
-    type Params = Params;
+    type Params = PathParams;
 
     fn meta(&self) -> MethodMeta {
         MethodMeta {
@@ -75,7 +42,7 @@ impl Method for LayerConductance {
         ctx: &Context<'_>,
         inputs: &Tensor,
         target: i64,
-        p: Params,
+        p: PathParams,
     ) -> Result<Attribution> {
         let tap = capture(&p.layer, p.attribute_to_layer_input);
         let (alphas, _) = quadrature(p.method, p.n_steps + 1)?;

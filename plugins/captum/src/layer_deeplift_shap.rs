@@ -1,7 +1,7 @@
 //! LayerDeepLiftShap: LayerDeepLift against each baseline of a distribution, averaged over
 //! the baselines, as Captum 0.9 computes it.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::Tensor;
 
-use crate::baselines::{distribution, mean_per_input, pair_all};
+use crate::baselines::{mean_per_input, pair_all, shap_distribution};
 use crate::deeplift::yes;
 use crate::integrated_gradients::convergence_delta;
 use crate::layer_deeplift::layer_contributions;
@@ -53,15 +53,14 @@ impl Method for LayerDeepLiftShap {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let baselines = distribution(ctx, &p.baselines, inputs)?;
+        let baselines = shap_distribution(
+            ctx,
+            &p.baselines,
+            inputs,
+            "LayerDeepLiftShap",
+            "captum.layer_deeplift",
+        )?;
         let n = baselines.size()[0];
-        if n < 2 {
-            bail!(
-                "`baselines` ({}) holds one example; LayerDeepLiftShap needs a distribution of \
-                 several (use captum.layer_deeplift for a single baseline)",
-                p.baselines
-            );
-        }
         let (x, b) = pair_all(inputs, &baselines);
         let tap = Tap::capture(&p.layer).at_input(p.attribute_to_layer_input);
         let per_pair = layer_contributions(ctx, &x, &b, target, tap, p.multiply_by_inputs)?;

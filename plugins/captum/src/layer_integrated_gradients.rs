@@ -14,7 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::{Kind, Tensor};
 
-use crate::integrated_gradients::{convergence_delta, quadrature, steps_per_eval, Rule};
+use crate::integrated_gradients::{
+    convergence_delta, default_n_steps, quadrature, steps_per_eval, Rule,
+};
 use crate::layer_params::{capture, layer_value};
 use crate::layer_path::{by_point, per_point, repeat_copies};
 
@@ -47,10 +49,6 @@ pub struct Params {
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
-}
-
-fn default_n_steps() -> usize {
-    50
 }
 
 fn yes() -> bool {

@@ -3,10 +3,41 @@
 //! integrate.
 
 use anyhow::Result;
-use esegeta_plugin_api::{Context, Tap};
+use esegeta_plugin_api::{Context, Tap, TensorOrScalar};
+use schemars::JsonSchema;
+use serde::Deserialize;
 use tch::Tensor;
 
-use crate::integrated_gradients::steps_per_eval;
+use crate::integrated_gradients::{default_n_steps, steps_per_eval, Rule};
+
+/// The parameters of the layer path methods (InternalInfluence, LayerConductance), Captum's.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PathParams {
+    /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
+    /// sets it).
+    pub layer: String,
+    /// The starting point of the path: a number for every element, or a tensor file that
+    /// broadcasts to the input (default 0).
+    #[serde(default)]
+    pub baselines: TensorOrScalar,
+    /// Number of points on the path (Riemann rules need at least 2); LayerConductance, as
+    /// Captum's, evaluates `n_steps + 1`.
+    #[serde(default = "default_n_steps")]
+    #[schemars(range(min = 1))]
+    pub n_steps: usize,
+    /// The quadrature rule.
+    #[serde(default)]
+    pub method: Rule,
+    /// Path points evaluated together (times the batch size); default: as many as the memory
+    /// budget allows.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub internal_batch_size: Option<usize>,
+    /// Attribute to the layer's input (the value its first node reads) instead of its output.
+    #[serde(default)]
+    pub attribute_to_layer_input: bool,
+}
 
 /// For each chunk of `alphas` (path points `baseline + alpha (x - baseline)`), calls
 /// `visit(first, grads, acts)` with the index of the chunk's first point and the gradient and
