@@ -7,6 +7,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
@@ -17,6 +18,7 @@ use esegeta_plugin_api::abi::{
 };
 use esegeta_plugin_api::{panic_message, LogLevel, TensorHandle, TensorRef};
 
+use crate::model::graph::{GraphModel, Recorded};
 use crate::model::Model;
 use crate::plugins::Registry;
 use crate::rules::{self, Composite};
@@ -36,6 +38,16 @@ pub struct JobHost<'a> {
     pub cancelled: &'a AtomicBool,
     /// Where the method's progress goes (a run's progress bar); the log otherwise.
     pub progress: Option<&'a Progress<'a>>,
+    /// The recorded forward pass of the last base input of `forward_near`.
+    pub near: Mutex<Option<NearBase>>,
+}
+
+/// A base input of incremental evaluation and its recorded forward pass (`None` where the
+/// model cannot evaluate incrementally).
+pub struct NearBase {
+    base: tch::Tensor,
+    recorded: Option<Recorded>,
+    logged: bool,
 }
 
 /// Receives a method's progress: steps done of the total.
@@ -50,6 +62,38 @@ impl<'a> JobHost<'a> {
     /// Scores `[B, K]` of the wrapped model.
     pub fn scores(&self, inputs: &tch::Tensor) -> Result<tch::Tensor> {
         self.wrapper.scores(&self.model.forward(inputs)?)
+    }
+
+    /// Scores of `inputs` near `base`: incrementally on graph models, from `base`'s recorded
+    /// forward pass (kept for the next call with the same base).
+    pub fn scores_near(&self, base: &tch::Tensor, inputs: &tch::Tensor) -> Result<tch::Tensor> {
+        let Some(graph) = self.model.graph() else {
+            return self.scores(inputs);
+        };
+        let mut cache = self.near.lock().unwrap_or_else(|e| e.into_inner());
+        let cached = cache.as_ref().is_some_and(|c| same_tensor(&c.base, base));
+        if !cached {
+            *cache = Some(NearBase {
+                base: base.shallow_clone(),
+                recorded: tch::no_grad(|| graph.record(base))?,
+                logged: false,
+            });
+        }
+        let near = cache.as_mut().expect("just filled");
+        let Some(recorded) = &near.recorded else {
+            return self.scores(inputs);
+        };
+        let (output, reach) = tch::no_grad(|| graph.forward_near(recorded, inputs))?;
+        tracing::debug!(
+            "incremental evaluation of {} examples: {:.0}% of a full evaluation's outputs",
+            inputs.size()[0],
+            100.0 * reach.computed_share
+        );
+        if !near.logged && !same_tensor(inputs, base) {
+            near.logged = true;
+            log_reach(graph, &reach);
+        }
+        self.wrapper.scores(&output)
     }
 
     /// Runs a method of any loaded plugin on this job's model.
@@ -135,6 +179,17 @@ impl Host for JobHost<'_> {
         })
     }
 
+    fn forward_near(
+        &self,
+        base: TensorRef<'_>,
+        inputs: TensorRef<'_>,
+    ) -> RResult<TensorHandle, RString> {
+        guarded(|| {
+            self.scores_near(&base.to_tensor(), &inputs.to_tensor())
+                .map(TensorHandle::new)
+        })
+    }
+
     fn backward_rules(&self, request: RuleBackward<'_>) -> RResult<RuleGradients, RString> {
         guarded(|| {
             let graph = taps::graph_of(self.model, "a rule-based method")?;
@@ -167,6 +222,32 @@ impl Host for JobHost<'_> {
                 layer_output,
             })
         })
+    }
+}
+
+fn same_tensor(a: &tch::Tensor, b: &tch::Tensor) -> bool {
+    a.size() == b.size() && a.kind() == b.kind() && a.device() == b.device() && a.equal(b)
+}
+
+/// Says how far perturbations stayed local, once per base input.
+fn log_reach(graph: &dyn GraphModel, reach: &crate::model::graph::Reach) {
+    let share = 100.0 * reach.computed_share;
+    match reach.whole_from {
+        Some(index) => {
+            let node = graph.node(index);
+            tracing::info!(
+                "incremental evaluation: nodes before `{}` ({}, layer `{}`) recompute only what \
+                 a perturbation reaches; there it reaches the whole value, so the rest of the \
+                 graph runs in full ({share:.0}% of a full evaluation's outputs computed)",
+                node.name,
+                node.op_type,
+                node.layer
+            )
+        }
+        None => tracing::info!(
+            "incremental evaluation: perturbations stay local up to the output ({share:.0}% of \
+             a full evaluation's outputs computed)"
+        ),
     }
 }
 

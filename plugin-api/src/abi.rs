@@ -18,7 +18,7 @@ use crate::tensor::{TensorHandle, TensorRef};
 pub use crate::export::{panic_message, plugin_methods, plugin_run};
 
 /// The plugin ABI version this crate defines.
-pub const ABI_VERSION: u32 = 3;
+pub const ABI_VERSION: u32 = 4;
 
 /// The libtorch version this crate (and so every plugin built with it) links against.
 pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");
@@ -177,6 +177,16 @@ pub trait Host {
 
     /// A backward pass from the `target` score with a rule per node (graph models only).
     fn backward_rules(&self, request: RuleBackward<'_>) -> RResult<RuleGradients, RString>;
+
+    /// The wrapped model's scores `[B, K]` for `inputs`, examples that each differ from `base`
+    /// (`[1, ...]`) in a small region, without autograd history. On graph models the host
+    /// evaluates them incrementally from `base`'s recorded activations (exact); elsewhere, as
+    /// `forward` does.
+    fn forward_near(
+        &self,
+        base: TensorRef<'_>,
+        inputs: TensorRef<'_>,
+    ) -> RResult<TensorHandle, RString>;
 }
 
 /// The host's handle as a plugin receives it.

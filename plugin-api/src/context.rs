@@ -41,6 +41,19 @@ impl<'a> Context<'a> {
         tch::no_grad(|| self.target_scores(inputs, target))
     }
 
+    /// [`Context::evaluate`] for inputs that each differ from `base` (`[1, ...]`) only in a
+    /// small region, such as occluded copies of it: the host may recompute only what the
+    /// differences reach (exact incremental evaluation on graph models).
+    pub fn evaluate_near(&self, base: &Tensor, inputs: &Tensor, target: i64) -> Result<Tensor> {
+        let scores = tch::no_grad(|| {
+            into_result(
+                self.host
+                    .forward_near(TensorRef::new(base), TensorRef::new(inputs)),
+            )
+        })?;
+        select_target(&scores.into_tensor(), target)
+    }
+
     pub fn load_tensor(&self, path: &str) -> Result<Tensor> {
         into_result(self.host.load_tensor(RStr::from_str(path))).map(|t| t.into_tensor())
     }

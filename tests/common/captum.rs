@@ -7,7 +7,8 @@ use super::*;
 
 /// Runs one Captum fixture case through `esegeta explain`, from `tests/fixtures/<dir>` where
 /// its files are, and checks the map against Captum's: deterministic cases to
-/// `1e-3 * max|captum| + 1e-6`, sampled ones to 3x Captum's own spread across seeds.
+/// `1e-3 * max|captum| + 1e-6` (or the case's own `tolerance` times `max|captum|`), sampled
+/// ones to 3x Captum's own spread across seeds.
 pub fn check_captum_case(c: &Value, dir: &str) {
     let name = c["name"].as_str().unwrap();
     let dir = fixtures().join(dir);
@@ -51,7 +52,9 @@ pub fn check_captum_case(c: &Value, dir: &str) {
     let ours = load(&out);
     let captum = load(&dir.join(c["expected"].as_str().unwrap()));
     let (diff, scale) = max_diff(&ours, &captum);
-    let tolerance = if c["check"] == "statistical" {
+    let tolerance = if let Some(relative) = c["tolerance"].as_f64() {
+        relative * scale
+    } else if c["check"] == "statistical" {
         3.0 * c["extras"]["captum_other_seeds_max_abs_dev"]
             .as_f64()
             .unwrap()

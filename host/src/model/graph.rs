@@ -7,6 +7,8 @@
 use anyhow::{bail, Result};
 use tch::Tensor;
 
+pub use crate::model::onnx::{Reach, Recorded};
+
 /// One named layer: a PyTorch module path and the node whose output is the layer's output
 /// (for a block, its last node).
 #[derive(Clone, Debug)]
@@ -23,6 +25,57 @@ pub struct LayerInfo {
 /// modified inputs or weights, e.g. LRP's gamma rule).
 pub trait NodeOp {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>>;
+
+    /// How the op's output positions depend on its inputs' positions, given the inputs of a
+    /// forward pass (for shapes and attributes that depend on them). The default, `Global`,
+    /// is always right; the other answers let incremental evaluation recompute less.
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Global)
+    }
+
+    /// Whether the output depends on the values of input `i`, not only on its type (false
+    /// for CastLike's `target_type`): a change there changes nothing.
+    fn reads_values(&self, _i: usize) -> bool {
+        true
+    }
+
+    /// The op without padding, on a window of its input (for [`Locality::Window`] ops).
+    fn run_valid(&self, _inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        bail!("this op has no unpadded form")
+    }
+}
+
+/// Which input positions an op's output position reads, over the spatial axes (those after
+/// `[N, C]`). Incremental evaluation (host/src/model/onnx/incremental.rs) uses it to
+/// recompute only the part of each output that a local change of the input can reach.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Locality {
+    /// A change anywhere may change every output position.
+    Global,
+    /// Output position p reads position p of every input, with numpy broadcasting
+    /// (elementwise ops, activations, Concat along channels).
+    Pointwise,
+    /// Output position p reads position p of input 0; the other inputs are per-channel
+    /// parameters (BatchNormalization).
+    Channelwise,
+    /// A sliding window over input 0 (convolutions, pools).
+    Window(SlidingWindow),
+    /// Upsampling of input 0 by integer factors, shift-invariant: on a window of the input it
+    /// gives the same values as on the whole input, except within one input position of the
+    /// window's edges (nearest and linear with half-pixel or asymmetric coordinates).
+    Upsample { factors: Vec<i64> },
+}
+
+/// The geometry of a sliding window, per spatial axis.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SlidingWindow {
+    /// Input positions one output reads: `(kernel - 1) * dilation + 1`.
+    pub extent: Vec<i64>,
+    pub stride: Vec<i64>,
+    /// Padding before the first input position.
+    pub pad_begin: Vec<i64>,
+    /// What padding stands for: 0 for convolutions, -inf for max-pooling.
+    pub pad_value: f64,
 }
 
 /// A node as a hook sees it.
@@ -91,6 +144,17 @@ pub trait GraphModel {
     /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
     /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;
+
+    /// Records every value of a forward pass on `base` (`[1, ...]`) for [`forward_near`];
+    /// `None` where the graph cannot evaluate incrementally (a fixed batch size, no spatial
+    /// axes).
+    ///
+    /// [`forward_near`]: GraphModel::forward_near
+    fn record(&self, base: &Tensor) -> Result<Option<Recorded>>;
+
+    /// The output for `inputs` `[B, ...]`, recomputing only what their differences from the
+    /// recorded base reach (exact incremental evaluation, host/src/model/onnx/incremental.rs).
+    fn forward_near(&self, recorded: &Recorded, inputs: &Tensor) -> Result<(Tensor, Reach)>;
 
     /// The layer called `name`; an unknown name is an error that suggests the nearest ones.
     fn layer(&self, name: &str) -> Result<&LayerInfo> {

@@ -24,16 +24,12 @@ pub struct Params {
     pub baselines: TensorOrScalar,
     /// Multiply the multipliers by `(input - baseline)` (Captum's default); false returns the
     /// multipliers themselves.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Below this `|Δx|` the rescale rule falls back to the gradient.
     #[serde(default = "default_eps")]
     #[schemars(range(min = 0.0))]
     pub eps: f64,
-}
-
-pub(crate) fn yes() -> bool {
-    true
 }
 
 pub(crate) fn default_eps() -> f64 {

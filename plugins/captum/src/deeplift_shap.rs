@@ -11,7 +11,7 @@ use serde_json::json;
 use tch::Tensor;
 
 use crate::baselines::{mean_per_input, pair_all, shap_distribution};
-use crate::deeplift::{deeplift_pass, default_eps, yes};
+use crate::deeplift::{deeplift_pass, default_eps};
 use crate::integrated_gradients::convergence_delta;
 
 #[derive(Deserialize, JsonSchema)]
@@ -20,7 +20,7 @@ pub struct Params {
     /// A tensor file of N > 1 reference examples `[N, ...]`, each shaped like one input example.
     pub baselines: String,
     /// Multiply the multipliers by `(input - baseline)` (Captum's default).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Below this `|Δx|` the rescale rule falls back to the gradient.
     #[serde(default = "default_eps")]

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, per_eval, FeatureMask, Perturbed, Weighting};
+use crate::perturbation::{ablate, per_eval, FeatureMask, Perturbed, Plan, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,8 +69,12 @@ impl Method for FeaturePermutation {
             inputs,
             target,
             ids.len(),
-            per_eval(ctx, p.perturbations_per_eval, inputs)?,
-            Weighting::Sum,
+            Plan {
+                per_eval: per_eval(ctx, p.perturbations_per_eval, inputs)?,
+                weighting: Weighting::Sum,
+                // Shuffling across the batch changes every example: nothing to record.
+                incremental: false,
+            },
             |i| {
                 let mask = features.select(ids[i]);
                 let shuffled =

@@ -14,7 +14,6 @@ use serde::Deserialize;
 use tch::Tensor;
 
 use crate::baselines::distribution;
-use crate::deeplift::yes;
 use crate::noise_tunnel::{with_noise_tunnel, NoiseTunnel, NtType};
 
 #[derive(Deserialize, JsonSchema)]
@@ -32,7 +31,7 @@ pub struct Params {
     #[schemars(range(min = 0.0))]
     pub stdevs: f64,
     /// Multiply the gradients by `(input - baseline)` (Captum's default).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tch::Tensor;
 
-use crate::deeplift::{deeplift_pass, default_eps, yes};
+use crate::deeplift::{deeplift_pass, default_eps};
 use crate::integrated_gradients::convergence_delta;
 
 #[derive(Deserialize, JsonSchema)]
@@ -25,7 +25,7 @@ pub struct Params {
     #[serde(default)]
     pub baselines: TensorOrScalar,
     /// Multiply the multipliers by the layer's `(output - output at baseline)` (Captum's default).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Attribute to the layer's input instead of its output.
     #[serde(default)]

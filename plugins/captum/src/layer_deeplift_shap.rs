@@ -11,7 +11,6 @@ use serde_json::json;
 use tch::Tensor;
 
 use crate::baselines::{mean_per_input, pair_all, shap_distribution};
-use crate::deeplift::yes;
 use crate::integrated_gradients::convergence_delta;
 use crate::layer_deeplift::layer_contributions;
 
@@ -23,7 +22,7 @@ pub struct Params {
     /// A tensor file of N > 1 reference examples `[N, ...]`, each shaped like one input example.
     pub baselines: String,
     /// Multiply the multipliers by the layer's `(output - output at baseline)` (Captum's default).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Attribute to the layer's input instead of its output.
     #[serde(default)]

@@ -26,7 +26,7 @@ pub struct Params {
     pub relu_attributions: bool,
     /// Sum the weighted activations over the channel dimension (1); `false` keeps a map per
     /// channel.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub attr_dim_summation: bool,
     /// Resample the map to the input's spatial size (bilinear for 2D layers, trilinear for 3D,
     /// `align_corners=False`), for display over the input. Not a Captum parameter.
@@ -35,10 +35,6 @@ pub struct Params {
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct LayerGradCam;

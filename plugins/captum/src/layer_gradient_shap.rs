@@ -40,7 +40,7 @@ pub struct Params {
     pub stdevs: f64,
     /// Multiply the gradient by the layer's output minus its baseline output (Captum's
     /// default); `false` gives the expected gradient alone.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
@@ -49,10 +49,6 @@ pub struct Params {
 
 fn default_n_samples() -> usize {
     5
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct LayerGradientShap;

@@ -18,15 +18,11 @@ pub struct Params {
     pub layer: String,
     /// Multiply the gradient by the layer's output (Captum's default); `false` gives the
     /// layer gradient alone.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct LayerGradientXActivation;

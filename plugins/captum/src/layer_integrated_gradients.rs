@@ -44,15 +44,11 @@ pub struct Params {
     pub internal_batch_size: Option<usize>,
     /// Multiply the integrated gradient by the layer's output minus its baseline output
     /// (Captum's default); `false` gives the integrated gradient alone.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub multiply_by_inputs: bool,
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct LayerIntegratedGradients;

@@ -36,3 +36,8 @@ mod saliency;
 mod shapley_value_sampling;
 
 esegeta_plugin_api::export_plugin!("captum");
+
+/// serde's default for parameters that default to true.
+pub(crate) fn yes() -> bool {
+    true
+}

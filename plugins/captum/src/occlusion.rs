@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, per_eval, Perturbed, Weighting};
+use crate::perturbation::{ablate, per_eval, Perturbed, Plan, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -33,6 +33,13 @@ pub struct Params {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: Option<usize>,
+    /// Evaluate the perturbed copies incrementally when the model is an ONNX graph: each
+    /// layer recomputes only the part of its output the perturbation reaches, from the
+    /// unperturbed input's recorded activations, and the rest of the graph runs in full where
+    /// the reach covers a whole layer (the log says where). Exact, so the map is the same;
+    /// false evaluates every copy in full. Default true.
+    #[serde(default = "crate::yes")]
+    pub incremental: bool,
 }
 
 /// Captum's `strides`: one step for every dimension, or one per dimension.
@@ -83,8 +90,11 @@ impl Method for Occlusion {
             inputs,
             target,
             grid.count(),
-            per_eval(ctx, p.perturbations_per_eval, inputs)?,
-            Weighting::MeanOverCoverage,
+            Plan {
+                per_eval: per_eval(ctx, p.perturbations_per_eval, inputs)?,
+                weighting: Weighting::MeanOverCoverage,
+                incremental: p.incremental,
+            },
             |i| {
                 let mask = grid.mask(i, inputs);
                 Ok(Perturbed {

@@ -65,20 +65,37 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
 /// given (see [`per_eval`]).
 const CPU_COPIES_PER_EVAL: usize = 4;
 
+/// How [`ablate`] evaluates perturbed copies.
+pub struct Plan {
+    /// Copies per forward pass (at least 1, see [`per_eval`]).
+    pub per_eval: usize,
+    pub weighting: Weighting,
+    /// Ask the host to evaluate copies incrementally from the unperturbed input (exact; see
+    /// [`Context::evaluate_near`]). Only for one-example batches: the host records one base.
+    pub incremental: bool,
+}
+
 /// Captum's FeatureAblation loop: `sum over p of (f(x) - f(x perturbed by p)) * mask_p`, per
-/// example, with `per_eval` (at least 1, see [`per_eval`]) perturbations evaluated in one
-/// forward pass.
+/// example, with `plan.per_eval` perturbations evaluated in one forward pass.
 pub fn ablate(
     ctx: &Context<'_>,
     inputs: &Tensor,
     target: i64,
     count: usize,
-    per_eval: usize,
-    weighting: Weighting,
+    plan: Plan,
     perturb: impl FnMut(usize) -> Result<Perturbed>,
 ) -> Result<Tensor> {
-    let evaluate = |copies: &[&Tensor]| evaluate_copies(ctx, target, copies);
-    ablate_with(ctx, inputs, count, per_eval, weighting, evaluate, perturb)
+    let near = (plan.incremental && inputs.size().first() == Some(&1)).then_some(inputs);
+    let evaluate = |copies: &[&Tensor]| evaluate_copies(ctx, target, copies, near);
+    ablate_with(
+        ctx,
+        inputs,
+        count,
+        plan.per_eval,
+        plan.weighting,
+        evaluate,
+        perturb,
+    )
 }
 
 /// [`ablate`] with the copies scored by `evaluate` (target scores `[k, B]` of `k` copies),
@@ -119,11 +136,21 @@ pub fn ablate_with(
 }
 
 /// Target scores `[k, B]` of `k` perturbed copies of a `B`-example batch, from one forward pass
-/// over the copies concatenated along the batch dimension (Captum's layout).
-pub fn evaluate_copies(ctx: &Context<'_>, target: i64, copies: &[&Tensor]) -> Result<Tensor> {
+/// over the copies concatenated along the batch dimension (Captum's layout); incrementally from
+/// `near`, the unperturbed input, when given.
+pub fn evaluate_copies(
+    ctx: &Context<'_>,
+    target: i64,
+    copies: &[&Tensor],
+    near: Option<&Tensor>,
+) -> Result<Tensor> {
     let k = copies.len() as i64;
     let batch = copies.first().map_or(0, |c| c.size()[0]);
-    let scores = ctx.evaluate(&Tensor::f_cat(copies, 0)?, target)?;
+    let all = Tensor::f_cat(copies, 0)?;
+    let scores = match near {
+        Some(base) => ctx.evaluate_near(base, &all, target)?,
+        None => ctx.evaluate(&all, target)?,
+    };
     ensure!(
         scores.numel() as i64 == k * batch,
         "the model returned {} scores for {} examples ({k} perturbed copies of {batch}); \

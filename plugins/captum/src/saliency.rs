@@ -14,15 +14,11 @@ use crate::noise_tunnel::{with_noise_tunnel, NoiseTunnel};
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// Return the absolute value of the gradient (Captum's default).
-    #[serde(default = "yes")]
+    #[serde(default = "crate::yes")]
     pub abs: bool,
     /// Average the attribution over noisy copies of the input (SmoothGrad and friends).
     #[serde(default)]
     pub noise_tunnel: Option<NoiseTunnel>,
-}
-
-fn yes() -> bool {
-    true
 }
 
 pub struct Saliency;

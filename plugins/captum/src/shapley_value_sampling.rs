@@ -156,7 +156,12 @@ impl Walk<'_, '_> {
                 steps.push(current.shallow_clone());
                 masks.push(mask);
             }
-            let scores = evaluate_copies(self.ctx, self.target, &steps.iter().collect::<Vec<_>>())?;
+            let scores = evaluate_copies(
+                self.ctx,
+                self.target,
+                &steps.iter().collect::<Vec<_>>(),
+                None,
+            )?;
             for (j, mask) in masks.iter().enumerate() {
                 let score = scores.get(j as i64);
                 credit(total, &(&score - &previous), mask);

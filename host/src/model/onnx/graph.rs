@@ -28,15 +28,15 @@ pub struct Node {
 
 pub struct Graph {
     pub nodes: Vec<Node>,
-    slots: usize,
+    pub(super) slots: usize,
     /// Initializers by ONNX name, in the model's precision on its device.
     pub initializers: Vec<(usize, String, Tensor)>,
-    input: usize,
+    pub(super) input: usize,
     /// The declared input shape (None for a symbolic dimension).
     pub input_shape: Option<Vec<Option<i64>>>,
     pub outputs: Vec<(usize, String)>,
     /// For each node, the slots no later node reads: freed as soon as it has run.
-    release: Vec<Vec<usize>>,
+    pub(super) release: Vec<Vec<usize>>,
     pub layers: Vec<LayerInfo>,
 }
 
@@ -351,7 +351,7 @@ fn describe(node: &Node) -> String {
     format!("the node `{}` ({}){layer}", node.name, node.op_type)
 }
 
-fn describe_failure(node: &Node, inputs: &[Option<Tensor>]) -> String {
+pub(super) fn describe_failure(node: &Node, inputs: &[Option<Tensor>]) -> String {
     let shapes: Vec<String> = inputs
         .iter()
         .map(|t| {

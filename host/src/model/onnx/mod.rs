@@ -4,6 +4,7 @@
 
 mod attrs;
 mod graph;
+mod incremental;
 mod names;
 mod ops;
 mod proto;
@@ -18,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook, NodeView};
 use super::Model;
 use graph::Graph;
+pub use incremental::{Reach, Recorded};
 use tensor::TensorReader;
 
 pub struct OnnxModel {
@@ -189,6 +191,19 @@ impl GraphModel for OnnxModel {
 
     fn layer(&self, name: &str) -> Result<&LayerInfo> {
         find_layer(self.layer_list(), name, &format!("the model {}", self.name))
+    }
+
+    fn record(&self, base: &Tensor) -> Result<Option<Recorded>> {
+        self.check_input(base)?;
+        if self.fixed_batch.is_some() || base.size()[0] != 1 || base.dim() < 3 {
+            return Ok(None);
+        }
+        Ok(Some(self.graph.record(base)?))
+    }
+
+    fn forward_near(&self, recorded: &Recorded, inputs: &Tensor) -> Result<(Tensor, Reach)> {
+        self.check_input(inputs)?;
+        self.graph.run_near(recorded, inputs, self.output_index)
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {

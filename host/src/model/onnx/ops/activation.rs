@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axis, input, BuildCtx};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 /// An activation of one input computed by a closure over its parameters.
@@ -16,6 +16,10 @@ struct Activation {
 impl NodeOp for Activation {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![(self.f)(input(inputs, 0, "X")?)?])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
     }
 }
 
@@ -84,6 +88,10 @@ impl NodeOp for PRelu {
         let slope = input(inputs, 1, "slope")?;
         Ok(vec![x.f_where_self(&x.f_gt(0.0)?, &x.f_mul(slope)?)?])
     }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
+    }
 }
 
 struct Softmax {
@@ -126,5 +134,17 @@ impl NodeOp for Softmax {
         let outer: i64 = shape[..ax as usize].iter().product();
         let flat = x.f_reshape([outer, -1])?;
         Ok(vec![apply(&flat, 1)?.f_reshape(&shape)?])
+    }
+
+    /// Along channels (opset 13 on) each spatial position is normalised on its own.
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let rank = input(inputs, 0, "input")?.dim() as i64;
+        Ok(
+            if !self.flatten && rank > 2 && axis(self.axis, rank)? == 1 {
+                Locality::Pointwise
+            } else {
+                Locality::Global
+            },
+        )
     }
 }

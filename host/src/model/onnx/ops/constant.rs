@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{input, ints, is_floating, BuildCtx};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 use crate::model::onnx::tensor::kind_of;
 
@@ -170,6 +170,10 @@ impl NodeOp for Cast {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![input(inputs, 0, "input")?.f_to_kind(self.to)?])
     }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
+    }
 }
 
 pub struct CastLike;
@@ -179,6 +183,10 @@ impl NodeOp for CastLike {
         let like = input(inputs, 1, "target_type")?;
         Ok(vec![input(inputs, 0, "input")?.f_to_kind(like.kind())?])
     }
+
+    fn reads_values(&self, i: usize) -> bool {
+        i == 0
+    }
 }
 
 pub struct Identity;
@@ -186,6 +194,10 @@ pub struct Identity;
 impl NodeOp for Identity {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![input(inputs, 0, "input")?.shallow_clone()])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
     }
 }
 
@@ -202,5 +214,13 @@ impl NodeOp for Dropout {
             out.push(x.f_ones_like()?.f_to_kind(Kind::Bool)?);
         }
         Ok(out)
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(if self.outputs == 1 {
+            Locality::Pointwise
+        } else {
+            Locality::Global
+        })
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{input, optional};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp, SlidingWindow};
 use crate::model::onnx::attrs::Attrs;
 
 /// The window geometry shared by convolutions and pools.
@@ -94,6 +94,21 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The geometry incremental evaluation needs, for an input of spatial size `size`.
+    pub fn sliding(&self, size: &[i64], kernel: &[i64], pad_value: f64) -> Result<SlidingWindow> {
+        let n = size.len();
+        let (begins, _) = self.pads(size, kernel)?;
+        let dilations = self.dilations(n);
+        Ok(SlidingWindow {
+            extent: (0..n).map(|i| (kernel[i] - 1) * dilations[i] + 1).collect(),
+            stride: self.strides(n),
+            pad_begin: begins,
+            pad_value,
+        })
+    }
+}
+
 /// torch's pad list (last axis first) for per-axis begins and ends.
 pub fn torch_pad(begins: &[i64], ends: &[i64]) -> Vec<i64> {
     begins
@@ -126,6 +141,22 @@ impl Conv {
     }
 }
 
+impl Conv {
+    fn convolve(&self, inputs: &[Option<Tensor>], x: &Tensor, padding: Vec<i64>) -> Result<Tensor> {
+        let n = padding.len();
+        Ok(x.f_convolution(
+            input(inputs, 1, "W")?,
+            optional(inputs, 2),
+            self.window.strides(n),
+            padding,
+            self.window.dilations(n),
+            false,
+            vec![0; n],
+            self.group,
+        )?)
+    }
+}
+
 impl NodeOp for Conv {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         let x = input(inputs, 0, "X")?;
@@ -139,16 +170,19 @@ impl NodeOp for Conv {
         } else {
             (x.f_constant_pad_nd(torch_pad(&begins, &ends))?, vec![0; n])
         };
-        Ok(vec![x.f_convolution(
-            w,
-            optional(inputs, 2),
-            self.window.strides(n),
-            padding,
-            self.window.dilations(n),
-            false,
-            vec![0; n],
-            self.group,
-        )?])
+        Ok(vec![self.convolve(inputs, &x, padding)?])
+    }
+
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let size = spatial(input(inputs, 0, "X")?, "Conv")?;
+        let kernel = input(inputs, 1, "W")?.size()[2..].to_vec();
+        Ok(Locality::Window(self.window.sliding(&size, &kernel, 0.0)?))
+    }
+
+    fn run_valid(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let n = spatial(x, "Conv")?.len();
+        Ok(vec![self.convolve(inputs, x, vec![0; n])?])
     }
 }
 

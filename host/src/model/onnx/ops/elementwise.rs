@@ -5,7 +5,7 @@ use anyhow::Result;
 use tch::Tensor;
 
 use super::{input, is_floating, optional, BuildCtx};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 type Unary = fn(&Tensor) -> Result<Tensor, tch::TchError>;
@@ -17,6 +17,10 @@ impl NodeOp for Map {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         Ok(vec![(self.0)(input(inputs, 0, "X")?)?])
     }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
+    }
 }
 
 struct Zip(Binary);
@@ -26,6 +30,10 @@ impl NodeOp for Zip {
         let a = input(inputs, 0, "A")?;
         let b = input(inputs, 1, "B")?;
         Ok(vec![(self.0)(a, b)?])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
     }
 }
 
@@ -45,6 +53,10 @@ impl NodeOp for Fold {
             acc = acc / inputs.len() as f64;
         }
         Ok(vec![acc])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
     }
 }
 
@@ -118,6 +130,10 @@ impl NodeOp for Where {
         let y = input(inputs, 2, "Y")?;
         Ok(vec![x.f_where_self(&condition, y)?])
     }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
+    }
 }
 
 /// Clamps to [min, max]: bounds as attributes before opset 11, optional inputs after.
@@ -158,5 +174,9 @@ impl NodeOp for Clip {
         }
         // min > max gives max everywhere, in ONNX as in torch.clamp.
         Ok(vec![x.f_clamp_tensor(min.as_ref(), max.as_ref())?])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Pointwise)
     }
 }

@@ -4,7 +4,7 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{axis, input, ints, optional};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 pub struct Concat {
@@ -29,6 +29,16 @@ impl NodeOp for Concat {
             .collect::<Result<_>>()?;
         let rank = parts.first().map_or(0, |p| p.dim()) as i64;
         Ok(vec![Tensor::f_cat(&parts, axis(self.axis, rank)?)?])
+    }
+
+    /// Along channels, each spatial position concatenates its own values.
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let rank = input(inputs, 0, "inputs")?.dim() as i64;
+        Ok(if rank > 2 && axis(self.axis, rank)? == 1 {
+            Locality::Pointwise
+        } else {
+            Locality::Global
+        })
     }
 }
 

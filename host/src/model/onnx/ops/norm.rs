@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axis, input, optional};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 pub struct BatchNorm {
@@ -43,6 +43,10 @@ impl NodeOp for BatchNorm {
             self.epsilon,
             false,
         )?])
+    }
+
+    fn locality(&self, _inputs: &[Option<Tensor>]) -> Result<Locality> {
+        Ok(Locality::Channelwise)
     }
 }
 

@@ -6,7 +6,7 @@ use tch::Tensor;
 
 use super::conv::{torch_pad, Window};
 use super::input;
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 fn spatial(x: &Tensor, op: &str, kernel: &[i64]) -> Result<Vec<i64>> {
@@ -53,6 +53,22 @@ impl MaxPool {
     }
 }
 
+impl MaxPool {
+    fn pool(&self, x: &Tensor, padding: Vec<i64>, ceil_mode: bool) -> Result<Tensor> {
+        let n = padding.len();
+        let (k, s, d) = (
+            &self.kernel,
+            self.window.strides(n),
+            self.window.dilations(n),
+        );
+        Ok(match n {
+            1 => x.f_max_pool1d(k, s, padding, d, ceil_mode)?,
+            2 => x.f_max_pool2d(k, s, padding, d, ceil_mode)?,
+            _ => x.f_max_pool3d(k, s, padding, d, ceil_mode)?,
+        })
+    }
+}
+
 impl NodeOp for MaxPool {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         let x = input(inputs, 0, "X")?;
@@ -65,17 +81,22 @@ impl NodeOp for MaxPool {
             let padded = x.f_pad(torch_pad(&begins, &ends), "constant", f64::NEG_INFINITY)?;
             (padded, vec![0; n])
         };
-        let (k, s, d) = (
-            &self.kernel,
-            self.window.strides(n),
-            self.window.dilations(n),
-        );
-        let y = match n {
-            1 => x.f_max_pool1d(k, s, padding, d, self.ceil_mode)?,
-            2 => x.f_max_pool2d(k, s, padding, d, self.ceil_mode)?,
-            _ => x.f_max_pool3d(k, s, padding, d, self.ceil_mode)?,
-        };
-        Ok(vec![y])
+        Ok(vec![self.pool(&x, padding, self.ceil_mode)?])
+    }
+
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let size = spatial(input(inputs, 0, "X")?, "MaxPool", &self.kernel)?;
+        let window = self
+            .window
+            .sliding(&size, &self.kernel, f64::NEG_INFINITY)?;
+        Ok(Locality::Window(window))
+    }
+
+    /// On an exact window the last output needs no ceil_mode: the window ends where it does.
+    fn run_valid(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let n = spatial(x, "MaxPool", &self.kernel)?.len();
+        Ok(vec![self.pool(x, vec![0; n], false)?])
     }
 }
 
@@ -134,6 +155,28 @@ impl NodeOp for AveragePool {
         let ones = x.f_ones_like()?.f_constant_pad_nd(&pad)?;
         let share = self.pool(&ones, &zeros, true)?;
         Ok(vec![sums.f_div(&share)?])
+    }
+
+    /// Local when every window divides by the kernel size: with count_include_pad, or with no
+    /// padding; ceil_mode's partial last windows divide by less, so they stay global.
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let size = spatial(input(inputs, 0, "X")?, "AveragePool", &self.kernel)?;
+        let (begins, ends) = self.window.pads(&size, &self.kernel)?;
+        let unpadded = begins.iter().chain(&ends).all(|&p| p == 0);
+        if self.ceil_mode || !(self.count_include_pad || unpadded) {
+            return Ok(Locality::Global);
+        }
+        Ok(Locality::Window(self.window.sliding(
+            &size,
+            &self.kernel,
+            0.0,
+        )?))
+    }
+
+    fn run_valid(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let n = spatial(x, "AveragePool", &self.kernel)?.len();
+        Ok(vec![self.pool(x, &vec![0; n], true)?])
     }
 }
 

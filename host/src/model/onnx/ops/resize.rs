@@ -11,7 +11,7 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{axis, floats, input, ints, optional};
-use crate::model::graph::NodeOp;
+use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
 pub struct Resize {
@@ -248,5 +248,28 @@ impl NodeOp for Resize {
             }
         }
         Ok(vec![y])
+    }
+
+    /// Integer upsampling from given scales, with coordinates that move with the window
+    /// (align_corners does not), is local; sizes would not follow a window of the input.
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let size = input(inputs, 0, "X")?.size();
+        let (targets, given) = self.targets(inputs, &size)?;
+        let moves = matches!(
+            self.coordinates.as_str(),
+            "half_pixel" | "pytorch_half_pixel" | "asymmetric"
+        );
+        if !given || !moves || size.len() < 3 || targets[..2].iter().any(|t| t.1 != 1.0) {
+            return Ok(Locality::Global);
+        }
+        let mut factors = Vec::new();
+        for (&(out, scale), &n) in targets[2..].iter().zip(&size[2..]) {
+            let f = out / n;
+            if f < 1 || out != n * f || scale != f as f64 {
+                return Ok(Locality::Global);
+            }
+            factors.push(f);
+        }
+        Ok(Locality::Upsample { factors })
     }
 }

@@ -1,0 +1,683 @@
+//! Exact incremental evaluation of a graph, the idea of Krypton (Nakandala, Kumar and
+//! Papakonstantinou, "Incremental and Approximate Inference for Faster Occlusion-based Deep CNN
+//! Explanations", SIGMOD 2019).
+//!
+//! Perturbation methods evaluate many copies of one input that each differ from it only inside
+//! a small box: an occlusion window, a feature group. With every value of a forward pass on
+//! that base input recorded, a node of a copy needs only the part of its output that the
+//! change can reach: a box, grown by each window it passes through (see [`Locality`]). The rest
+//! is the base's. The node's own op computes that box from a window of its input, so the
+//! values are the ones a full forward pass computes.
+//!
+//! Where the reach covers a whole value (global pooling, a fully connected layer, a change that
+//! has spread over the image), the graph goes on in full from there, batched as usual.
+
+use anyhow::{bail, ensure, Context, Result};
+use tch::{Device, Kind, Tensor};
+
+use super::graph::{describe_failure, Graph, Node};
+use crate::model::graph::{Locality, SlidingWindow};
+
+/// A forward pass on one base input `[1, ...]`: the shape of every value, and the values
+/// incremental evaluation reads (the windows' inputs, what goes into nodes that run in full);
+/// the others (the output of a convolution that only its batch norm reads, ...) are dropped to
+/// save memory.
+pub struct Recorded {
+    base: Tensor,
+    values: Vec<Option<Tensor>>,
+    shapes: Vec<Option<Vec<i64>>>,
+}
+
+impl Recorded {
+    /// The input the values were recorded for.
+    pub fn base(&self) -> &Tensor {
+        &self.base
+    }
+}
+
+/// What one incremental evaluation did.
+#[derive(Clone, Debug, Default)]
+pub struct Reach {
+    /// The first node whose output changed everywhere while its inputs did not: from there on
+    /// the graph ran in full. `None` when the change stayed local to the end.
+    pub whole_from: Option<usize>,
+    /// Output elements computed, over those a full forward pass computes (nodes that depend
+    /// on the input only).
+    pub computed_share: f64,
+}
+
+/// Per example, the start of its box; one size for all examples, so that a node runs once on
+/// the whole batch of boxes.
+#[derive(Clone, Debug)]
+struct Boxes {
+    starts: Vec<Vec<i64>>,
+    size: Vec<i64>,
+}
+
+/// How a value of the batch differs from the base's. A value that does not differ (one that
+/// does not depend on the input) has no delta.
+enum Delta {
+    /// Equal to the base outside `boxes`; inside them, `[B, C, size...]`.
+    Boxed(Boxes, Tensor),
+    /// Different anywhere: the value itself, `[B, ...]`.
+    Whole(Tensor),
+}
+
+impl Delta {
+    fn is_whole(&self) -> bool {
+        matches!(self, Delta::Whole(_))
+    }
+
+    /// Changed anywhere, and floating point (not a shape or an index).
+    fn is_whole_values(&self) -> bool {
+        matches!(self, Delta::Whole(t) if super::ops::is_floating(t.kind()))
+    }
+
+    fn numel(&self) -> usize {
+        match self {
+            Delta::Boxed(_, t) | Delta::Whole(t) => t.numel(),
+        }
+    }
+}
+
+impl Graph {
+    /// Runs the graph on `base` (`[1, ...]`) and keeps every value.
+    pub fn record(&self, base: &Tensor) -> Result<Recorded> {
+        let mut values: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
+        for (slot, _, t) in &self.initializers {
+            values[*slot] = Some(t.shallow_clone());
+        }
+        values[self.input] = Some(base.shallow_clone());
+        let mut shapes: Vec<Option<Vec<i64>>> = values
+            .iter()
+            .map(|v| v.as_ref().map(Tensor::size))
+            .collect();
+        // Initializers stay: they are the model.
+        let mut read = vec![false; self.slots];
+        for (slot, _, _) in &self.initializers {
+            read[*slot] = true;
+        }
+        for (slot, _) in &self.outputs {
+            read[*slot] = true;
+        }
+        for (index, node) in self.nodes.iter().enumerate() {
+            let inputs = base_values(&values, &node.inputs);
+            let outputs = node
+                .op
+                .run(&inputs)
+                .with_context(|| describe_failure(node, &inputs))?;
+            for (i, slot) in node.inputs.iter().enumerate() {
+                if let Some(slot) = slot {
+                    read[*slot] |= reads_base(node, &inputs, i)?;
+                }
+            }
+            for (slot, value) in node.outputs.iter().zip(outputs) {
+                if let Some(slot) = slot {
+                    shapes[*slot] = Some(value.size());
+                    values[*slot] = Some(value);
+                }
+            }
+            // As a plain forward pass frees values, so that recording peaks no higher.
+            for &slot in &self.release[index] {
+                if !read[slot] {
+                    values[slot] = None;
+                }
+            }
+        }
+        let kept: usize = values
+            .iter()
+            .flatten()
+            .map(|v| v.numel() * v.kind().elt_size_in_bytes())
+            .sum();
+        tracing::debug!(
+            "incremental evaluation keeps {} MiB of the base's values",
+            kept >> 20
+        );
+        Ok(Recorded {
+            base: base.shallow_clone(),
+            values,
+            shapes,
+        })
+    }
+
+    /// Output `output` for `inputs` `[B, ...]`, each example of which may differ from the
+    /// recorded base anywhere; only what the differences reach is recomputed.
+    pub fn run_near(
+        &self,
+        rec: &Recorded,
+        inputs: &Tensor,
+        output: usize,
+    ) -> Result<(Tensor, Reach)> {
+        let (size, base_size) = (inputs.size(), rec.base.size());
+        ensure!(
+            base_size[0] == 1 && size.len() >= 3 && size[1..] == base_size[1..],
+            "incremental evaluation needs a base of one example and inputs of its shape with \
+             spatial axes, got {base_size:?} and {size:?}"
+        );
+        let batch = size[0];
+        let mut deltas: Vec<Option<Delta>> = (0..self.slots).map(|_| None).collect();
+        deltas[self.input] = Some(input_delta(inputs, &rec.base)?);
+        let mut reach = Reach::default();
+        let (mut computed, mut full) = (0usize, 0usize);
+        for (index, node) in self.nodes.iter().enumerate() {
+            let changed: Vec<Option<&Delta>> = (node.inputs.iter().enumerate())
+                .map(|(i, s)| s.filter(|_| node.op.reads_values(i)))
+                .map(|s| s.and_then(|s| deltas[s].as_ref()))
+                .collect();
+            if changed.iter().any(Option::is_some) {
+                let step = Step {
+                    node,
+                    rec,
+                    batch,
+                    base_inputs: base_values(&rec.values, &node.inputs),
+                    changed,
+                };
+                let outputs = step.run()?;
+                // Shapes (integers) do not count: they say nothing of where a change went.
+                if reach.whole_from.is_none()
+                    && outputs.iter().any(Delta::is_whole_values)
+                    && !step.changed.iter().flatten().any(|d| d.is_whole())
+                {
+                    reach.whole_from = Some(index);
+                }
+                for (slot, delta) in node.outputs.iter().zip(outputs) {
+                    if let Some(slot) = slot {
+                        computed += delta.numel();
+                        full += rec.shape(*slot)?.iter().product::<i64>() as usize * batch as usize;
+                        deltas[*slot] = Some(delta);
+                    }
+                }
+            }
+            for &slot in &self.release[index] {
+                deltas[slot] = None;
+            }
+        }
+        reach.computed_share = computed as f64 / full.max(1) as f64;
+        let slot = self.outputs[output].0;
+        let base = rec.value(slot)?;
+        let out = match deltas[slot].take() {
+            Some(delta) => materialise(&delta, base, batch)?,
+            // An output that does not depend on the input is what the base's pass gave.
+            None => base.shallow_clone(),
+        };
+        Ok((out, reach))
+    }
+}
+
+/// Whether incremental evaluation may read the base's value of input `i` of `node`: every
+/// input of a node that runs in full, the data input of a window, and the inputs of an
+/// elementwise node that combines several values (their boxes differ). A single value through
+/// an activation or a batch norm keeps its box, so nothing of the base is read.
+fn reads_base(node: &Node, inputs: &[Option<Tensor>], i: usize) -> Result<bool> {
+    let computed = |j: usize| !node.input_is_constant[j] && inputs[j].is_some();
+    if !computed(i) {
+        return Ok(true);
+    }
+    Ok(match node.op.locality(inputs)? {
+        Locality::Global => true,
+        Locality::Window(_) | Locality::Upsample { .. } => i == 0,
+        Locality::Channelwise => false,
+        Locality::Pointwise => (0..inputs.len()).filter(|&j| computed(j)).count() > 1,
+    })
+}
+
+impl Recorded {
+    fn value(&self, slot: usize) -> Result<&Tensor> {
+        match &self.values[slot] {
+            Some(t) => Ok(t),
+            None => bail!("the recorded forward pass kept no value in slot {slot}"),
+        }
+    }
+
+    fn shape(&self, slot: usize) -> Result<&[i64]> {
+        match &self.shapes[slot] {
+            Some(s) => Ok(s),
+            None => bail!("the recorded forward pass has no value in slot {slot}"),
+        }
+    }
+}
+
+fn base_values(values: &[Option<Tensor>], slots: &[Option<usize>]) -> Vec<Option<Tensor>> {
+    slots
+        .iter()
+        .map(|s| s.and_then(|s| values[s].as_ref().map(Tensor::shallow_clone)))
+        .collect()
+}
+
+/// One node of an incremental evaluation.
+struct Step<'a> {
+    node: &'a Node,
+    rec: &'a Recorded,
+    batch: i64,
+    /// The node's inputs in the base's forward pass.
+    base_inputs: Vec<Option<Tensor>>,
+    /// Per input, how the batch's value differs (None: it does not).
+    changed: Vec<Option<&'a Delta>>,
+}
+
+impl Step<'_> {
+    fn run(&self) -> Result<Vec<Delta>> {
+        let local = match self.local() {
+            Ok(local) => local,
+            Err(e) => return Err(e.context(describe_failure(self.node, &self.base_inputs))),
+        };
+        match local {
+            Some(delta) => Ok(vec![delta]),
+            None => self.whole(),
+        }
+    }
+
+    /// The node's output as a box, when its locality allows one smaller than the output.
+    fn local(&self) -> Result<Option<Delta>> {
+        if self.node.outputs.len() != 1 || self.changed.iter().flatten().any(|d| d.is_whole()) {
+            return Ok(None);
+        }
+        match self.node.op.locality(&self.base_inputs)? {
+            Locality::Global => Ok(None),
+            Locality::Pointwise => self.pointwise(usize::MAX),
+            Locality::Channelwise => self.pointwise(1),
+            Locality::Window(w) => self.window(&w),
+            Locality::Upsample { factors } => self.upsample(&factors),
+        }
+    }
+
+    /// The whole output: changed inputs in full, unchanged ones as recorded.
+    fn whole(&self) -> Result<Vec<Delta>> {
+        let mut inputs = Vec::with_capacity(self.changed.len());
+        for (delta, base) in self.changed.iter().zip(&self.base_inputs) {
+            inputs.push(match (delta, base) {
+                (Some(Delta::Whole(t)), _) => Some(t.shallow_clone()),
+                (Some(delta), Some(base)) => Some(materialise(delta, base, self.batch)?),
+                (Some(_), None) => bail!("the recorded forward pass dropped an input it needs"),
+                (None, base) => base.as_ref().map(Tensor::shallow_clone),
+            });
+        }
+        let outputs = self
+            .node
+            .op
+            .run(&inputs)
+            .with_context(|| describe_failure(self.node, &inputs))?;
+        Ok(outputs.into_iter().map(Delta::Whole).collect())
+    }
+
+    fn output_size(&self) -> Result<Vec<i64>> {
+        let slot = self.node.outputs[0].context("the node's output is unused")?;
+        Ok(self.rec.shape(slot)?.to_vec())
+    }
+
+    /// Elementwise ops over the first `data` inputs (the rest are parameters): the union of
+    /// the inputs' boxes, computed from each input's window.
+    fn pointwise(&self, data: usize) -> Result<Option<Delta>> {
+        let out = self.output_size()?;
+        let rank = out.len();
+        if rank < 3 {
+            return Ok(None);
+        }
+        let space = &out[2..];
+        let mut windowed = vec![false; self.changed.len()];
+        let mut boxes = Vec::new();
+        for (i, (delta, slot)) in self.changed.iter().zip(&self.node.inputs).enumerate() {
+            let Some(slot) = slot else { continue };
+            let size = self.rec.shape(*slot)?;
+            let aligned = size.len() == rank && &size[2..] == space;
+            match delta {
+                Some(Delta::Boxed(b, _)) if i < data && aligned => boxes.push(b),
+                Some(_) => return Ok(None),
+                None if i >= data || broadcasts_over_space(size, rank) => {}
+                None if i < data && aligned => windowed[i] = true,
+                None => return Ok(None),
+            }
+        }
+        if let ([only], false) = (&boxes[..], windowed.contains(&true)) {
+            // One value through an activation: its box is the output's, nothing to read.
+            let inputs: Vec<Option<Tensor>> = (self.changed.iter().zip(&self.base_inputs))
+                .map(|(delta, base)| match delta {
+                    Some(Delta::Boxed(_, v)) => Some(v.shallow_clone()),
+                    _ => base.as_ref().map(Tensor::shallow_clone),
+                })
+                .collect();
+            let mut outputs = self.node.op.run(&inputs)?;
+            return Ok(Some(Delta::Boxed((*only).clone(), outputs.remove(0))));
+        }
+        let ranges = union(&boxes);
+        let target = uniform(&ranges, space);
+        if target.size == space {
+            return Ok(None);
+        }
+        let mut inputs = Vec::with_capacity(self.changed.len());
+        for (i, (delta, base)) in self.changed.iter().zip(&self.base_inputs).enumerate() {
+            inputs.push(match (delta, base) {
+                (Some(Delta::Boxed(b, v)), Some(base)) => {
+                    let window = crop_each(base, &target.starts, &target.size)?;
+                    overlay(&window, &target, b, v, &vec![0; space.len()])?;
+                    Some(window)
+                }
+                (None, Some(base)) if windowed[i] => {
+                    Some(crop_each(base, &target.starts, &target.size)?)
+                }
+                (_, base) => base.as_ref().map(Tensor::shallow_clone),
+            });
+        }
+        let mut outputs = self.node.op.run(&inputs)?;
+        Ok(Some(Delta::Boxed(target, outputs.remove(0))))
+    }
+
+    /// The single changed input 0 of a window or upsampling node, and its recorded value.
+    fn data_input(&self) -> Option<(&Boxes, &Tensor, &Tensor)> {
+        if self.changed.iter().skip(1).any(Option::is_some) {
+            return None;
+        }
+        match (self.changed.first(), self.base_inputs.first()) {
+            (Some(Some(Delta::Boxed(b, v))), Some(Some(base))) => Some((b, v, base)),
+            _ => None,
+        }
+    }
+
+    /// A convolution or pool: the outputs whose window meets the change, each computed from
+    /// its window of the (padded) input without padding.
+    fn window(&self, w: &SlidingWindow) -> Result<Option<Delta>> {
+        let Some((changed, values, base)) = self.data_input() else {
+            return Ok(None);
+        };
+        let out = self.output_size()?;
+        let space = &out[2..];
+        let n = space.len();
+        let ranges: Vec<Vec<(i64, i64)>> = changed
+            .starts
+            .iter()
+            .map(|start| {
+                (0..n)
+                    .map(|d| {
+                        let (a, b) = (start[d], start[d] + changed.size[d]);
+                        let (s, p, e) = (w.stride[d], w.pad_begin[d], w.extent[d]);
+                        let lo = ceil_div(a + p - e + 1, s).clamp(0, space[d] - 1);
+                        let hi = ((b - 1 + p).div_euclid(s) + 1).min(space[d]);
+                        (lo, hi.max(lo + 1))
+                    })
+                    .collect()
+            })
+            .collect();
+        let target = uniform(&ranges, space);
+        if target.size == space {
+            return Ok(None);
+        }
+        // Each output's window, in input coordinates: it may start before 0 or end past the
+        // input, where it reads padding.
+        let windows = Boxes {
+            starts: target
+                .starts
+                .iter()
+                .map(|o| {
+                    (0..n)
+                        .map(|d| o[d] * w.stride[d] - w.pad_begin[d])
+                        .collect()
+                })
+                .collect(),
+            size: (0..n)
+                .map(|d| (target.size[d] - 1) * w.stride[d] + w.extent[d])
+                .collect(),
+        };
+        let x = padded_windows(base, &windows, w.pad_value)?;
+        overlay(&x, &windows, changed, values, &vec![0; n])?;
+        let mut inputs = self.base_inputs.clone_shallow();
+        inputs[0] = Some(x);
+        let y = self.node.op.run_valid(&inputs)?.remove(0);
+        ensure!(
+            y.size()[2..] == target.size[..],
+            "the unpadded op gave shape {:?} for the box {:?}",
+            y.size(),
+            target.size
+        );
+        Ok(Some(Delta::Boxed(target, y)))
+    }
+
+    /// Integer upsampling: the outputs within one input position of the change, from a window
+    /// of the input with a margin of one, cropped.
+    fn upsample(&self, factors: &[i64]) -> Result<Option<Delta>> {
+        let Some((changed, values, base)) = self.data_input() else {
+            return Ok(None);
+        };
+        let out = self.output_size()?;
+        let (space, source) = (&out[2..], &base.size()[2..]);
+        let n = space.len();
+        let per_axis = |start: &[i64], f: &dyn Fn(usize, i64, i64) -> (i64, i64)| {
+            (0..n).map(|d| f(d, start[d], changed.size[d])).collect()
+        };
+        let ranges: Vec<Vec<(i64, i64)>> = changed
+            .starts
+            .iter()
+            .map(|s| {
+                per_axis(s, &|d, a, len| {
+                    let f = factors[d];
+                    (((a - 1) * f).max(0), ((a + len + 1) * f).min(space[d]))
+                })
+            })
+            .collect();
+        let target = uniform(&ranges, space);
+        if target.size == space {
+            return Ok(None);
+        }
+        let reads: Vec<Vec<(i64, i64)>> = target
+            .starts
+            .iter()
+            .map(|o| {
+                (0..n)
+                    .map(|d| {
+                        let (f, last) = (factors[d], o[d] + target.size[d] - 1);
+                        ((o[d] / f - 1).max(0), (last / f + 2).min(source[d]))
+                    })
+                    .collect()
+            })
+            .collect();
+        let windows = uniform(&reads, source);
+        let x = crop_each(base, &windows.starts, &windows.size)?;
+        overlay(&x, &windows, changed, values, &vec![0; n])?;
+        let mut inputs = self.base_inputs.clone_shallow();
+        inputs[0] = Some(x);
+        let y = self.node.op.run(&inputs)?.remove(0);
+        let offsets: Vec<Vec<i64>> = target
+            .starts
+            .iter()
+            .zip(&windows.starts)
+            .map(|(o, w)| (0..n).map(|d| o[d] - w[d] * factors[d]).collect())
+            .collect();
+        let y = crop_each(&y, &offsets, &target.size)?;
+        Ok(Some(Delta::Boxed(target, y)))
+    }
+}
+
+trait CloneShallow {
+    fn clone_shallow(&self) -> Vec<Option<Tensor>>;
+}
+
+impl CloneShallow for Vec<Option<Tensor>> {
+    fn clone_shallow(&self) -> Vec<Option<Tensor>> {
+        self.iter()
+            .map(|t| t.as_ref().map(Tensor::shallow_clone))
+            .collect()
+    }
+}
+
+/// Where each example of `inputs` differs from `base`: the bounding box over the spatial axes.
+fn input_delta(inputs: &Tensor, base: &Tensor) -> Result<Delta> {
+    let space = inputs.size()[2..].to_vec();
+    let n = space.len();
+    let batch = inputs.size()[0] as usize;
+    let differs = inputs.f_ne_tensor(base)?.f_any_dim(1, false)?;
+    let mut ranges = vec![vec![(0, 1); n]; batch];
+    for d in 0..n {
+        let mut along = differs.shallow_clone();
+        for other in (0..n).rev().filter(|&e| e != d) {
+            along = along.f_any_dim(1 + other as i64, false)?;
+        }
+        let flags = Vec::<i64>::try_from(
+            along
+                .f_to_kind(Kind::Int64)?
+                .f_to_device(Device::Cpu)?
+                .f_reshape([-1])?,
+        )?;
+        for (e, row) in flags.chunks(space[d] as usize).enumerate() {
+            if let (Some(first), Some(last)) = (
+                row.iter().position(|&f| f != 0),
+                row.iter().rposition(|&f| f != 0),
+            ) {
+                ranges[e][d] = (first as i64, last as i64 + 1);
+            }
+        }
+    }
+    let boxes = uniform(&ranges, &space);
+    if boxes.size == space {
+        return Ok(Delta::Whole(inputs.shallow_clone()));
+    }
+    let values = crop_each(inputs, &boxes.starts, &boxes.size)?;
+    Ok(Delta::Boxed(boxes, values))
+}
+
+/// Per example and axis, the range that covers every box.
+fn union(boxes: &[&Boxes]) -> Vec<Vec<(i64, i64)>> {
+    let Some(first) = boxes.first() else {
+        return Vec::new();
+    };
+    (0..first.starts.len())
+        .map(|e| {
+            (0..first.size.len())
+                .map(|d| {
+                    let lo = boxes.iter().map(|b| b.starts[e][d]).min().unwrap_or(0);
+                    let hi = boxes
+                        .iter()
+                        .map(|b| b.starts[e][d] + b.size[d])
+                        .max()
+                        .unwrap_or(1);
+                    (lo, hi)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Boxes of one size that contain each example's range, inside `extent`. Growing a box only
+/// recomputes more, so the values stay exact.
+fn uniform(ranges: &[Vec<(i64, i64)>], extent: &[i64]) -> Boxes {
+    let size: Vec<i64> = (0..extent.len())
+        .map(|d| {
+            let widest = ranges.iter().map(|r| r[d].1 - r[d].0).max().unwrap_or(1);
+            widest.clamp(1, extent[d])
+        })
+        .collect();
+    let starts = ranges
+        .iter()
+        .map(|r| {
+            (0..extent.len())
+                .map(|d| r[d].0.min(extent[d] - size[d]).max(0))
+                .collect()
+        })
+        .collect();
+    Boxes { starts, size }
+}
+
+fn ceil_div(a: i64, b: i64) -> i64 {
+    -(-a).div_euclid(b)
+}
+
+/// The box at `start` of size `size` of one example `[C, ...]`.
+fn crop(t: &Tensor, start: &[i64], size: &[i64]) -> Result<Tensor> {
+    let mut t = t.shallow_clone();
+    for (d, (&s, &n)) in start.iter().zip(size).enumerate() {
+        t = t.f_narrow(1 + d as i64, s, n)?;
+    }
+    Ok(t)
+}
+
+/// Per example, its box of `t` (`[B or 1, C, ...]`), stacked: `[B, C, size...]`.
+fn crop_each(t: &Tensor, starts: &[Vec<i64>], size: &[i64]) -> Result<Tensor> {
+    let shared = t.size()[0] == 1;
+    let parts = starts
+        .iter()
+        .enumerate()
+        .map(|(e, start)| crop(&t.get(if shared { 0 } else { e as i64 }), start, size))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_stack(&parts, 0)?)
+}
+
+/// Per example, its window of `base` (`[1, C, ...]`), padded with `pad_value` where the window
+/// lies outside: `[B, C, size...]`.
+fn padded_windows(base: &Tensor, windows: &Boxes, pad_value: f64) -> Result<Tensor> {
+    let one = base.get(0);
+    let extent = &base.size()[2..];
+    let parts = windows
+        .starts
+        .iter()
+        .map(|start| {
+            let (mut at, mut len, mut pad) = (Vec::new(), Vec::new(), Vec::new());
+            for (d, &n) in extent.iter().enumerate() {
+                let (lo, hi) = (start[d], start[d] + windows.size[d]);
+                let (inside_lo, inside_hi) = (lo.clamp(0, n), hi.clamp(0, n));
+                at.push(inside_lo);
+                len.push((inside_hi - inside_lo).max(0));
+                pad.push((inside_lo - lo, hi - inside_hi.max(inside_lo)));
+            }
+            let inside = crop(&one, &at, &len)?;
+            if pad.iter().all(|&(a, b)| a == 0 && b == 0) {
+                return Ok(inside);
+            }
+            let torch_pad: Vec<i64> = pad.iter().rev().flat_map(|&(a, b)| [a, b]).collect();
+            Ok(inside.f_pad(torch_pad.as_slice(), "constant", pad_value)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tensor::f_stack(&parts, 0)?)
+}
+
+/// Writes each example's changed box (`values`, at `changed` + `offset`) into its window of
+/// `x` (at `windows`), where the two meet.
+fn overlay(
+    x: &Tensor,
+    windows: &Boxes,
+    changed: &Boxes,
+    values: &Tensor,
+    offset: &[i64],
+) -> Result<()> {
+    for (e, (w, c)) in windows.starts.iter().zip(&changed.starts).enumerate() {
+        let (mut at, mut from, mut len) = (Vec::new(), Vec::new(), Vec::new());
+        for d in 0..w.len() {
+            let a = c[d] + offset[d];
+            let lo = a.max(w[d]);
+            let hi = (a + changed.size[d]).min(w[d] + windows.size[d]);
+            if hi <= lo {
+                break;
+            }
+            at.push(lo - w[d]);
+            from.push(lo - a);
+            len.push(hi - lo);
+        }
+        if len.len() == w.len() {
+            let e = e as i64;
+            crop(&x.get(e), &at, &len)?.f_copy_(&crop(&values.get(e), &from, &len)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The value of every example in full: the base with each example's box written in.
+fn materialise(delta: &Delta, base: &Tensor, batch: i64) -> Result<Tensor> {
+    match delta {
+        Delta::Whole(t) => Ok(t.shallow_clone()),
+        Delta::Boxed(boxes, values) => {
+            // A copy even for one example: the recorded base must stay as it is.
+            let mut repeats = vec![1; base.dim()];
+            repeats[0] = batch;
+            let x = base.f_repeat(repeats.as_slice())?;
+            let whole = Boxes {
+                starts: vec![vec![0; boxes.size.len()]; batch as usize],
+                size: base.size()[2..].to_vec(),
+            };
+            overlay(&x, &whole, boxes, values, &vec![0; boxes.size.len()])?;
+            Ok(x)
+        }
+    }
+}
+
+/// Whether a tensor of `size` broadcasts over the spatial axes of a rank-`rank` value: every
+/// axis it aligns with there (numpy aligns trailing axes) has size 1.
+fn broadcasts_over_space(size: &[i64], rank: usize) -> bool {
+    size.iter().rev().take(rank - 2).all(|&n| n == 1)
+}
