@@ -210,6 +210,7 @@ fn ten_thousand_calls_neither_leak_nor_double_free() {
         memory_budget: 1 << 20,
         cancelled: &cancelled,
         progress: None,
+        device: tch::Device::Cpu,
         near: Default::default(),
     };
     let inputs = Tensor::rand([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));

@@ -150,6 +150,7 @@ pub fn attribute_timed(
         memory_budget: request.memory_budget,
         cancelled,
         progress: request.progress,
+        device: inputs.device(),
         near: Default::default(),
     };
     let params_json = request.params.to_string();

@@ -41,8 +41,9 @@ pub const GRADIENT_BYTES_PER_INPUT_BYTE: u64 = 128;
 pub const FORWARD_BYTES_PER_INPUT_BYTE: u64 = 64;
 
 /// How many perturbed copies to evaluate in one forward pass: the explicit
-/// `perturbations_per_eval`, else as many as the memory budget allows. Captum defaults to 1;
-/// the map is the same either way, only the number of forward passes changes.
+/// `perturbations_per_eval`, else as many as the memory budget allows (which the host caps on
+/// CPU, where batching buys little). Captum defaults to 1; the map is the same either way,
+/// only the number of forward passes changes.
 pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> Result<usize> {
     if let Some(n) = explicit {
         ensure!(
@@ -52,18 +53,8 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         return Ok(n);
     }
     let bytes_per_copy = inputs.numel() as u64 * 4 * FORWARD_BYTES_PER_INPUT_BYTE;
-    let budget = ctx.batch_size_hint(bytes_per_copy);
-    // On CPU, batching buys little and costs memory: in bench/ the forwards of a ResNet-18 and
-    // of a 64^3 UNet ran fastest 4 at a time, and 16-32 at a time ran slower.
-    Ok(match inputs.device() {
-        tch::Device::Cpu => budget.min(CPU_COPIES_PER_EVAL),
-        _ => budget,
-    })
+    Ok(ctx.batch_size_hint(bytes_per_copy))
 }
-
-/// The most perturbed copies evaluated together on CPU when `perturbations_per_eval` is not
-/// given (see [`per_eval`]).
-const CPU_COPIES_PER_EVAL: usize = 4;
 
 /// How [`ablate`] evaluates perturbed copies.
 pub struct Plan {
