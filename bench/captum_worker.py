@@ -16,7 +16,10 @@ Peak memory: before each request the freed heap is returned to the system (mallo
 kernel's high-water mark is reset (/proc/self/clear_refs, 5), so VmHWM is the peak of that
 request on top of what the process already holds (interpreter, torch, model).
 
-Usage: python bench/captum_worker.py MODEL INPUT WRAPPER TARGET THREADS
+Guided backprop and LayerGradCam hook modules, which a TorchScript module does not allow:
+they run on the PyTorch module with the same weights (make_models.eager, named by EAGER).
+
+Usage: python bench/captum_worker.py MODEL INPUT WRAPPER TARGET THREADS EAGER
 """
 
 import ctypes
@@ -49,9 +52,11 @@ def peak_rss_mib():
 
 
 class Worker:
-    def __init__(self, model_path, input_path, wrapper, target, threads):
+    def __init__(self, model_path, input_path, wrapper, target, threads, eager):
         torch.set_num_threads(threads)
         self.model = wrap(torch.jit.load(model_path).eval(), wrapper)
+        self.model_path, self.wrapper, self.eager_name = model_path, wrapper, eager
+        self.eager = None
         self.x = torch.from_numpy(np.load(input_path)).float()
         self.target = target
         self.threads = threads
@@ -59,9 +64,18 @@ class Worker:
 
     # ---------------------------------------------------------------- Captum
 
+    def eager_model(self):
+        """(wrapped PyTorch module, the bare module), made on first use."""
+        if self.eager is None:
+            from make_models import eager
+            bare = eager(self.eager_name, self.model_path)
+            self.eager = (wrap(bare, self.wrapper), bare)
+        return self.eager
+
     def captum(self, method, params, knob, value, out):
-        from captum.attr import (FeatureAblation, IntegratedGradients, NoiseTunnel, Occlusion,
-                                 Saliency, ShapleyValueSampling)
+        from captum.attr import (FeatureAblation, GuidedBackprop, IntegratedGradients,
+                                 LayerGradCam, NoiseTunnel, Occlusion, Saliency,
+                                 ShapleyValueSampling)
         from captum.metrics import infidelity, sensitivity_max
         f, x, t = self.model, self.x, self.target
         tune = {} if value is None else {knob: value}
@@ -89,6 +103,13 @@ class Worker:
             mask = groups()
             run = lambda: ShapleyValueSampling(f).attribute(
                 x, target=t, feature_mask=mask, n_samples=params["n_samples"], **tune)
+        elif method == "captum.guided_backprop":
+            fe, _ = self.eager_model()
+            run = lambda: GuidedBackprop(fe).attribute(x, target=t)
+        elif method == "captum.layer_grad_cam":
+            fe, bare = self.eager_model()
+            layer = bare.get_submodule(params["layer"])
+            run = lambda: LayerGradCam(fe, layer).attribute(x, target=t)
         elif method == "captum.infidelity":
             stdevs = params["perturbation"]["stdevs"]
 
@@ -170,9 +191,9 @@ class Worker:
 
 
 def main():
-    model, inp, wrapper, target, threads = sys.argv[1:6]
+    model, inp, wrapper, target, threads, eager = sys.argv[1:7]
     worker = Worker(model, inp, None if wrapper == "none" else wrapper, int(target),
-                    int(threads))
+                    int(threads), eager)
     print(json.dumps({"ready": True, "torch": torch.__version__,
                       "threads": torch.get_num_threads()}), flush=True)
     for line in sys.stdin:

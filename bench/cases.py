@@ -17,7 +17,10 @@ MODELS = HERE / "models"
 @dataclass
 class Case:
     name: str
-    model: Path
+    model: Path  # TorchScript: Captum's model, and esegeta's for methods that run on it
+    onnx: Path  # the same model exported to ONNX, for esegeta's graph methods
+    eager: str  # make_models.eager's name: the PyTorch module for Captum's hook methods
+    layer: str  # the layer LayerGradCam explains (a module path, the same in both tools)
     input: Path
     groups: Path  # 64 feature groups for feature ablation and Shapley sampling
     wrapper: str | None  # None (classification), "argmax" or "threshold"
@@ -29,16 +32,19 @@ class Case:
     quick_stride: list
 
 
+VESSELS = ROOT / "configs/vessels/models"
+
 CASES = [
-    Case("resnet18 1x3x224x224", MODELS / "resnet18.pt", MODELS / "image.npy",
-         MODELS / "image_groups.npy", None, 3,
+    Case("resnet18 1x3x224x224", MODELS / "resnet18.pt", MODELS / "resnet18.onnx", "resnet18",
+         "layers.7", MODELS / "image.npy", MODELS / "image_groups.npy", None, 3,
          [3, 32, 32], [3, 16, 16], [3, 56, 56], [3, 56, 56]),
-    Case("unet3d argmax 1x1x64^3", MODELS / "unet3d.pt", MODELS / "volume.npy",
-         MODELS / "volume_groups.npy", "argmax", 1,
+    Case("unet3d argmax 1x1x64^3", MODELS / "unet3d.pt", MODELS / "unet3d.onnx", "unet3d",
+         "bottom", MODELS / "volume.npy", MODELS / "volume_groups.npy", "argmax", 1,
          [1, 32, 32, 32], [1, 16, 16, 16], [1, 32, 32, 32], [1, 32, 32, 32]),
     # Opt-in (--all): it doubles the run's time.
-    Case("vessel unet threshold 1x1x64^3", ROOT / "configs/vessels/models/unet.pt",
-         MODELS / "volume.npy", MODELS / "volume_groups.npy", "threshold", 1,
+    Case("vessel unet threshold 1x1x64^3", VESSELS / "unet.pt", VESSELS / "unet.onnx",
+         "vessel_unet", "net.bottom", MODELS / "volume.npy", MODELS / "volume_groups.npy",
+         "threshold", 1,
          [1, 32, 32, 32], [1, 16, 16, 16], [1, 32, 32, 32], [1, 32, 32, 32]),
 ]
 
@@ -57,6 +63,11 @@ class Method:
     # Captum's default.
     knob: str | None
     grid: list = field(default_factory=list)
+    # esegeta runs the ONNX export (graph methods, incremental evaluation) instead of the
+    # TorchScript file; Captum always runs the PyTorch model.
+    onnx: bool = False
+    # esegeta's parameter "incremental" (occlusion and feature ablation on ONNX).
+    incremental: bool | None = None
 
 
 def settings(quick):
@@ -78,10 +89,16 @@ METHODS = [
     Method("smoothgrad (saliency)", "captum.saliency", True,
            "nt_samples_batch_size", [None, 5]),
     Method("occlusion", "captum.occlusion", False, "perturbations_per_eval", [1, 16]),
+    Method("occlusion, ONNX incremental", "captum.occlusion", False, "perturbations_per_eval",
+           [1, 16], onnx=True, incremental=True),
     Method("feature_ablation 64 groups", "captum.feature_ablation", False,
            "perturbations_per_eval", [1, 16]),
+    Method("feature_ablation 64 groups, ONNX incremental", "captum.feature_ablation", False,
+           "perturbations_per_eval", [1, 16], onnx=True, incremental=True),
     Method("shapley_value_sampling 64 groups", "captum.shapley_value_sampling", True,
            "perturbations_per_eval", [1, 16]),
+    Method("guided_backprop, ONNX", "captum.guided_backprop", False, None, [None], onnx=True),
+    Method("layer_grad_cam, ONNX", "captum.layer_grad_cam", False, None, [None], onnx=True),
     Method("infidelity (saliency)", "captum.infidelity", True,
            "max_examples_per_batch", [None]),
     Method("sensitivity_max (saliency)", "captum.sensitivity_max", True,
@@ -113,11 +130,16 @@ def esegeta_params(method, case, quick):
     if m == "captum.saliency":
         return {"noise_tunnel": {"nt_type": "smoothgrad", "nt_samples": s["nt_samples"],
                                  "stdevs": s["stdevs"]}}
+    extra = {} if method.incremental is None else {"incremental": method.incremental}
     if m == "captum.occlusion":
         win, stride = window(case, quick)
-        return {"sliding_window_shapes": win, "strides": stride}
+        return {"sliding_window_shapes": win, "strides": stride, **extra}
     if m == "captum.feature_ablation":
-        return {"feature_mask": str(case.groups)}
+        return {"feature_mask": str(case.groups), **extra}
+    if m == "captum.guided_backprop":
+        return {}
+    if m == "captum.layer_grad_cam":
+        return {"layer": case.layer}
     if m == "captum.shapley_value_sampling":
         return {"feature_mask": str(case.groups), "n_samples": s["shapley_samples"]}
     if m == "captum.infidelity":
@@ -145,6 +167,8 @@ def evaluations(method, case, quick):
         return groups + 1, 0
     if m == "captum.shapley_value_sampling":
         return s["shapley_samples"] * groups + 1, 0
+    if m in ("captum.guided_backprop", "captum.layer_grad_cam"):
+        return 0, 1
     if m == "captum.infidelity":
         # The saliency map, the unperturbed score, and one score per perturbation.
         return s["n_perturb_samples"] + 1, 1

@@ -10,8 +10,9 @@ runs this when they are missing).
 - Masks of 64 feature groups: image_groups.npy (an 8x8 grid of 28x28 squares over all
   channels) and volume_groups.npy (a 4x4x4 grid of 16^3 cubes).
 
-Each model is also exported to ONNX (torch.onnx.export(..., dynamo=True), with a dynamic batch)
-when the onnx and onnxscript packages are installed; the ONNX importer will use them.
+Each model is also exported to ONNX (torch.onnx.export(..., dynamo=True, optimize=False), with
+a dynamic batch) when the onnx and onnxscript packages are installed, for esegeta's graph
+methods (guided backprop, LayerGradCam, incremental occlusion and feature ablation).
 
 Usage: python bench/make_models.py [--force]
 """
@@ -30,21 +31,26 @@ VOLUME = HERE.parent / "configs" / "vessels" / "vessels_00.nii.gz"
 
 
 class BasicBlock(nn.Module):
+    """ReLUs are modules (not F.relu), so that Captum's GuidedBackprop hooks every one, as
+    esegeta's guided backprop rule applies to every Relu node."""
+
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
+        self.relu1 = nn.ReLU()
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
+        self.relu2 = nn.ReLU()
         self.shortcut = nn.Sequential()
         if stride != 1 or cin != cout:
             self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
                                           nn.BatchNorm2d(cout))
 
     def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.relu1(self.bn1(self.conv1(x)))
         y = self.bn2(self.conv2(y))
-        return F.relu(y + self.shortcut(x))
+        return self.relu2(y + self.shortcut(x))
 
 
 class ResNet18(nn.Module):
@@ -110,7 +116,10 @@ def export(model, example, name):
         print(f"{name}: no onnx/onnxscript, ONNX export skipped")
         return
     batch = torch.export.Dim("batch", min=1, max=1024)
-    program = torch.onnx.export(model, (example,), dynamo=True,
+    # Unoptimised, as tools/export_model.py exports: the optimiser folds batch norm into the
+    # convolution before it, which changes the rounding of every output, and through the
+    # argmax wrapper's near-ties the maps.
+    program = torch.onnx.export(model, (example,), dynamo=True, optimize=False,
                                 dynamic_shapes=({0: batch},), verbose=False)
     program.save(str(MODELS / f"{name}.onnx"), external_data=True)
 
@@ -131,8 +140,32 @@ def grid_labels(shape, cells):
     return labels
 
 
+# Bumped when the models change, so that an older bench/models/ is made again.
+VERSION = "3: module ReLUs in the ResNet, unoptimised ONNX"
+
+
+def eager(name, pt):
+    """The PyTorch module of a benchmark model with the weights of its TorchScript file, for
+    Captum's methods that hook modules (guided backprop, layer methods)."""
+    if name == "resnet18":
+        model = ResNet18()
+    elif name == "unet3d":
+        model = UNet3d()
+    elif name == "vessel_unet":
+        sys.path.insert(0, str(HERE.parent / "tools"))
+        import train_vessels as tv
+        model = tv.Probabilities(tv.make_net("unet"))
+    else:
+        raise ValueError(name)
+    model.load_state_dict(torch.jit.load(str(pt)).state_dict())
+    return model.eval()
+
+
 def main(force=False):
     MODELS.mkdir(exist_ok=True)
+    stamp = MODELS / "VERSION"
+    if not stamp.exists() or stamp.read_text() != VERSION:
+        force = True
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     if force or not (MODELS / "resnet18.pt").exists():
@@ -151,6 +184,7 @@ def main(force=False):
             randomise_batch_norm(unet, gen)
         export(unet, volume, "unet3d")
         np.save(MODELS / "volume_groups.npy", grid_labels((1, 64, 64, 64), (1, 4, 4, 4))[None])
+    stamp.write_text(VERSION)
     print(f"models and inputs in {MODELS}")
 
 

@@ -55,15 +55,22 @@ def parse_args():
     return args
 
 
+# The limit's process keeps freed memory as esegeta does (host/src/main.rs sets the same with
+# mallopt): otherwise every pass page-faults its activations in again, a cost that is not the
+# model's. Captum runs as users run it, with glibc's defaults.
+KEEP_FREED = "glibc.malloc.mmap_threshold=1073741824:glibc.malloc.trim_threshold=1073741824"
+
+
 class CaptumWorker:
     """The case's child Python process (bench/captum_worker.py), one request at a time."""
 
-    def __init__(self, case, threads):
+    def __init__(self, case, threads, env=None):
         wrapper = case.wrapper or "none"
         self.proc = subprocess.Popen(
             [sys.executable, str(C.HERE / "captum_worker.py"), str(case.model), str(case.input),
-             wrapper, str(case.target), str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=C.HERE)
+             wrapper, str(case.target), str(threads), case.eager],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=C.HERE,
+            env={**os.environ, **(env or {})})
         self.hello = json.loads(self.proc.stdout.readline())
 
     def ask(self, **request):
@@ -80,7 +87,8 @@ class CaptumWorker:
 
 
 def run_esegeta(case, method, params, threads, out):
-    cmd = [str(ESEGETA), "explain", "--model", str(case.model), "--input", str(case.input),
+    model = case.onnx if method.onnx else case.model
+    cmd = [str(ESEGETA), "explain", "--model", str(model), "--input", str(case.input),
            "--method", method.esegeta_id, "--params", json.dumps(params),
            "--target", str(case.target), "--threads", str(threads), "--timing", "--out", out]
     if case.wrapper:
@@ -131,22 +139,26 @@ def relative_difference(ours, theirs):
 
 
 def bench_case(case, methods, args, tmp):
-    worker = CaptumWorker(case, args.threads)
+    workers = CaptumWorker(case, args.threads), CaptumWorker(case, args.threads,
+                                                              {"GLIBC_TUNABLES": KEEP_FREED})
     records = [Record(case, m) for m in methods]
     try:
         for rep in range(args.reps):
-            worker.ask(op="forget")
+            workers[1].ask(op="forget")
             for r in records:
-                one_repetition(worker, r, rep, args, tmp)
+                one_repetition(workers, r, rep, args, tmp)
     finally:
-        worker.close()
-    return records, worker.hello
+        for w in workers:
+            w.close()
+    return records, workers[0].hello
 
 
-def one_repetition(worker, r, rep, args, tmp):
+def one_repetition(workers, r, rep, args, tmp):
+    worker, limit_worker = workers
     case, method = r.case, r.method
     params = C.esegeta_params(method, case, args.quick)
-    stem = f"{tmp}/{case.model.stem}_{method.esegeta_id}"
+    slug = "".join(ch if ch.isalnum() else "_" for ch in method.name)
+    stem = f"{tmp}/{case.model.stem}_{slug}"
     print(f"  rep {rep + 1}: {method.name}", file=sys.stderr, flush=True)
     ours = run_esegeta(case, method, params, args.threads, f"{stem}_esegeta.npy")
     r.esegeta.append(ours)
@@ -169,7 +181,8 @@ def one_repetition(worker, r, rep, args, tmp):
         if r.diff is None and "seconds" in got and "seconds" in ours:
             r.diff = relative_difference(f"{stem}_esegeta.npy", out)
     no_grad, grad = C.evaluations(method, case, args.quick)
-    r.limit.append(worker.ask(op="limit", no_grad=no_grad, grad=grad, batches=LIMIT_BATCHES))
+    r.limit.append(limit_worker.ask(op="limit", no_grad=no_grad, grad=grad,
+                                    batches=LIMIT_BATCHES))
     if "error" in ours:
         r.errors.append(f"esegeta: {ours['error']}")
 
@@ -217,7 +230,7 @@ def table(records):
         best = r.best_value()
         tuned = measure(r.grid.get(best, [])) if best is not None or None in r.grid else None
         limit = measure(r.limit)
-        setting = f"{r.method.knob}={best}"
+        setting = f"{r.method.knob}={best}" if r.method.knob else "nothing to tune"
         diff = ("n/a" if r.diff is None else
                 r.diff if isinstance(r.diff, str) else f"{r.diff:.1e}")
         if r.method.sampled and isinstance(r.diff, float):
@@ -310,8 +323,13 @@ def main():
         "interpreter, torch and the model. Tuned: the best of the grid of the named keyword.",
         "- limit: the method's unavoidable evaluations of the wrapped model (forwards under "
         "no_grad; forward + autograd.grad to the input only where gradients are needed), "
-        "each chunk size timed once per repetition (median of 2 calls after a warm-up) and summed over the chunks, at "
-        f"the best of the batch sizes {LIMIT_BATCHES}.",
+        "each chunk size timed once per repetition (median of 2 calls after a warm-up) and "
+        f"summed over the chunks, at the best of the batch sizes {LIMIT_BATCHES}, in a process "
+        "whose allocator keeps freed memory as esegeta's does (GLIBC_TUNABLES; Captum runs "
+        "with glibc's defaults, as users run it).",
+        "- Methods marked ONNX run esegeta on the model's ONNX export (guided backprop and "
+        "LayerGradCam need its graph; incremental: only what each perturbation reaches is "
+        "recomputed) and Captum on the PyTorch model with the same weights.",
         "- max|diff|/max|captum|: esegeta's map against Captum's default map (metrics: the "
         "scores), or against its first grid setting where the default was skipped. Methods marked sampled draw different random numbers in the two tools, so "
         "there the difference is sampling noise, not error; tests/ check them statistically.",
