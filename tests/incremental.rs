@@ -102,11 +102,12 @@ fn instance_norm_sends_the_rest_of_the_graph_to_full_evaluation() {
 fn incremental_false_gives_the_same_map() {
     let dir = scratch("incremental-off");
     let mut maps = Vec::new();
+    let case = case("windows2d_occlusion");
     for incremental in [true, false] {
         let out = dir.join(format!("{incremental}.npy"));
-        let params = format!(
-            r#"{{"sliding_window_shapes": [3, 5, 5], "strides": [3, 4, 4], "incremental": {incremental}}}"#
-        );
+        let mut params = case["params"].clone();
+        params["incremental"] = incremental.into();
+        let params = params.to_string();
         let mut cmd = explain_cmd(
             "incremental/windows2d.onnx",
             "incremental/windows2d_x.npy",

@@ -17,7 +17,8 @@ kind of window there is:
   max-pool down, trilinear upsampling, concatenated skips.
 * ``windows2d``: the window edge cases on 3x30x30: a strided conv, an average pool counting
   its padding, a dilated conv, a grouped conv, a max-pool with ceil_mode on an odd size,
-  nearest upsampling, LeakyReLU, then a global mean and a linear head.
+  nearest upsampling, LeakyReLU, a softmax over channels, then a global mean and a linear
+  head.
 
 Occlusion strides that do not divide the free length put windows at the border; feature masks
 include a group in two separate pieces (its bounding box is most of the image). Scores stay
@@ -76,7 +77,7 @@ class Windows2d(nn.Module):
         h = F.relu(self.down(x))
         h = self.dilated(self.avg(h))
         h = F.leaky_relu(self.grouped(h), 0.1)
-        h = self.mix(self.up(self.pool(h)))
+        h = torch.softmax(self.mix(self.up(self.pool(h))), 1)
         return self.fc(h.mean((2, 3)))
 
 

@@ -26,6 +26,8 @@ pub struct Recorded {
     base: Tensor,
     values: Vec<Option<Tensor>>,
     shapes: Vec<Option<Vec<i64>>>,
+    /// Each node's locality, from the base's pass (it may need values dropped since).
+    localities: Vec<Locality>,
 }
 
 impl Recorded {
@@ -100,17 +102,24 @@ impl Graph {
         for (slot, _) in &self.outputs {
             read[*slot] = true;
         }
+        let mut localities = Vec::with_capacity(self.nodes.len());
         for (index, node) in self.nodes.iter().enumerate() {
             let inputs = base_values(&values, &node.inputs);
             let outputs = node
                 .op
                 .run(&inputs)
                 .with_context(|| describe_failure(node, &inputs))?;
+            let locality = node
+                .op
+                .locality(&inputs)
+                .with_context(|| describe_failure(node, &inputs))?;
+            let output = outputs.first().map(Tensor::size).unwrap_or_default();
             for (i, slot) in node.inputs.iter().enumerate() {
                 if let Some(slot) = slot {
-                    read[*slot] |= reads_base(node, &inputs, i)?;
+                    read[*slot] |= reads_base(node, &locality, &inputs, &output, i);
                 }
             }
+            localities.push(locality);
             for (slot, value) in node.outputs.iter().zip(outputs) {
                 if let Some(slot) = slot {
                     shapes[*slot] = Some(value.size());
@@ -137,6 +146,7 @@ impl Graph {
             base: base.shallow_clone(),
             values,
             shapes,
+            localities,
         })
     }
 
@@ -167,6 +177,7 @@ impl Graph {
             if changed.iter().any(Option::is_some) {
                 let step = Step {
                     node,
+                    locality: &rec.localities[index],
                     rec,
                     batch,
                     base_inputs: base_values(&rec.values, &node.inputs),
@@ -208,17 +219,42 @@ impl Graph {
 /// input of a node that runs in full, the data input of a window, and the inputs of an
 /// elementwise node that combines several values (their boxes differ). A single value through
 /// an activation or a batch norm keeps its box, so nothing of the base is read.
-fn reads_base(node: &Node, inputs: &[Option<Tensor>], i: usize) -> Result<bool> {
+fn reads_base(
+    node: &Node,
+    locality: &Locality,
+    inputs: &[Option<Tensor>],
+    output: &[i64],
+    i: usize,
+) -> bool {
     let computed = |j: usize| !node.input_is_constant[j] && inputs[j].is_some();
     if !computed(i) {
-        return Ok(true);
+        return true;
     }
-    Ok(match node.op.locality(inputs)? {
-        Locality::Global => true,
-        Locality::Window(_) | Locality::Upsample { .. } => i == 0,
-        Locality::Channelwise => false,
-        Locality::Pointwise => (0..inputs.len()).filter(|&j| computed(j)).count() > 1,
-    })
+    let single = (0..inputs.len()).filter(|&j| computed(j)).count() == 1;
+    let data = match locality {
+        Locality::Global => return true,
+        Locality::Window(_) | Locality::Upsample { .. } => return i == 0,
+        Locality::Channelwise => 1,
+        Locality::Pointwise => inputs.len(),
+    };
+    // Unless the node would run in full: an input that does not fit a box.
+    let fits = inputs.iter().enumerate().all(|(j, t)| match t {
+        Some(t) if j != i => fits_a_box(&t.size(), output, j < data),
+        Some(t) => output.len() >= 3 && t.dim() == output.len() && t.size()[2..] == output[2..],
+        None => true,
+    });
+    !(single && fits)
+}
+
+/// Whether an unchanged input of `size` can go into an elementwise node that computes a box of
+/// its output (`output` its full shape): it broadcasts over the spatial axes, or, as a data
+/// input, it has the output's spatial shape and is cut to the box.
+fn fits_a_box(size: &[i64], output: &[i64], data: bool) -> bool {
+    let rank = output.len();
+    rank >= 3
+        && (broadcasts_over_space(size, rank)
+            || !data
+            || (size.len() == rank && size[2..] == output[2..]))
 }
 
 impl Recorded {
@@ -247,6 +283,7 @@ fn base_values(values: &[Option<Tensor>], slots: &[Option<usize>]) -> Vec<Option
 /// One node of an incremental evaluation.
 struct Step<'a> {
     node: &'a Node,
+    locality: &'a Locality,
     rec: &'a Recorded,
     batch: i64,
     /// The node's inputs in the base's forward pass.
@@ -272,12 +309,12 @@ impl Step<'_> {
         if self.node.outputs.len() != 1 || self.changed.iter().flatten().any(|d| d.is_whole()) {
             return Ok(None);
         }
-        match self.node.op.locality(&self.base_inputs)? {
+        match self.locality {
             Locality::Global => Ok(None),
             Locality::Pointwise => self.pointwise(usize::MAX),
             Locality::Channelwise => self.pointwise(1),
-            Locality::Window(w) => self.window(&w),
-            Locality::Upsample { factors } => self.upsample(&factors),
+            Locality::Window(w) => self.window(w),
+            Locality::Upsample { factors } => self.upsample(factors),
         }
     }
 
@@ -323,9 +360,9 @@ impl Step<'_> {
             match delta {
                 Some(Delta::Boxed(b, _)) if i < data && aligned => boxes.push(b),
                 Some(_) => return Ok(None),
-                None if i >= data || broadcasts_over_space(size, rank) => {}
-                None if i < data && aligned => windowed[i] = true,
-                None => return Ok(None),
+                None if !fits_a_box(size, &out, i < data) => return Ok(None),
+                None if i < data && !broadcasts_over_space(size, rank) => windowed[i] = true,
+                None => {}
             }
         }
         if let ([only], false) = (&boxes[..], windowed.contains(&true)) {
