@@ -8,6 +8,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
@@ -57,7 +58,27 @@ pub const CPU_EXAMPLES_PER_PASS: u64 = 4;
 pub struct NearBase {
     base: tch::Tensor,
     recorded: Option<Recorded>,
+    choice: Choice,
+    /// Whether the log has said how far perturbations stay local (once per base).
     logged: bool,
+}
+
+/// How batches near a base are evaluated.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Choice {
+    /// Not timed yet: the first batch that differs from the base runs both ways.
+    Undecided,
+    Incremental,
+    /// A full pass was faster (small models, where bookkeeping outweighs what it saves).
+    Full,
+}
+
+fn choose(incremental: Duration, full: Duration) -> Choice {
+    if incremental < full {
+        Choice::Incremental
+    } else {
+        Choice::Full
+    }
 }
 
 /// Receives a method's progress: steps done of the total.
@@ -75,8 +96,14 @@ impl<'a> JobHost<'a> {
     }
 
     /// Scores of `inputs` near `base`: incrementally on graph models, from `base`'s recorded
-    /// forward pass (kept for the next call with the same base).
-    pub fn scores_near(&self, base: &tch::Tensor, inputs: &tch::Tensor) -> Result<tch::Tensor> {
+    /// forward pass (kept for the next call with the same base), where the first batch that
+    /// differs from `base` ran faster that way than in full, or `always`.
+    pub fn scores_near(
+        &self,
+        base: &tch::Tensor,
+        inputs: &tch::Tensor,
+        always: bool,
+    ) -> Result<tch::Tensor> {
         let Some(graph) = self.model.graph() else {
             return self.scores(inputs);
         };
@@ -86,22 +113,34 @@ impl<'a> JobHost<'a> {
             *cache = Some(NearBase {
                 base: base.shallow_clone(),
                 recorded: tch::no_grad(|| graph.record(base))?,
+                choice: if always {
+                    Choice::Incremental
+                } else {
+                    Choice::Undecided
+                },
                 logged: false,
             });
         }
         let near = cache.as_mut().expect("just filled");
-        let Some(recorded) = &near.recorded else {
+        let (Some(recorded), false) = (&near.recorded, near.choice == Choice::Full) else {
             return self.scores(inputs);
         };
+        let started = Instant::now();
         let (output, reach) = tch::no_grad(|| forward_near(graph, recorded, inputs))?;
+        let incremental = started.elapsed();
         tracing::debug!(
             "incremental evaluation of {} examples: {:.0}% of a full evaluation's outputs",
             inputs.size()[0],
             100.0 * reach.computed_share
         );
         if !near.logged && !same_tensor(inputs, base) {
+            if near.choice == Choice::Undecided {
+                let started = Instant::now();
+                let _ = tch::no_grad(|| self.model.forward(inputs))?;
+                near.choice = choose(incremental, started.elapsed());
+            }
             near.logged = true;
-            log_reach(graph, &reach);
+            log_reach(graph, &reach, near.choice);
         }
         self.wrapper.scores(&output)
     }
@@ -197,9 +236,10 @@ impl Host for JobHost<'_> {
         &self,
         base: TensorRef<'_>,
         inputs: TensorRef<'_>,
+        always: bool,
     ) -> RResult<TensorHandle, RString> {
         guarded(|| {
-            self.scores_near(&base.to_tensor(), &inputs.to_tensor())
+            self.scores_near(&base.to_tensor(), &inputs.to_tensor(), always)
                 .map(TensorHandle::new)
         })
     }
@@ -266,9 +306,15 @@ fn same_tensor(a: &tch::Tensor, b: &tch::Tensor) -> bool {
     a.size() == b.size() && a.kind() == b.kind() && a.device() == b.device() && a.equal(b)
 }
 
-/// Says how far perturbations stayed local, once per base input.
-fn log_reach(graph: &dyn GraphModel, reach: &crate::model::graph::Reach) {
+/// Says how far perturbations stayed local, and what was chosen, once per base input.
+fn log_reach(graph: &dyn GraphModel, reach: &crate::model::graph::Reach, choice: Choice) {
     let share = 100.0 * reach.computed_share;
+    if choice == Choice::Full {
+        tracing::info!(
+            "incremental evaluation ({share:.0}% of a full evaluation's outputs computed) was              slower than a full pass on the first perturbed batch; evaluating in full"
+        );
+        return;
+    }
     match reach.whole_from {
         Some(index) => {
             let node = graph.node(index);
