@@ -67,7 +67,7 @@ class Method:
     # TorchScript file; Captum always runs the PyTorch model.
     onnx: bool = False
     # esegeta's parameter "incremental" (occlusion and feature ablation on ONNX).
-    incremental: str | None = None
+    incremental: bool | None = None
 
 
 def settings(quick):
@@ -90,11 +90,11 @@ METHODS = [
            "nt_samples_batch_size", [None, 5]),
     Method("occlusion", "captum.occlusion", False, "perturbations_per_eval", [1, 16]),
     Method("occlusion, ONNX incremental", "captum.occlusion", False, "perturbations_per_eval",
-           [1, 16], onnx=True, incremental="auto"),
+           [1, 16], onnx=True, incremental=True),
     Method("feature_ablation 64 groups", "captum.feature_ablation", False,
            "perturbations_per_eval", [1, 16]),
     Method("feature_ablation 64 groups, ONNX incremental", "captum.feature_ablation", False,
-           "perturbations_per_eval", [1, 16], onnx=True, incremental="auto"),
+           "perturbations_per_eval", [1, 16], onnx=True, incremental=True),
     Method("shapley_value_sampling 64 groups", "captum.shapley_value_sampling", True,
            "perturbations_per_eval", [1, 16]),
     Method("guided_backprop, ONNX", "captum.guided_backprop", False, None, [None], onnx=True),

@@ -124,8 +124,6 @@ def split_group(labels):
 
 
 def case(name, model, inp, method, params, target, **extra):
-    # These models are small enough that a full pass is faster, which "auto" would pick.
-    params = {**params, "incremental": "always"}
     c = {"name": name, "model": model, "input": inp, "method": method, "params": params,
          "target": target, "task": "classification", "wrapper": None, "mask": None,
          "fixed_mask": False, "layer": None, "expected": f"{name}.npy", "extras": {},

@@ -1,5 +1,6 @@
-//! The Host handle a running method receives: the wrapped model's forward, tensor loading,
-//! the memory budget, progress, cancellation, logging, the seed, and `explain`.
+//! The Host handle a running method receives: the wrapped model's forward (also with layer
+//! taps, with backward rules, and near a base input), tensor loading, the memory budget,
+//! progress, cancellation, logging, the seed, and `explain`.
 //!
 //! Every entry catches panics (tch panics on some libtorch errors): a panic must not unwind
 //! through the plugin's frames.
@@ -7,8 +8,6 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{ROption, RResult, RSlice, RStr, RString, RVec};
@@ -19,8 +18,8 @@ use esegeta_plugin_api::abi::{
 };
 use esegeta_plugin_api::{panic_message, LogLevel, TensorHandle, TensorRef};
 
-use crate::model::graph::{GraphModel, Recorded};
 use crate::model::Model;
+use crate::near::NearCache;
 use crate::plugins::Registry;
 use crate::rules::{self, Composite};
 use crate::taps::{self, Tap};
@@ -42,7 +41,7 @@ pub struct JobHost<'a> {
     /// Where the model runs: on CPU, batches are capped (see [`CPU_EXAMPLES_PER_PASS`]).
     pub device: tch::Device,
     /// The recorded forward pass of the last base input of `forward_near`.
-    pub near: Mutex<Option<NearBase>>,
+    pub near: NearCache,
 }
 
 /// The most examples a method should put through the model in one pass on CPU, whatever the
@@ -52,34 +51,6 @@ pub struct JobHost<'a> {
 /// 64^3 UNet 15.6 s against 14.6 s at 2 and 16.6 s at 8 (1268 against 808-2324 MiB); the
 /// perturbation forwards of both ran fastest 4 at a time.
 pub const CPU_EXAMPLES_PER_PASS: u64 = 4;
-
-/// A base input of incremental evaluation and its recorded forward pass (`None` where the
-/// model cannot evaluate incrementally).
-pub struct NearBase {
-    base: tch::Tensor,
-    recorded: Option<Recorded>,
-    choice: Choice,
-    /// Whether the log has said how far perturbations stay local (once per base).
-    logged: bool,
-}
-
-/// How batches near a base are evaluated.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Choice {
-    /// Not timed yet: the first batch that differs from the base runs both ways.
-    Undecided,
-    Incremental,
-    /// A full pass was faster (small models, where bookkeeping outweighs what it saves).
-    Full,
-}
-
-fn choose(incremental: Duration, full: Duration) -> Choice {
-    if incremental < full {
-        Choice::Incremental
-    } else {
-        Choice::Full
-    }
-}
 
 /// Receives a method's progress: steps done of the total.
 pub type Progress<'a> = dyn Fn(u64, u64) + Sync + 'a;
@@ -95,53 +66,12 @@ impl<'a> JobHost<'a> {
         self.wrapper.scores(&self.model.forward(inputs)?)
     }
 
-    /// Scores of `inputs` near `base`: incrementally on graph models, from `base`'s recorded
-    /// forward pass (kept for the next call with the same base), where the first batch that
-    /// differs from `base` ran faster that way than in full, or `always`.
-    pub fn scores_near(
-        &self,
-        base: &tch::Tensor,
-        inputs: &tch::Tensor,
-        always: bool,
-    ) -> Result<tch::Tensor> {
+    /// Scores of `inputs`, examples near `base` (see [`crate::near`]).
+    pub fn scores_near(&self, base: &tch::Tensor, inputs: &tch::Tensor) -> Result<tch::Tensor> {
         let Some(graph) = self.model.graph() else {
             return self.scores(inputs);
         };
-        let mut cache = self.near.lock().unwrap_or_else(|e| e.into_inner());
-        let cached = cache.as_ref().is_some_and(|c| same_tensor(&c.base, base));
-        if !cached {
-            *cache = Some(NearBase {
-                base: base.shallow_clone(),
-                recorded: tch::no_grad(|| graph.record(base))?,
-                choice: if always {
-                    Choice::Incremental
-                } else {
-                    Choice::Undecided
-                },
-                logged: false,
-            });
-        }
-        let near = cache.as_mut().expect("just filled");
-        let (Some(recorded), false) = (&near.recorded, near.choice == Choice::Full) else {
-            return self.scores(inputs);
-        };
-        let started = Instant::now();
-        let (output, reach) = tch::no_grad(|| forward_near(graph, recorded, inputs))?;
-        let incremental = started.elapsed();
-        tracing::debug!(
-            "incremental evaluation of {} examples: {:.0}% of a full evaluation's outputs",
-            inputs.size()[0],
-            100.0 * reach.computed_share
-        );
-        if !near.logged && !same_tensor(inputs, base) {
-            if near.choice == Choice::Undecided {
-                let started = Instant::now();
-                let _ = tch::no_grad(|| self.model.forward(inputs))?;
-                near.choice = choose(incremental, started.elapsed());
-            }
-            near.logged = true;
-            log_reach(graph, &reach, near.choice);
-        }
+        let output = self.near.output(self.model, graph, base, inputs)?;
         self.wrapper.scores(&output)
     }
 
@@ -236,10 +166,9 @@ impl Host for JobHost<'_> {
         &self,
         base: TensorRef<'_>,
         inputs: TensorRef<'_>,
-        always: bool,
     ) -> RResult<TensorHandle, RString> {
         guarded(|| {
-            self.scores_near(&base.to_tensor(), &inputs.to_tensor(), always)
+            self.scores_near(&base.to_tensor(), &inputs.to_tensor())
                 .map(TensorHandle::new)
         })
     }
@@ -276,61 +205,6 @@ impl Host for JobHost<'_> {
                 layer_output,
             })
         })
-    }
-}
-
-/// Incremental evaluation of `inputs`, on CPU one example at a time: each example's boxes are
-/// its own, so batching buys little there, and where the change reaches a whole layer the rest
-/// of the graph would hold every copy at once. In bench/ (2 cores), one at a time against four:
-/// a 64^3 UNet's occlusion took 3.6 s and 540 MiB against 4.4 s and 1134 MiB, its feature
-/// ablation 5.2 s against 5.7 s; a ResNet-18's occlusion 2.5 s against 2.1 s.
-fn forward_near(
-    graph: &dyn GraphModel,
-    recorded: &Recorded,
-    inputs: &tch::Tensor,
-) -> Result<(tch::Tensor, crate::model::graph::Reach)> {
-    if inputs.device() != tch::Device::Cpu {
-        return graph.forward_near(recorded, inputs);
-    }
-    let (mut outputs, mut reach) = (Vec::new(), crate::model::graph::Reach::default());
-    for example in inputs.split(1, 0) {
-        let (output, r) = graph.forward_near(recorded, &example)?;
-        outputs.push(output);
-        reach.whole_from = reach.whole_from.or(r.whole_from);
-        reach.computed_share += r.computed_share / inputs.size()[0] as f64;
-    }
-    Ok((tch::Tensor::f_cat(&outputs, 0)?, reach))
-}
-
-fn same_tensor(a: &tch::Tensor, b: &tch::Tensor) -> bool {
-    a.size() == b.size() && a.kind() == b.kind() && a.device() == b.device() && a.equal(b)
-}
-
-/// Says how far perturbations stayed local, and what was chosen, once per base input.
-fn log_reach(graph: &dyn GraphModel, reach: &crate::model::graph::Reach, choice: Choice) {
-    let share = 100.0 * reach.computed_share;
-    if choice == Choice::Full {
-        tracing::info!(
-            "incremental evaluation ({share:.0}% of a full evaluation's outputs computed) was              slower than a full pass on the first perturbed batch; evaluating in full"
-        );
-        return;
-    }
-    match reach.whole_from {
-        Some(index) => {
-            let node = graph.node(index);
-            tracing::info!(
-                "incremental evaluation: nodes before `{}` ({}, layer `{}`) recompute only what \
-                 a perturbation reaches; there it reaches the whole value, so the rest of the \
-                 graph runs in full ({share:.0}% of a full evaluation's outputs computed)",
-                node.name,
-                node.op_type,
-                node.layer
-            )
-        }
-        None => tracing::info!(
-            "incremental evaluation: perturbations stay local up to the output ({share:.0}% of \
-             a full evaluation's outputs computed)"
-        ),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod host_services;
 pub mod io;
 pub mod layers;
 pub mod model;
+pub mod near;
 pub mod params;
 pub mod patch;
 pub mod plugins;

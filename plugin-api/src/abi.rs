@@ -181,13 +181,12 @@ pub trait Host {
 
     /// The wrapped model's scores `[B, K]` for `inputs`, examples that each differ from `base`
     /// (`[1, ...]`) in a small region, without autograd history. On graph models the host
-    /// evaluates them incrementally from `base`'s recorded activations (exact) where that is
-    /// faster than a full pass, or `always`; elsewhere as `forward` does.
+    /// evaluates them incrementally from `base`'s recorded activations (exact); elsewhere as
+    /// `forward` does.
     fn forward_near(
         &self,
         base: TensorRef<'_>,
         inputs: TensorRef<'_>,
-        always: bool,
     ) -> RResult<TensorHandle, RString>;
 }
 

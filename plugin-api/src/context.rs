@@ -43,21 +43,13 @@ impl<'a> Context<'a> {
 
     /// [`Context::evaluate`] for inputs that each differ from `base` (`[1, ...]`) only in a
     /// small region, such as occluded copies of it: the host may recompute only what the
-    /// differences reach (exact incremental evaluation on graph models), where it measured that
-    /// faster or `always`.
-    pub fn evaluate_near(
-        &self,
-        base: &Tensor,
-        inputs: &Tensor,
-        target: i64,
-        always: bool,
-    ) -> Result<Tensor> {
+    /// differences reach (exact incremental evaluation on graph models).
+    pub fn evaluate_near(&self, base: &Tensor, inputs: &Tensor, target: i64) -> Result<Tensor> {
         let scores = tch::no_grad(|| {
-            into_result(self.host.forward_near(
-                TensorRef::new(base),
-                TensorRef::new(inputs),
-                always,
-            ))
+            into_result(
+                self.host
+                    .forward_near(TensorRef::new(base), TensorRef::new(inputs)),
+            )
         })?;
         select_target(&scores.into_tensor(), target)
     }

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, per_eval, FeatureMask, Incremental, Perturbed, Plan, Weighting};
+use crate::perturbation::{ablate, per_eval, FeatureMask, Perturbed, Plan, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +73,7 @@ impl Method for FeaturePermutation {
                 per_eval: per_eval(ctx, p.perturbations_per_eval, inputs)?,
                 weighting: Weighting::Sum,
                 // Shuffling across the batch changes every example: nothing to record.
-                incremental: Incremental::Never,
+                incremental: false,
             },
             |i| {
                 let mask = features.select(ids[i]);

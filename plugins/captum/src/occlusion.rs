@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::perturbation::{ablate, per_eval, Incremental, Perturbed, Plan, Weighting};
+use crate::perturbation::{ablate, per_eval, Perturbed, Plan, Weighting};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,11 +36,10 @@ pub struct Params {
     /// Evaluate the perturbed copies incrementally when the model is an ONNX graph: each
     /// layer recomputes only the part of its output the perturbation reaches, from the
     /// unperturbed input's recorded activations, and the rest of the graph runs in full where
-    /// the reach covers a whole layer (the log says where). Exact, so the map is the same.
-    /// `auto` (the default) keeps it where the first perturbed batch ran faster that way;
-    /// `always` or `never`.
-    #[serde(default)]
-    pub incremental: Incremental,
+    /// the reach covers a whole layer (the log says where). Exact, so the map is the same;
+    /// false evaluates every copy in full, which is faster on tiny models. Default true.
+    #[serde(default = "crate::yes")]
+    pub incremental: bool,
 }
 
 /// Captum's `strides`: one step for every dimension, or one per dimension.

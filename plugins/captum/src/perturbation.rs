@@ -10,8 +10,6 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::Context;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 /// One perturbed copy of the whole input batch.
@@ -66,23 +64,7 @@ pub struct Plan {
     /// Whether to ask the host to evaluate copies incrementally from the unperturbed input
     /// (exact; see [`Context::evaluate_near`]). Only for one-example batches: the host records
     /// one base.
-    pub incremental: Incremental,
-}
-
-/// Whether perturbed copies are evaluated incrementally where the model is an ONNX graph:
-/// each layer recomputes only the part of its output the perturbation reaches, from the
-/// unperturbed input's recorded activations. The map is the same either way.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Incremental {
-    /// Where it is faster: the host times the first perturbed batch both ways and keeps the
-    /// faster (on small models the bookkeeping costs more than it saves).
-    #[default]
-    Auto,
-    /// Always, however it times.
-    Always,
-    /// Never: every copy is evaluated in full.
-    Never,
+    pub incremental: bool,
 }
 
 /// Captum's FeatureAblation loop: `sum over p of (f(x) - f(x perturbed by p)) * mask_p`, per
@@ -95,11 +77,7 @@ pub fn ablate(
     plan: Plan,
     perturb: impl FnMut(usize) -> Result<Perturbed>,
 ) -> Result<Tensor> {
-    let near = (plan.incremental != Incremental::Never && inputs.size().first() == Some(&1))
-        .then_some(Near {
-            base: inputs,
-            always: plan.incremental == Incremental::Always,
-        });
+    let near = (plan.incremental && inputs.size().first() == Some(&1)).then_some(inputs);
     let evaluate = |copies: &[&Tensor]| evaluate_copies(ctx, target, copies, near);
     ablate_with(
         ctx,
@@ -149,14 +127,6 @@ pub fn ablate_with(
     })
 }
 
-/// The unperturbed input that perturbed copies are evaluated near.
-#[derive(Clone, Copy)]
-pub struct Near<'a> {
-    pub base: &'a Tensor,
-    /// Incrementally even where the host measured a full pass faster.
-    pub always: bool,
-}
-
 /// Target scores `[k, B]` of `k` perturbed copies of a `B`-example batch, from one forward pass
 /// over the copies concatenated along the batch dimension (Captum's layout); incrementally from
 /// `near`, the unperturbed input, when given.
@@ -164,13 +134,13 @@ pub fn evaluate_copies(
     ctx: &Context<'_>,
     target: i64,
     copies: &[&Tensor],
-    near: Option<Near<'_>>,
+    near: Option<&Tensor>,
 ) -> Result<Tensor> {
     let k = copies.len() as i64;
     let batch = copies.first().map_or(0, |c| c.size()[0]);
     let all = Tensor::f_cat(copies, 0)?;
     let scores = match near {
-        Some(near) => ctx.evaluate_near(near.base, &all, target, near.always)?,
+        Some(base) => ctx.evaluate_near(base, &all, target)?,
         None => ctx.evaluate(&all, target)?,
     };
     ensure!(
