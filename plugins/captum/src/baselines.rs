@@ -2,7 +2,7 @@
 //! examples, each shaped like one input example.
 
 use anyhow::{bail, Result};
-use esegeta_plugin_api::Context;
+use esegeta_plugin_api::{Context, TensorOrScalar};
 use tch::Tensor;
 
 /// The `N` baselines in `path`, as `[N, ...]` with the input's kind and device. A file holding
@@ -31,6 +31,18 @@ pub(crate) fn distribution(ctx: &Context<'_>, path: &str, inputs: &Tensor) -> Re
         );
     }
     Ok(loaded)
+}
+
+/// GradientShap's `baselines`: a distribution file, or one constant baseline `[1, ...]`.
+pub(crate) fn distribution_or_constant(
+    ctx: &Context<'_>,
+    baselines: &TensorOrScalar,
+    inputs: &Tensor,
+) -> Result<Tensor> {
+    match baselines {
+        TensorOrScalar::File(path) => distribution(ctx, path, inputs),
+        TensorOrScalar::Scalar(v) => Ok(inputs.narrow(0, 0, 1).full_like(*v)),
+    }
 }
 
 /// A SHAP method's distribution: `distribution` with at least two baselines, else an error

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::baselines::distribution;
+use crate::baselines::distribution_or_constant;
 use crate::noise_tunnel::{with_noise_tunnel, NoiseTunnel, NtType};
 
 #[derive(Deserialize, JsonSchema)]
@@ -35,7 +35,7 @@ pub struct Params {
     pub multiply_by_inputs: bool,
 }
 
-fn default_n_samples() -> usize {
+pub(crate) fn default_n_samples() -> usize {
     5
 }
 
@@ -62,10 +62,7 @@ impl Method for GradientShap {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let baselines = match &p.baselines {
-            TensorOrScalar::File(path) => distribution(ctx, path, inputs)?,
-            TensorOrScalar::Scalar(v) => inputs.narrow(0, 0, 1).full_like(*v),
-        };
+        let baselines = distribution_or_constant(ctx, &p.baselines, inputs)?;
         let tunnel = NoiseTunnel {
             nt_type: NtType::Smoothgrad,
             nt_samples: p.n_samples,

@@ -7,7 +7,7 @@
 //! `alpha x + (1 - alpha) baseline`. Draws come from a generator seeded with the job's seed,
 //! so maps agree with Captum's in distribution, not draw for draw.
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
     TensorOrScalar,
@@ -19,6 +19,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
+use crate::baselines::distribution_or_constant;
 use crate::layer_params::{capture, layer_value};
 
 #[derive(Deserialize, JsonSchema)]
@@ -31,7 +32,7 @@ pub struct Params {
     /// example of the input, or one number for a single constant baseline.
     pub baselines: TensorOrScalar,
     /// Random draws per example.
-    #[serde(default = "default_n_samples")]
+    #[serde(default = "crate::gradient_shap::default_n_samples")]
     #[schemars(range(min = 1))]
     pub n_samples: usize,
     /// Standard deviation of the Gaussian noise added to the input, in input units.
@@ -45,10 +46,6 @@ pub struct Params {
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
-}
-
-fn default_n_samples() -> usize {
-    5
 }
 
 pub struct LayerGradientShap;
@@ -82,7 +79,7 @@ impl Method for LayerGradientShap {
     ) -> Result<Attribution> {
         let tap = capture(&p.layer, p.attribute_to_layer_input);
         ensure!(p.n_samples >= 1, "n_samples must be at least 1");
-        let distribution = baseline_distribution(ctx, &p.baselines, inputs)?;
+        let distribution = distribution_or_constant(ctx, &p.baselines, inputs)?;
         let mut draws = Draws::new(ctx.seed(), p.n_samples, p.stdevs)?;
         let batch = inputs.size()[0] as usize;
         let rows = batch * p.n_samples;
@@ -115,40 +112,6 @@ fn per_row_bytes(inputs: &Tensor) -> u64 {
     (inputs.numel() as u64 / inputs.size()[0].max(1) as u64)
         * 4
         * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE
-}
-
-/// The baselines as `[N, ...one example's shape]`.
-fn baseline_distribution(
-    ctx: &Context<'_>,
-    baselines: &TensorOrScalar,
-    inputs: &Tensor,
-) -> Result<Tensor> {
-    let one = inputs.get(0).unsqueeze(0);
-    let path = match baselines {
-        TensorOrScalar::Scalar(v) => return Ok(one.full_like(*v)),
-        TensorOrScalar::File(path) => path,
-    };
-    let t = ctx
-        .load_tensor(path)?
-        .to_kind(inputs.kind())
-        .to_device(inputs.device());
-    let (shape, example) = (t.size(), one.size());
-    if shape[..] == example[1..] {
-        return Ok(t.unsqueeze(0));
-    }
-    if shape.len() == example.len() && shape[1..] == example[1..] && shape[0] >= 1 {
-        return Ok(t);
-    }
-    bail!(
-        "`baselines` ({path}) has shape {shape:?}, but a baseline distribution for inputs of \
-         shape {:?} must be [N, {}]: N baselines, each shaped like one example",
-        inputs.size(),
-        example[1..]
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    )
 }
 
 /// The random draws, in Captum's order: each example's `n_samples` draws in a row.

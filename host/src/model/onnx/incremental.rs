@@ -30,13 +30,6 @@ pub struct Recorded {
     localities: Vec<Locality>,
 }
 
-impl Recorded {
-    /// The input the values were recorded for.
-    pub fn base(&self) -> &Tensor {
-        &self.base
-    }
-}
-
 /// What one incremental evaluation did.
 #[derive(Clone, Debug, Default)]
 pub struct Reach {
@@ -280,6 +273,13 @@ fn base_values(values: &[Option<Tensor>], slots: &[Option<usize>]) -> Vec<Option
         .collect()
 }
 
+fn shallow(values: &[Option<Tensor>]) -> Vec<Option<Tensor>> {
+    values
+        .iter()
+        .map(|t| t.as_ref().map(Tensor::shallow_clone))
+        .collect()
+}
+
 /// One node of an incremental evaluation.
 struct Step<'a> {
     node: &'a Node,
@@ -456,7 +456,7 @@ impl Step<'_> {
         };
         let x = padded_windows(base, &windows, w.pad_value)?;
         overlay(&x, &windows, changed, values, &vec![0; n])?;
-        let mut inputs = self.base_inputs.clone_shallow();
+        let mut inputs = shallow(&self.base_inputs);
         inputs[0] = Some(x);
         let y = self.node.op.run_valid(&inputs)?.remove(0);
         ensure!(
@@ -509,7 +509,7 @@ impl Step<'_> {
         let windows = uniform(&reads, source);
         let x = crop_each(base, &windows.starts, &windows.size)?;
         overlay(&x, &windows, changed, values, &vec![0; n])?;
-        let mut inputs = self.base_inputs.clone_shallow();
+        let mut inputs = shallow(&self.base_inputs);
         inputs[0] = Some(x);
         let y = self.node.op.run(&inputs)?.remove(0);
         let offsets: Vec<Vec<i64>> = target
@@ -520,18 +520,6 @@ impl Step<'_> {
             .collect();
         let y = crop_each(&y, &offsets, &target.size)?;
         Ok(Some(Delta::Boxed(target, y)))
-    }
-}
-
-trait CloneShallow {
-    fn clone_shallow(&self) -> Vec<Option<Tensor>>;
-}
-
-impl CloneShallow for Vec<Option<Tensor>> {
-    fn clone_shallow(&self) -> Vec<Option<Tensor>> {
-        self.iter()
-            .map(|t| t.as_ref().map(Tensor::shallow_clone))
-            .collect()
     }
 }
 
