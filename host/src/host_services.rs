@@ -38,19 +38,20 @@ pub struct JobHost<'a> {
     pub cancelled: &'a AtomicBool,
     /// Where the method's progress goes (a run's progress bar); the log otherwise.
     pub progress: Option<&'a Progress<'a>>,
-    /// Where the model runs: on CPU, batches are capped (see [`CPU_EXAMPLES_PER_PASS`]).
+    /// Where the model runs: on CPU, batches are capped (see [`CPU_BYTES_PER_PASS`]).
     pub device: tch::Device,
     /// The recorded forward pass of the last base input of `forward_near`.
     pub near: NearCache,
 }
 
-/// The most examples a method should put through the model in one pass on CPU, whatever the
-/// memory budget allows. There batching buys little and costs memory; measured in bench/
-/// (2 cores, with main.rs's allocator settings): integrated gradients on a ResNet-18 ran
-/// 2.75 s at 4 examples per pass against 2.57 s at 8 or 16 (362 against 517-757 MiB), on a
-/// 64^3 UNet 15.6 s against 14.6 s at 2 and 16.6 s at 8 (1268 against 808-2324 MiB); the
-/// perturbation forwards of both ran fastest 4 at a time.
-pub const CPU_EXAMPLES_PER_PASS: u64 = 4;
+/// The most bytes of activations (a method's own estimate, as passed to `batch_size_hint`) one
+/// pass through the model should hold on CPU, whatever the memory budget allows: there batching
+/// buys little and costs memory. Measured in bench/ on 2 idle cores, with main.rs's allocator
+/// settings: forward passes of a ResNet-18 (about 39 MB estimated per example) ran 3.9 s at 4
+/// per pass, 3.7 s at 8; integrated gradients (77 MB) 2.6 s at 4, 8 or 16 (368, 506 and 850
+/// MiB); on a 64^3 UNet (134 MB with gradients) 16.4 s at 2 and 16.3 s at 4 (708 against 1252
+/// MiB). 320 MiB gives 8 and 4 for the ResNet, 4 and 2 for the UNet.
+pub const CPU_BYTES_PER_PASS: u64 = 320 << 20;
 
 /// Receives a method's progress: steps done of the total.
 pub type Progress<'a> = dyn Fn(u64, u64) + Sync + 'a;
@@ -96,7 +97,7 @@ impl Host for JobHost<'_> {
     fn batch_size_hint(&self, bytes_per_item: u64) -> u64 {
         let budget = (self.memory_budget / bytes_per_item.max(1)).clamp(1, 1 << 16);
         match self.device {
-            tch::Device::Cpu => budget.min(CPU_EXAMPLES_PER_PASS),
+            tch::Device::Cpu => budget.min((CPU_BYTES_PER_PASS / bytes_per_item.max(1)).max(1)),
             _ => budget,
         }
     }

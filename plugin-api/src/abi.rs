@@ -149,8 +149,8 @@ pub trait Host {
     /// resolved the way the host resolves the input's.
     fn load_tensor(&self, path: RStr<'_>) -> RResult<TensorHandle, RString>;
 
-    /// How many items of `bytes_per_item` fit in the memory budget (at least 1; on CPU at
-    /// most 4, where bigger batches buy little).
+    /// How many items of `bytes_per_item` fit in the memory budget (at least 1; on CPU fewer,
+    /// where bigger batches buy little: the host's `CPU_BYTES_PER_PASS`).
     fn batch_size_hint(&self, bytes_per_item: u64) -> u64;
 
     fn progress(&self, done: u64, total: u64);

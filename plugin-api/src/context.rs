@@ -8,6 +8,31 @@ use crate::abi::{HostRef, LayerTap, LogLevel, RuleBackward, RunRequest};
 use crate::method::Attribution;
 use crate::tensor::TensorRef;
 
+/// A kind of pass through the model, for the memory one example holds in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    /// Forward only, without gradients (perturbation methods, scores).
+    Forward,
+    /// Forward and backward to the input (gradient and path methods, and anything that
+    /// explains a batch with one of them).
+    Gradient,
+}
+
+impl Pass {
+    /// Memory per byte of input that one example needs in the model. Measured (bench/, peak
+    /// resident memory against batch size, fp32 on CPU): a ResNet-18 on 224x224 needs about
+    /// 80 MiB per example for forward and backward (140 times its input), the 3D UNets of
+    /// bench/ and configs/vessels 120-250 MiB per 64^3 example (120-240 times), and a forward
+    /// without gradients holds roughly half of that. (Factors of 16 and 8 let a 1 GiB budget
+    /// put 64 volumes in one forward, 5-7 GB.)
+    pub fn bytes_per_input_byte(self) -> u64 {
+        match self {
+            Pass::Forward => 64,
+            Pass::Gradient => 128,
+        }
+    }
+}
+
 /// What a running method can ask of the host. Borrowed for the duration of one call.
 pub struct Context<'a> {
     host: HostRef<'a>,
@@ -61,6 +86,14 @@ impl<'a> Context<'a> {
     /// How many examples of `bytes_per_example` fit in the memory budget (at least 1).
     pub fn batch_size_hint(&self, bytes_per_example: u64) -> usize {
         self.host.batch_size_hint(bytes_per_example).max(1) as usize
+    }
+
+    /// How many examples like those of `inputs` (`[B, ...]`, float32) to put through the model
+    /// in one `pass`, from the memory the host allows (at least 1).
+    pub fn examples_per_pass(&self, inputs: &Tensor, pass: Pass) -> usize {
+        let example =
+            inputs.numel() as u64 / inputs.size().first().copied().unwrap_or(1).max(1) as u64;
+        self.batch_size_hint(example * 4 * pass.bytes_per_input_byte())
     }
 
     pub fn progress(&self, done: usize, total: usize) {

@@ -15,7 +15,7 @@ mod tensor;
 pub use abi::{
     panic_message, LogLevel, MethodInfo, MethodKind, Needs, ABI_VERSION, LIBTORCH_VERSION,
 };
-pub use context::{Context, RuleGradients, Tap};
+pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
 pub use params::{broadcast_to, TensorOrScalar};
 pub use tensor::{TensorHandle, TensorRef};

@@ -4,7 +4,8 @@
 
 use anyhow::{bail, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Pass,
+    TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -171,11 +172,9 @@ pub(crate) fn steps_per_eval(
     internal_batch_size: Option<usize>,
 ) -> usize {
     let batch = inputs.size()[0].max(1) as usize;
-    let per_example =
-        (inputs.numel() / batch) as u64 * 4 * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE;
     match internal_batch_size {
         Some(n) => n / batch,
-        None => ctx.batch_size_hint(per_example) / batch,
+        None => ctx.examples_per_pass(inputs, Pass::Gradient) / batch,
     }
     .max(1)
 }

@@ -9,7 +9,7 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Pass, Tap,
     TensorOrScalar,
 };
 use rand::rngs::StdRng;
@@ -83,7 +83,7 @@ impl Method for LayerGradientShap {
         let mut draws = Draws::new(ctx.seed(), p.n_samples, p.stdevs)?;
         let batch = inputs.size()[0] as usize;
         let rows = batch * p.n_samples;
-        let per_eval = rows.min(ctx.batch_size_hint(per_row_bytes(inputs)));
+        let per_eval = rows.min(ctx.examples_per_pass(inputs, Pass::Gradient));
         let mut total: Option<Tensor> = None;
         for start in (0..rows).step_by(per_eval) {
             ctx.check_cancelled()?;
@@ -106,13 +106,6 @@ impl Method for LayerGradientShap {
 }
 
 register_method!(LayerGradientShap);
-
-/// A gradient pass holds a few activations of one example's size per row.
-fn per_row_bytes(inputs: &Tensor) -> u64 {
-    (inputs.numel() as u64 / inputs.size()[0].max(1) as u64)
-        * 4
-        * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE
-}
 
 /// The random draws, in Captum's order: each example's `n_samples` draws in a row.
 struct Draws {

@@ -2,7 +2,7 @@
 //! of the input, as Captum's `NoiseTunnel` wraps any attribution method.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::Context;
+use esegeta_plugin_api::{Context, Pass};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -69,12 +69,9 @@ pub fn with_noise_tunnel(
     );
     let batch = inputs.size()[0];
     // Each noisy copy is attributed by a gradient method.
-    let per_copy = (inputs.numel() as u64 / batch.max(1) as u64)
-        * 4
-        * crate::perturbation::GRADIENT_BYTES_PER_INPUT_BYTE;
     let chunk = nt
         .nt_samples_batch_size
-        .unwrap_or_else(|| ctx.batch_size_hint(per_copy))
+        .unwrap_or_else(|| ctx.examples_per_pass(inputs, Pass::Gradient))
         .max(1);
     let mut rng = StdRng::seed_from_u64(ctx.seed());
     let (mut sum, mut sum_sq) = (inputs.zeros_like(), inputs.zeros_like());

@@ -9,7 +9,7 @@
 //! [`credit`] directly.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::Context;
+use esegeta_plugin_api::{Context, Pass};
 use tch::{Device, Kind, Tensor};
 
 /// One perturbed copy of the whole input batch.
@@ -31,15 +31,6 @@ pub enum Weighting {
     MeanOverCoverage,
 }
 
-/// Memory per byte of input that one example needs in the model, for batch sizes from the
-/// memory budget. Measured (bench/, peak resident memory against batch size, fp32 on CPU): a
-/// ResNet-18 on 224x224 needs about 80 MiB per example for forward and backward (140 times its
-/// input), the 3D UNets of bench/ and configs/vessels 120-250 MiB per 64^3 example (120-240
-/// times), and a forward without gradients holds roughly half of that. The earlier factors
-/// (16 and 8) let a 1 GiB budget put 64 volumes in one forward, 5-7 GB.
-pub const GRADIENT_BYTES_PER_INPUT_BYTE: u64 = 128;
-pub const FORWARD_BYTES_PER_INPUT_BYTE: u64 = 64;
-
 /// How many perturbed copies to evaluate in one forward pass: the explicit
 /// `perturbations_per_eval`, else as many as the memory budget allows (which the host caps on
 /// CPU, where batching buys little). Captum defaults to 1; the map is the same either way,
@@ -52,8 +43,7 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         );
         return Ok(n);
     }
-    let bytes_per_copy = inputs.numel() as u64 * 4 * FORWARD_BYTES_PER_INPUT_BYTE;
-    Ok(ctx.batch_size_hint(bytes_per_copy))
+    Ok(ctx.examples_per_pass(inputs, Pass::Forward))
 }
 
 /// How [`ablate`] evaluates perturbed copies.

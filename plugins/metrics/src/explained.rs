@@ -2,7 +2,7 @@
 //! map that method gives through the host.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Context, MethodKind, MethodMeta, Needs};
+use esegeta_plugin_api::{Context, MethodKind, MethodMeta, Needs, Pass};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
@@ -57,18 +57,15 @@ pub fn meta(
 }
 
 /// Perturbations per example evaluated together: Captum's `max_examples_per_batch // batch`,
-/// clamped to `1..=n`, or what the memory budget allows.
+/// clamped to `1..=n`, or what the memory budget allows for the metric's `pass` over them.
 pub(crate) fn samples_per_batch(
     ctx: &Context<'_>,
     inputs: &Tensor,
     n: usize,
     max_examples_per_batch: Option<usize>,
+    pass: Pass,
 ) -> usize {
     let batch = inputs.size()[0].max(1) as usize;
-    let examples = max_examples_per_batch.unwrap_or_else(|| {
-        // The perturbed copy, its perturbation, and the model's activations.
-        let per_example = (inputs.numel() / batch) as u64 * 4 * 8;
-        ctx.batch_size_hint(per_example)
-    });
+    let examples = max_examples_per_batch.unwrap_or_else(|| ctx.examples_per_pass(inputs, pass));
     (examples / batch).clamp(1, n.max(1))
 }

@@ -18,7 +18,7 @@
 //!   allows.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta};
+use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta, Pass};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
@@ -148,9 +148,7 @@ fn run(
     );
     let map = p.explained.map(ctx, inputs, target)?;
     let relevance = voxel_relevance(&map, p.abs, &p.explained.method)?;
-    // A forward pass without gradients holds a few activations of the batch's size at once.
-    let bytes_per_copy = inputs.numel() as u64 * 4 * 8;
-    let per_eval = ctx.batch_size_hint(bytes_per_copy);
+    let per_eval = ctx.examples_per_pass(inputs, Pass::Forward);
     let groups = (p.steps + 1).div_ceil(per_eval);
     let mut done = 0;
     ctx.progress(0, groups);

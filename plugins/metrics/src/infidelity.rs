@@ -9,7 +9,7 @@
 
 use anyhow::{bail, ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodMeta, TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodMeta, Pass, TensorOrScalar,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -161,8 +161,13 @@ impl Method for Infidelity {
             .evaluate(inputs, target)?
             .to_kind(Kind::Double)
             .view([batch, 1]);
-        let per_batch =
-            samples_per_batch(ctx, inputs, p.n_perturb_samples, p.max_examples_per_batch);
+        let per_batch = samples_per_batch(
+            ctx,
+            inputs,
+            p.n_perturb_samples,
+            p.max_examples_per_batch,
+            Pass::Forward,
+        );
         let mut rng = StdRng::seed_from_u64(ctx.seed() ^ STREAM);
         // Sums over the samples of (map·I)², (map·I)(Δf), (Δf)² and (map·I - Δf)², per example.
         let zeros = || Tensor::zeros([batch], (Kind::Double, inputs.device()));

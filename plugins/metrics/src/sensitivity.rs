@@ -7,7 +7,7 @@
 //! `n_perturb_samples`: compare scores computed with the same number of samples.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta};
+use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta, Pass};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Uniform};
@@ -157,8 +157,14 @@ impl Method for SensitivityMax {
         let map_norm = map_norm
             .where_scalarother(&map_norm.ne(0.0), 1.0)
             .view([batch, 1]);
-        let per_batch =
-            samples_per_batch(ctx, inputs, p.n_perturb_samples, p.max_examples_per_batch);
+        let per_batch = samples_per_batch(
+            ctx,
+            inputs,
+            p.n_perturb_samples,
+            p.max_examples_per_batch,
+            // The perturbed copies are explained, usually by a gradient method.
+            Pass::Gradient,
+        );
         let radius = p.perturb_radius as f32;
         let uniform = (radius > 0.0)
             .then(|| Uniform::new(-radius, radius))

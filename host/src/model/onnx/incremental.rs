@@ -36,8 +36,9 @@ pub struct Reach {
     /// The first node whose output changed everywhere while its inputs did not: from there on
     /// the graph ran in full. `None` when the change stayed local to the end.
     pub whole_from: Option<usize>,
-    /// Output elements computed, over those a full forward pass computes (nodes that depend
-    /// on the input only).
+    /// Work done, over the work of a full forward pass of the nodes that depend on the input:
+    /// output elements, each weighted by the multiply-adds it takes (see [`work_per_output`]).
+    /// Its inverse bounds how much faster incremental evaluation can be.
     pub computed_share: f64,
 }
 
@@ -161,7 +162,7 @@ impl Graph {
         let mut deltas: Vec<Option<Delta>> = (0..self.slots).map(|_| None).collect();
         deltas[self.input] = Some(input_delta(inputs, &rec.base)?);
         let mut reach = Reach::default();
-        let (mut computed, mut full) = (0usize, 0usize);
+        let (mut computed, mut full) = (0f64, 0f64);
         for (index, node) in self.nodes.iter().enumerate() {
             let changed: Vec<Option<&Delta>> = (node.inputs.iter().enumerate())
                 .map(|(i, s)| s.filter(|_| node.op.reads_values(i)))
@@ -184,10 +185,12 @@ impl Graph {
                 {
                     reach.whole_from = Some(index);
                 }
+                let work = work_per_output(node, rec);
                 for (slot, delta) in node.outputs.iter().zip(outputs) {
                     if let Some(slot) = slot {
-                        computed += delta.numel();
-                        full += rec.shape(*slot)?.iter().product::<i64>() as usize * batch as usize;
+                        let numel = rec.shape(*slot)?.iter().product::<i64>() * batch;
+                        computed += work * delta.numel() as f64;
+                        full += work * numel as f64;
                         deltas[*slot] = Some(delta);
                     }
                 }
@@ -196,7 +199,7 @@ impl Graph {
                 deltas[slot] = None;
             }
         }
-        reach.computed_share = computed as f64 / full.max(1) as f64;
+        reach.computed_share = computed / full.max(1.0);
         let slot = self.outputs[output].0;
         let base = rec.value(slot)?;
         let out = match deltas[slot].take() {
@@ -206,6 +209,25 @@ impl Graph {
         };
         Ok((out, reach))
     }
+}
+
+/// Multiply-adds per output element of `node`: a convolution's weights per output channel, a
+/// matrix product's inner dimension; 1 for everything else, whose cost is small beside them.
+fn work_per_output(node: &Node, rec: &Recorded) -> f64 {
+    let shape = |i: usize| {
+        node.inputs
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|s| rec.shapes[s].as_deref())
+    };
+    let work: i64 = match node.op_type.as_str() {
+        "Conv" => shape(1).map_or(1, |w| w[1..].iter().product()),
+        // The inner dimension, A's last (Gemm's transA is rare enough to ignore here).
+        "MatMul" | "Gemm" => shape(0).and_then(|a| a.last().copied()).unwrap_or(1),
+        _ => 1,
+    };
+    work.max(1) as f64
 }
 
 /// Whether incremental evaluation may read the base's value of input `i` of `node`: every
