@@ -28,6 +28,8 @@ pub struct Recorded {
     shapes: Vec<Option<Vec<i64>>>,
     /// Each node's locality, from the base's pass (it may need values dropped since).
     localities: Vec<Locality>,
+    /// The most bytes of activations a plain forward pass of the base held at once.
+    peak_bytes: u64,
 }
 
 /// What one incremental evaluation did.
@@ -97,6 +99,9 @@ impl Graph {
             read[*slot] = true;
         }
         let mut localities = Vec::with_capacity(self.nodes.len());
+        // What a plain forward pass holds: the outputs of the nodes so far, until released.
+        let mut produced = vec![0u64; self.slots];
+        let (mut live, mut peak_bytes) = (0u64, 0u64);
         for (index, node) in self.nodes.iter().enumerate() {
             let inputs = base_values(&values, &node.inputs);
             let outputs = node
@@ -116,12 +121,16 @@ impl Graph {
             localities.push(locality);
             for (slot, value) in node.outputs.iter().zip(outputs) {
                 if let Some(slot) = slot {
+                    produced[*slot] = (value.numel() * value.kind().elt_size_in_bytes()) as u64;
+                    live += produced[*slot];
                     shapes[*slot] = Some(value.size());
                     values[*slot] = Some(value);
                 }
             }
+            peak_bytes = peak_bytes.max(live);
             // As a plain forward pass frees values, so that recording peaks no higher.
             for &slot in &self.release[index] {
+                live -= std::mem::take(&mut produced[slot]);
                 if !read[slot] {
                     values[slot] = None;
                 }
@@ -133,14 +142,17 @@ impl Graph {
             .map(|v| v.numel() * v.kind().elt_size_in_bytes())
             .sum();
         tracing::debug!(
-            "incremental evaluation keeps {} MiB of the base's values",
-            kept >> 20
+            "incremental evaluation keeps {} MiB of the base's values; a plain forward pass held \
+             {} MiB at most",
+            kept >> 20,
+            peak_bytes >> 20
         );
         Ok(Recorded {
             base: base.shallow_clone(),
             values,
             shapes,
             localities,
+            peak_bytes,
         })
     }
 
@@ -273,6 +285,12 @@ fn fits_a_box(size: &[i64], output: &[i64], data: bool) -> bool {
 }
 
 impl Recorded {
+    /// The most bytes of activations a plain forward pass of the base held at once: what one
+    /// more example in a batch costs, at worst.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes
+    }
+
     fn value(&self, slot: usize) -> Result<&Tensor> {
         match &self.values[slot] {
             Some(t) => Ok(t),
