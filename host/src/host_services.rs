@@ -47,11 +47,12 @@ pub struct JobHost<'a> {
 /// The most bytes of activations (a method's own estimate, as passed to `batch_size_hint`) one
 /// pass through the model should hold on CPU, whatever the memory budget allows: there batching
 /// buys little and costs memory. Measured in bench/ on 2 idle cores, with main.rs's allocator
-/// settings: forward passes of a ResNet-18 (about 39 MB estimated per example) ran 3.9 s at 4
-/// per pass, 3.7 s at 8; integrated gradients (77 MB) 2.6 s at 4, 8 or 16 (368, 506 and 850
-/// MiB); on a 64^3 UNet (134 MB with gradients) 16.4 s at 2 and 16.3 s at 4 (708 against 1252
-/// MiB). 320 MiB gives 8 and 4 for the ResNet, 4 and 2 for the UNet.
-pub const CPU_BYTES_PER_PASS: u64 = 320 << 20;
+/// settings: forward passes of a ResNet-18 (37 MiB estimated per example) ran 3.9 s at 4 per
+/// pass, 3.7 s at 8; its integrated gradients (74 MiB) 2.6 s at 4, 8 or 16 (368, 506 and 850
+/// MiB). On a 64^3 UNet, integrated gradients (128 MiB) took 16.4 s at 2 and 16.3 s at 4 (708
+/// against 1252 MiB), and occlusion (64 MiB) peaked at 984 MiB at 5 per pass, above Captum's 872,
+/// against 776 at 4. 300 MiB gives 8 and 4 for the ResNet, 4 and 2 for the UNet.
+pub const CPU_BYTES_PER_PASS: u64 = 300 << 20;
 
 /// Receives a method's progress: steps done of the total.
 pub type Progress<'a> = dyn Fn(u64, u64) + Sync + 'a;
