@@ -27,6 +27,8 @@ cases!(
     unet3d_argmax_feature_ablation,
     windows2d_occlusion,
     windows2d_feature_ablation_split,
+    transposed2d_occlusion,
+    transposed2d_feature_ablation_split,
 );
 
 #[test]
@@ -80,6 +82,24 @@ fn the_log_says_where_the_change_covers_a_whole_layer() {
     assert!(
         share < 80.0,
         "8x8 windows on 64x64 computed {share}%:\n{log}"
+    );
+}
+
+#[test]
+fn transposed_convolutions_keep_the_change_local() {
+    // The first node a window reaches in full is the global mean after the decoder: the three
+    // transposed convolutions before it computed boxes.
+    let log = occlusion_log(
+        "incremental/transposed2d.onnx",
+        "incremental/transposed2d_x.npy",
+        r#"{"sliding_window_shapes": [3, 4, 4], "strides": [3, 4, 4]}"#,
+        &["--target", "0"],
+    );
+    assert!(log.contains("(ReduceMean, layer"), "{log}");
+    let share = computed_share(&log);
+    assert!(
+        share < 80.0,
+        "4x4 windows on 24x24 computed {share}%:\n{log}"
     );
 }
 

@@ -19,6 +19,10 @@ kind of window there is:
   its padding, a dilated conv, a grouped conv, a max-pool with ceil_mode on an odd size,
   nearest upsampling, LeakyReLU, a softmax over channels, then a global mean and a linear
   head.
+* ``transposed2d``: the transposed convolutions of UNet decoders on 3x24x24, after strided
+  convs and a batch norm: kernel equal to stride, kernel 3 stride 2 with padding and
+  output_padding (on a concatenated skip), a dilated grouped one, and stride 3 over kernel 2
+  (outputs no input reaches), then global means and a linear head.
 
 Occlusion strides that do not divide the free length put windows at the border; feature masks
 include a group in two separate pieces (its bounding box is most of the image). Scores stay
@@ -79,6 +83,29 @@ class Windows2d(nn.Module):
         h = F.leaky_relu(self.grouped(h), 0.1)
         h = torch.softmax(self.mix(self.up(self.pool(h))), 1)
         return self.fc(h.mean((2, 3)))
+
+
+class Transposed2d(nn.Module):
+    """The transposed convolution forms incremental evaluation handles, on 3x24x24."""
+
+    def __init__(self):
+        super().__init__()
+        self.down1 = nn.Conv2d(3, 4, 3, stride=2, padding=1)                  # 12x12
+        self.bn = nn.BatchNorm2d(4)
+        self.down2 = nn.Conv2d(4, 6, 3, stride=2, padding=1)                  # 6x6
+        self.up_even = nn.ConvTranspose2d(6, 4, 2, stride=2)                  # 12x12
+        self.up_crop = nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.dilated = nn.ConvTranspose2d(4, 4, 3, padding=2, dilation=2, groups=2)
+        self.gappy = nn.ConvTranspose2d(6, 2, 2, stride=3, padding=1)         # 15x15
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        e = F.relu(self.bn(self.down1(x)))
+        m = F.relu(self.down2(e))
+        u = F.relu(self.up_even(m))
+        h = self.dilated(F.relu(self.up_crop(torch.cat([u, e], 1))))        # 24x24
+        g = self.gappy(m)
+        return self.fc(torch.cat([h.mean((2, 3)), g.mean((2, 3))], 1))
 
 
 def zero_head_bias(model):
@@ -218,6 +245,20 @@ def main():
              {"sliding_window_shapes": [3, 5, 5], "strides": [3, 4, 4], "baselines": -2.0}, 1),
         case("windows2d_feature_ablation_split", "windows2d.onnx", "windows2d_x.npy",
              "captum.feature_ablation", {"feature_mask": "windows2d_split.npy"}, 2),
+    ]
+
+    torch.manual_seed(4)
+    transposed = zero_head_bias(randomise_norms(Transposed2d(), 4).eval())
+    t = torch.rand((1, 3, 24, 24), generator=gen)
+    modules[export(transposed, t, "transposed2d")] = transposed
+    tensors[save("transposed2d_x.npy", t.numpy())] = t
+    save("transposed2d_split.npy", split_group(grid_mask((24, 24), (4, 4)))[None, None])
+    cases += [
+        case("transposed2d_occlusion", "transposed2d.onnx", "transposed2d_x.npy",
+             "captum.occlusion",
+             {"sliding_window_shapes": [3, 4, 4], "strides": [3, 3, 3], "baselines": -1.0}, 0),
+        case("transposed2d_feature_ablation_split", "transposed2d.onnx", "transposed2d_x.npy",
+             "captum.feature_ablation", {"feature_mask": "transposed2d_split.npy"}, 2),
     ]
 
     for c in cases:

@@ -39,7 +39,8 @@ pub trait NodeOp {
         true
     }
 
-    /// The op without padding, on a window of its input (for [`Locality::Window`] ops).
+    /// The op without padding, on a window of its input (for [`Locality::Window`] ops); for
+    /// [`Locality::Transposed`] ops, without cropping or output padding.
     fn run_valid(&self, _inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
         bail!("this op has no unpadded form")
     }
@@ -64,6 +65,10 @@ pub enum Locality {
     /// gives the same values as on the whole input, except within one input position of the
     /// window's edges (nearest and linear with half-pixel or asymmetric coordinates).
     Upsample { factors: Vec<i64> },
+    /// A transposed convolution over input 0, linear in it: input position i reaches the
+    /// `extent` outputs from `i * stride - pad_begin` (`pad_begin`: what the op crops at the
+    /// beginning; `pad_value` is unused).
+    Transposed(SlidingWindow),
 }
 
 /// The geometry of a sliding window, per spatial axis.

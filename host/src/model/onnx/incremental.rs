@@ -118,6 +118,12 @@ impl Graph {
                     read[*slot] |= reads_base(node, &locality, &inputs, &output, i);
                 }
             }
+            if matches!(locality, Locality::Transposed(_)) {
+                // Its box is the base's output plus what the change adds.
+                for slot in node.outputs.iter().flatten() {
+                    read[*slot] = true;
+                }
+            }
             localities.push(locality);
             for (slot, value) in node.outputs.iter().zip(outputs) {
                 if let Some(slot) = slot {
@@ -260,7 +266,7 @@ fn reads_base(
     let single = (0..inputs.len()).filter(|&j| computed(j)).count() == 1;
     let data = match locality {
         Locality::Global => return true,
-        Locality::Window(_) | Locality::Upsample { .. } => return i == 0,
+        Locality::Window(_) | Locality::Upsample { .. } | Locality::Transposed(_) => return i == 0,
         Locality::Channelwise => 1,
         Locality::Pointwise => inputs.len(),
     };
@@ -355,6 +361,7 @@ impl Step<'_> {
             Locality::Channelwise => self.pointwise(1),
             Locality::Window(w) => self.window(w),
             Locality::Upsample { factors } => self.upsample(factors),
+            Locality::Transposed(w) => self.transposed(w),
         }
     }
 
@@ -506,6 +513,55 @@ impl Step<'_> {
             target.size
         );
         Ok(Some(Delta::Boxed(target, y)))
+    }
+
+    /// A transposed convolution, linear in its input: the base's output plus the transposed
+    /// convolution (without bias) of the change, which spreads each changed box over
+    /// `(size - 1) * stride + extent` outputs.
+    fn transposed(&self, w: &SlidingWindow) -> Result<Option<Delta>> {
+        let Some((changed, values, base)) = self.data_input() else {
+            return Ok(None);
+        };
+        let out = self.output_size()?;
+        let space = &out[2..];
+        let n = space.len();
+        let spread = Boxes {
+            starts: (changed.starts.iter())
+                .map(|a| {
+                    (0..n)
+                        .map(|d| a[d] * w.stride[d] - w.pad_begin[d])
+                        .collect()
+                })
+                .collect(),
+            size: (0..n)
+                .map(|d| (changed.size[d] - 1) * w.stride[d] + w.extent[d])
+                .collect(),
+        };
+        let ranges: Vec<Vec<(i64, i64)>> = (spread.starts.iter())
+            .map(|o| {
+                (0..n)
+                    .map(|d| {
+                        let lo = o[d].clamp(0, space[d] - 1);
+                        (lo, (o[d] + spread.size[d]).clamp(lo + 1, space[d]))
+                    })
+                    .collect()
+            })
+            .collect();
+        let target = uniform(&ranges, space);
+        if target.size == space {
+            return Ok(None);
+        }
+        let mut inputs: Vec<Option<Tensor>> = shallow(&self.base_inputs);
+        inputs[0] = Some(values.f_sub(&crop_each(base, &changed.starts, &changed.size)?)?);
+        if let Some(bias) = inputs.get_mut(2) {
+            *bias = None;
+        }
+        let added = self.node.op.run_valid(&inputs)?.remove(0);
+        let slot = self.node.outputs[0].context("the node's output is unused")?;
+        let y = crop_each(self.rec.value(slot)?, &target.starts, &target.size)?;
+        let change = y.f_zeros_like()?;
+        overlay(&change, &target, &spread, &added, &vec![0; n])?;
+        Ok(Some(Delta::Boxed(target, y.f_add(&change)?)))
     }
 
     /// Integer upsampling: the outputs within one input position of the change, from a window

@@ -257,16 +257,14 @@ impl ConvTranspose {
     }
 }
 
-impl NodeOp for ConvTranspose {
-    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+impl ConvTranspose {
+    /// Unpadded and uncropped; `output_padding` adds outputs at the end that only the bias
+    /// reaches.
+    fn full(&self, inputs: &[Option<Tensor>], output_padding: Vec<i64>) -> Result<Tensor> {
         let x = input(inputs, 0, "X")?;
-        let w = input(inputs, 1, "W")?;
-        let size = spatial(x, "ConvTranspose")?;
-        let n = size.len();
-        let output_padding = self.output_padding.clone().unwrap_or(vec![0; n]);
-        // Unpadded first, then cropped: ONNX allows begin and end pads to differ.
-        let full = x.f_convolution(
-            w,
+        let n = spatial(x, "ConvTranspose")?.len();
+        Ok(x.f_convolution(
+            input(inputs, 1, "W")?,
             optional(inputs, 2),
             self.window.strides(n),
             vec![0; n],
@@ -274,7 +272,41 @@ impl NodeOp for ConvTranspose {
             true,
             output_padding,
             self.group,
-        )?;
+        )?)
+    }
+}
+
+impl NodeOp for ConvTranspose {
+    fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        let size = spatial(input(inputs, 0, "X")?, "ConvTranspose")?;
+        let kernel = input(inputs, 1, "W")?.size()[2..].to_vec();
+        let n = size.len();
+        let (strides, dilations) = (self.window.strides(n), self.window.dilations(n));
+        let extent: Vec<i64> = (0..n).map(|i| (kernel[i] - 1) * dilations[i] + 1).collect();
+        let output_padding = self.output_padding.clone().unwrap_or(vec![0; n]);
+        let full: Vec<i64> = (0..n)
+            .map(|i| (size[i] - 1) * strides[i] + extent[i] + output_padding[i])
+            .collect();
+        let (begins, _) = self.crops(&size, &full)?;
+        Ok(Locality::Transposed(SlidingWindow {
+            extent,
+            stride: strides,
+            pad_begin: begins,
+            pad_value: 0.0,
+        }))
+    }
+
+    fn run_valid(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let n = spatial(input(inputs, 0, "X")?, "ConvTranspose")?.len();
+        Ok(vec![self.full(inputs, vec![0; n])?])
+    }
+
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let size = spatial(input(inputs, 0, "X")?, "ConvTranspose")?;
+        let n = size.len();
+        let output_padding = self.output_padding.clone().unwrap_or(vec![0; n]);
+        // Unpadded first, then cropped: ONNX allows begin and end pads to differ.
+        let full = self.full(inputs, output_padding)?;
         let full_size = full.size()[2..].to_vec();
         let (begins, ends) = self.crops(&size, &full_size)?;
         let mut y = full;
