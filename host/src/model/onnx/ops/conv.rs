@@ -144,17 +144,43 @@ impl Conv {
 impl Conv {
     fn convolve(&self, inputs: &[Option<Tensor>], x: &Tensor, padding: Vec<i64>) -> Result<Tensor> {
         let n = padding.len();
+        let w = input(inputs, 1, "W")?;
+        let (stride, dilation) = (self.window.strides(n), self.window.dilations(n));
+        if prefers_onednn(x, w) {
+            return Ok(x.f_mkldnn_convolution(
+                w,
+                optional(inputs, 2),
+                padding,
+                stride,
+                dilation,
+                self.group,
+            )?);
+        }
         Ok(x.f_convolution(
-            input(inputs, 1, "W")?,
+            w,
             optional(inputs, 2),
-            self.window.strides(n),
+            stride,
             padding,
-            self.window.dilations(n),
+            dilation,
             false,
             vec![0; n],
             self.group,
         )?)
     }
+}
+
+/// Whether to call oneDNN's convolution directly. libtorch sends a 3D convolution of one
+/// example with fewer than 20480 rows (`N*C*D*H`) and no groups to its native im2col kernel,
+/// which is 3-8x slower on the boxes incremental evaluation computes (torch 2.13, 2 threads:
+/// 8 to 8 channels on 34^3, 8.2 ms against 1.2 ms; 48 to 16 on 20^3, 10.2 against 1.2). 2D
+/// convolutions ran no faster, and 1x1x1 kernels faster natively (0.1 against 0.4 ms).
+fn prefers_onednn(x: &Tensor, w: &Tensor) -> bool {
+    x.dim() == 5
+        && x.device() == tch::Device::Cpu
+        && x.kind() == tch::Kind::Float
+        && w.kind() == tch::Kind::Float
+        && w.size()[2..].iter().any(|&k| k > 1)
+        && tch::utils::has_mkldnn()
 }
 
 impl NodeOp for Conv {
