@@ -68,10 +68,10 @@ pub fn with_noise_tunnel(
         "noise_tunnel.nt_samples must be at least 1"
     );
     let batch = inputs.size()[0];
-    // Each noisy copy is attributed by a gradient method.
+    // Each noisy copy of the batch is attributed by a gradient method.
     let chunk = nt
         .nt_samples_batch_size
-        .unwrap_or_else(|| ctx.examples_per_pass(inputs, Pass::Gradient))
+        .unwrap_or_else(|| ctx.examples_per_pass(inputs, Pass::Gradient) / batch.max(1) as usize)
         .max(1);
     let mut rng = StdRng::seed_from_u64(ctx.seed());
     let (mut sum, mut sum_sq) = (inputs.zeros_like(), inputs.zeros_like());

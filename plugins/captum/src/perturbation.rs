@@ -31,7 +31,7 @@ pub enum Weighting {
     MeanOverCoverage,
 }
 
-/// How many perturbed copies to evaluate in one forward pass: the explicit
+/// How many perturbed copies of the batch to evaluate in one forward pass: the explicit
 /// `perturbations_per_eval`, else as many as the memory budget allows (which the host caps on
 /// CPU, where batching buys little). Captum defaults to 1; the map is the same either way,
 /// only the number of forward passes changes.
@@ -43,7 +43,8 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         );
         return Ok(n);
     }
-    Ok(ctx.examples_per_pass(inputs, Pass::Forward))
+    let batch = inputs.size().first().copied().unwrap_or(1).max(1) as usize;
+    Ok((ctx.examples_per_pass(inputs, Pass::Forward) / batch).max(1))
 }
 
 /// How [`ablate`] evaluates perturbed copies.

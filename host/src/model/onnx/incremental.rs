@@ -203,7 +203,7 @@ impl Graph {
                 {
                     reach.whole_from = Some(index);
                 }
-                let work = work_per_output(node, rec);
+                let work = work_per_output(node, &rec.localities[index], rec);
                 for (slot, delta) in node.outputs.iter().zip(outputs) {
                     if let Some(slot) = slot {
                         let numel = rec.shape(*slot)?.iter().product::<i64>() * batch;
@@ -229,9 +229,10 @@ impl Graph {
     }
 }
 
-/// Multiply-adds per output element of `node`: a convolution's weights per output channel, a
-/// matrix product's inner dimension; 1 for everything else, whose cost is small beside them.
-fn work_per_output(node: &Node, rec: &Recorded) -> f64 {
+/// Multiply-adds per output element of `node`: a convolution's weights per output channel (a
+/// transposed one's over its strides, ignoring groups), a matrix product's inner dimension; 1
+/// for everything else, whose cost is small beside them.
+fn work_per_output(node: &Node, locality: &Locality, rec: &Recorded) -> f64 {
     let shape = |i: usize| {
         node.inputs
             .get(i)
@@ -241,6 +242,12 @@ fn work_per_output(node: &Node, rec: &Recorded) -> f64 {
     };
     let work: i64 = match node.op_type.as_str() {
         "Conv" => shape(1).map_or(1, |w| w[1..].iter().product()),
+        "ConvTranspose" => match (locality, shape(1)) {
+            (Locality::Transposed(t), Some(w)) => {
+                w[0] * w[2..].iter().product::<i64>() / t.stride.iter().product::<i64>().max(1)
+            }
+            _ => 1,
+        },
         // The inner dimension, A's last (Gemm's transA is rare enough to ignore here).
         "MatMul" | "Gemm" => shape(0).and_then(|a| a.last().copied()).unwrap_or(1),
         _ => 1,

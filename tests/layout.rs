@@ -1,0 +1,61 @@
+//! The layout TorchScript models get (host/src/model/torchscript.rs): on CPU, images that need
+//! no gradient go in channels-last, and a model that cannot take it (a `view` of a feature
+//! map) falls back to the default layout. Both give Captum's maps (fixtures from
+//! tools/make_layout_fixtures.py) within 1e-5 of the map's scale.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn case(name: &str) -> Value {
+    fixture_case(fixture_cases("layout/cases.json", "/cases"), name)
+}
+
+fn check(name: &str) {
+    check_captum_case(&case(name), "layout");
+}
+
+cases!(view_occlusion, flatten_occlusion);
+
+#[test]
+fn every_fixture_case_is_listed() {
+    for c in fixture_cases("layout/cases.json", "/cases") {
+        let name = c["name"].as_str().unwrap();
+        assert!(LISTED.contains(&name), "{name} is not in cases!()");
+    }
+}
+
+/// The debug log of an occlusion of `model`.
+fn occlusion_log(model: &str) -> String {
+    let out = scratch(&format!("layout-{model}")).join("map.npy");
+    let mut cmd = explain_cmd(
+        &format!("layout/{model}.pt"),
+        "layout/x.npy",
+        "captum.occlusion",
+    );
+    cmd.args([
+        "--params",
+        r#"{"sliding_window_shapes": [3, 4, 4], "strides": 2}"#,
+    ])
+    .args(["--target", "1", "--log-level", "debug", "--out"])
+    .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_model_that_views_a_feature_map_falls_back_to_the_default_layout() {
+    let log = occlusion_log("view");
+    assert!(log.contains("retrying in the default layout"), "{log}");
+    assert!(log.contains("view size is not compatible"), "{log}");
+    // Only once: from then on the model gets the default layout.
+    assert_eq!(
+        log.matches("retrying in the default layout").count(),
+        1,
+        "{log}"
+    );
+    assert!(!occlusion_log("flatten").contains("retrying"));
+}
