@@ -55,8 +55,8 @@ impl TorchScriptModel {
     /// through the network. In bench/ a ResNet-18's forward passes (occlusion) took 3.2 s
     /// against 3.75 s; gradients gained under 5% (and would come back in that layout), 3D
     /// volumes nothing. The output is made contiguous, as callers expect. A model that cannot
-    /// take that layout (a `view` of a feature map) gets the default one from its first
-    /// failure on.
+    /// take that layout (a `view` of a feature map) gets the default one from the first input
+    /// that fails in channels-last and works in the default layout.
     fn forward_once(&self, inputs: &Tensor) -> Result<Tensor> {
         if inputs.dim() == 4
             && !inputs.requires_grad()
@@ -68,11 +68,12 @@ impl TorchScriptModel {
                 .permute([0, 3, 1, 2]);
             match self.call(&nhwc) {
                 Ok(out) => return Ok(out.contiguous()),
-                Err(e) => {
-                    self.channels_last.store(false, Ordering::Relaxed);
-                    tracing::debug!("{e:#}; retrying in the default layout");
-                }
+                Err(e) => tracing::debug!("{e:#}; retrying in the default layout"),
             }
+            // The layout's fault only if the default one works (not a wrong shape, say).
+            let out = self.call(inputs)?;
+            self.channels_last.store(false, Ordering::Relaxed);
+            return Ok(out);
         }
         self.call(inputs)
     }
