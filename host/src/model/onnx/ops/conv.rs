@@ -146,7 +146,7 @@ impl Conv {
         let n = padding.len();
         let w = input(inputs, 1, "W")?;
         let (stride, dilation) = (self.window.strides(n), self.window.dilations(n));
-        if prefers_onednn(x, w) {
+        if prefers_onednn(x, w, self.group) {
             return Ok(x.f_mkldnn_convolution(
                 w,
                 optional(inputs, 2),
@@ -169,17 +169,25 @@ impl Conv {
     }
 }
 
-/// Whether to call oneDNN's convolution directly. libtorch sends a 3D convolution of one
-/// example with fewer than 20480 rows (`N*C*D*H`) and no groups to its native im2col kernel,
-/// which is 3-8x slower on the boxes incremental evaluation computes (torch 2.13, 2 threads:
-/// 8 to 8 channels on 34^3, 8.2 ms against 1.2 ms; 48 to 16 on 20^3, 10.2 against 1.2). 2D
-/// convolutions ran no faster, and 1x1x1 kernels faster natively (0.1 against 0.4 ms).
-fn prefers_onednn(x: &Tensor, w: &Tensor) -> bool {
+/// Whether to call oneDNN's convolution where libtorch would not: libtorch sends a 3D
+/// convolution of one example with at most 20480 rows (`N*C*D*H`), no groups and a kernel of
+/// at most 3 to its native im2col kernel, which is 3-8x slower on the boxes incremental
+/// evaluation computes (torch 2.13, 2 threads: 8 to 8 channels on 34^3, 8.2 ms against 1.2
+/// ms; 48 to 16 on 20^3, 10.2 against 1.2). Elsewhere libtorch's own choice stands: calling
+/// oneDNN directly made a tiny UNet's padded batch-of-4 pass slower (11.3 against 9.0 ms), 2D
+/// convolutions ran no faster, and 1x1x1 kernels ran faster natively (0.1 against 0.4 ms).
+fn prefers_onednn(x: &Tensor, w: &Tensor, group: i64) -> bool {
+    let (size, kernel) = (x.size(), w.size());
     x.dim() == 5
+        && w.dim() == 5
+        && size[0] == 1
+        && group == 1
+        && size[..4].iter().product::<i64>() <= 20480
+        && kernel[2..].iter().any(|&k| k > 1)
+        && !(kernel[3] > 3 && kernel[4] > 3)
         && x.device() == tch::Device::Cpu
         && x.kind() == tch::Kind::Float
         && w.kind() == tch::Kind::Float
-        && w.size()[2..].iter().any(|&k| k > 1)
         && tch::utils::has_mkldnn()
 }
 
