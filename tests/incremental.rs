@@ -39,19 +39,6 @@ fn every_fixture_case_is_listed() {
     }
 }
 
-/// Runs occlusion with the log on; returns stderr.
-fn occlusion_log(model: &str, input: &str, params: &str, extra: &[&str]) -> String {
-    let out = scratch(&format!("incremental-log-{model}")).join("map.npy");
-    let mut cmd = explain_cmd(model, input, "captum.occlusion");
-    cmd.args(["--params", params, "--log-level", "info"])
-        .args(extra)
-        .arg("--out")
-        .arg(&out);
-    let (ok, _, stderr) = run(&mut cmd);
-    assert!(ok, "{stderr}");
-    stderr
-}
-
 /// The share of a full evaluation's outputs the log says were computed.
 fn computed_share(log: &str) -> f64 {
     let at = log

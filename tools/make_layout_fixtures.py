@@ -27,6 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import Occlusion
 
+from make_incremental_fixtures import case
+
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "layout"
 TOLERANCE = 1e-5
 
@@ -65,11 +67,8 @@ def main():
             attr = Occlusion(model).attribute(x, sliding_window_shapes=(3, 4, 4),
                                               strides=(3, 2, 2), target=1)
         np.save(OUT / f"{name}_occlusion.npy", attr.numpy())
-        cases.append({"name": f"{name}_occlusion", "model": f"{name}.pt", "input": "x.npy",
-                      "method": "captum.occlusion", "params": params, "target": 1,
-                      "task": "classification", "wrapper": None, "mask": None,
-                      "fixed_mask": False, "layer": None, "expected": f"{name}_occlusion.npy",
-                      "extras": {}, "check": "exact", "tolerance": TOLERANCE})
+        cases.append(case(f"{name}_occlusion", f"{name}.pt", "x.npy", "captum.occlusion",
+                          params, 1, tolerance=TOLERANCE))
         print(f"{name}: max|map| {float(attr.abs().max()):.3g}")
     (OUT / "cases.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
 

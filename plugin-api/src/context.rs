@@ -91,9 +91,14 @@ impl<'a> Context<'a> {
     /// How many examples like those of `inputs` (`[B, ...]`, float32) to put through the model
     /// in one `pass`, from the memory the host allows (at least 1).
     pub fn examples_per_pass(&self, inputs: &Tensor, pass: Pass) -> usize {
-        let example =
-            inputs.numel() as u64 / inputs.size().first().copied().unwrap_or(1).max(1) as u64;
+        let example = inputs.numel() as u64 / batch_of(inputs) as u64;
         self.batch_size_hint(example * 4 * pass.bytes_per_input_byte())
+    }
+
+    /// How many copies of the whole batch `inputs` (perturbed, noisy, or points on a path) to
+    /// put through the model in one `pass` (at least 1).
+    pub fn copies_per_pass(&self, inputs: &Tensor, pass: Pass) -> usize {
+        (self.examples_per_pass(inputs, pass) / batch_of(inputs)).max(1)
     }
 
     pub fn progress(&self, done: usize, total: usize) {
@@ -250,6 +255,11 @@ fn gradient_at(scores: &Tensor, value: &Tensor) -> Result<Option<Tensor>> {
     let grads = Tensor::f_run_backward(&[scores.sum(Kind::Float)], &[value], false, false)?;
     let grad = grads.into_iter().next().expect("one gradient");
     Ok(grad.defined().then_some(grad))
+}
+
+/// The batch size of `[B, ...]`, at least 1.
+fn batch_of(inputs: &Tensor) -> usize {
+    inputs.size().first().copied().unwrap_or(1).max(1) as usize
 }
 
 fn into_result<T>(r: RResult<T, abi_stable::std_types::RString>) -> Result<T> {

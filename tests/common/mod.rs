@@ -133,3 +133,16 @@ pub fn check_delta(name: &str, stdout: &str, expected: &[serde_json::Value], cap
         );
     }
 }
+
+/// Runs occlusion of `model` on `input` with `params` and the debug log on; returns stderr.
+pub fn occlusion_log(model: &str, input: &str, params: &str, extra: &[&str]) -> String {
+    let out = scratch(&format!("occlusion-log-{}", model.replace('/', "-"))).join("map.npy");
+    let mut cmd = explain_cmd(model, input, "captum.occlusion");
+    cmd.args(["--params", params, "--log-level", "debug"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    stderr
+}

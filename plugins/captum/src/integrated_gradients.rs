@@ -174,7 +174,7 @@ pub(crate) fn steps_per_eval(
     let batch = inputs.size()[0].max(1) as usize;
     match internal_batch_size {
         Some(n) => n / batch,
-        None => ctx.examples_per_pass(inputs, Pass::Gradient) / batch,
+        None => ctx.copies_per_pass(inputs, Pass::Gradient),
     }
     .max(1)
 }

@@ -71,7 +71,7 @@ pub fn with_noise_tunnel(
     // Each noisy copy of the batch is attributed by a gradient method.
     let chunk = nt
         .nt_samples_batch_size
-        .unwrap_or_else(|| ctx.examples_per_pass(inputs, Pass::Gradient) / batch.max(1) as usize)
+        .unwrap_or_else(|| ctx.copies_per_pass(inputs, Pass::Gradient))
         .max(1);
     let mut rng = StdRng::seed_from_u64(ctx.seed());
     let (mut sum, mut sum_sq) = (inputs.zeros_like(), inputs.zeros_like());

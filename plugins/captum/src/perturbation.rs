@@ -43,8 +43,7 @@ pub fn per_eval(ctx: &Context<'_>, explicit: Option<usize>, inputs: &Tensor) -> 
         );
         return Ok(n);
     }
-    let batch = inputs.size().first().copied().unwrap_or(1).max(1) as usize;
-    Ok((ctx.examples_per_pass(inputs, Pass::Forward) / batch).max(1))
+    Ok(ctx.copies_per_pass(inputs, Pass::Forward))
 }
 
 /// How [`ablate`] evaluates perturbed copies.

@@ -149,8 +149,7 @@ fn run(
     let map = p.explained.map(ctx, inputs, target)?;
     let relevance = voxel_relevance(&map, p.abs, &p.explained.method)?;
     // Copies of the whole batch, one per step.
-    let batch = inputs.size()[0].max(1) as usize;
-    let per_eval = (ctx.examples_per_pass(inputs, Pass::Forward) / batch).max(1);
+    let per_eval = ctx.copies_per_pass(inputs, Pass::Forward);
     let groups = (p.steps + 1).div_ceil(per_eval);
     let mut done = 0;
     ctx.progress(0, groups);

@@ -494,20 +494,7 @@ impl Step<'_> {
         }
         // Each output's window, in input coordinates: it may start before 0 or end past the
         // input, where it reads padding.
-        let windows = Boxes {
-            starts: target
-                .starts
-                .iter()
-                .map(|o| {
-                    (0..n)
-                        .map(|d| o[d] * w.stride[d] - w.pad_begin[d])
-                        .collect()
-                })
-                .collect(),
-            size: (0..n)
-                .map(|d| (target.size[d] - 1) * w.stride[d] + w.extent[d])
-                .collect(),
-        };
+        let windows = strided_span(&target, w);
         let x = padded_windows(base, &windows, w.pad_value)?;
         overlay(&x, &windows, changed, values, &vec![0; n])?;
         let mut inputs = shallow(&self.base_inputs);
@@ -532,18 +519,7 @@ impl Step<'_> {
         let out = self.output_size()?;
         let space = &out[2..];
         let n = space.len();
-        let spread = Boxes {
-            starts: (changed.starts.iter())
-                .map(|a| {
-                    (0..n)
-                        .map(|d| a[d] * w.stride[d] - w.pad_begin[d])
-                        .collect()
-                })
-                .collect(),
-            size: (0..n)
-                .map(|d| (changed.size[d] - 1) * w.stride[d] + w.extent[d])
-                .collect(),
-        };
+        let spread = strided_span(changed, w);
         let ranges: Vec<Vec<(i64, i64)>> = (spread.starts.iter())
             .map(|o| {
                 (0..n)
@@ -659,6 +635,25 @@ fn input_delta(inputs: &Tensor, base: &Tensor) -> Result<Delta> {
     }
     let values = crop_each(inputs, &boxes.starts, &boxes.size)?;
     Ok(Delta::Boxed(boxes, values))
+}
+
+/// What `boxes` span at the other side of a strided window: position p stands for `extent`
+/// positions from `p * stride - pad_begin`. For a convolution or pool, the input windows of
+/// output boxes; for a transposed convolution, the outputs input boxes reach.
+fn strided_span(boxes: &Boxes, w: &SlidingWindow) -> Boxes {
+    let n = boxes.size.len();
+    Boxes {
+        starts: (boxes.starts.iter())
+            .map(|s| {
+                (0..n)
+                    .map(|d| s[d] * w.stride[d] - w.pad_begin[d])
+                    .collect()
+            })
+            .collect(),
+        size: (0..n)
+            .map(|d| (boxes.size[d] - 1) * w.stride[d] + w.extent[d])
+            .collect(),
+    }
 }
 
 /// Per example and axis, the range that covers every box.
