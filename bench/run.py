@@ -2,9 +2,10 @@
 
 For every case (model, input, task wrapper) and method of bench/cases.py, each repetition runs,
 one after the other so that all see the same machine load:
-  1. esegeta: the release binary, `esegeta explain --timing --threads T`; the time is the
-     method's own wall time as esegeta reports it (no process start, model load or writing),
-     the memory the process's peak resident set (VmHWM);
+  1. esegeta: the release binary, `esegeta explain --timing --repeat 2 --threads T`; the time
+     is the method's own wall time as esegeta reports it (no process start, model load or
+     writing) in its first run, and in the second ("warm": what every job after the first of
+     a run costs), the memory the process's peak resident set (VmHWM);
   2. Captum 0.9 in a child Python process per case (same torch, same thread count): with its
      defaults, and with the best setting of a small grid of its batching keyword (the grid is
      searched in the first repetition; later ones run the default and the best);
@@ -90,7 +91,8 @@ def run_esegeta(case, method, params, threads, out):
     model = case.onnx if method.onnx else case.model
     cmd = [str(ESEGETA), "explain", "--model", str(model), "--input", str(case.input),
            "--method", method.esegeta_id, "--params", json.dumps(params),
-           "--target", str(case.target), "--threads", str(threads), "--timing", "--out", out]
+           "--target", str(case.target), "--threads", str(threads), "--timing", "--repeat", "2",
+           "--out", out]
     if case.wrapper:
         cmd += ["--task", "segmentation", "--wrapper", case.wrapper]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -99,7 +101,8 @@ def run_esegeta(case, method, params, threads, out):
     for line in done.stdout.splitlines():
         if line.startswith("timing: "):
             t = json.loads(line[len("timing: "):])
-            return {"seconds": t["method_s"], "peak_rss_mib": t["peak_rss_mib"]}
+            return {"seconds": t["method_s"], "warm": t["warm_s"],
+                    "peak_rss_mib": t["peak_rss_mib"]}
     return {"error": "esegeta printed no timing line"}
 
 
@@ -221,12 +224,13 @@ def fmt_mib(m):
 
 
 def table(records):
-    head = ("| case | method | esegeta s | Captum default s | Captum tuned s (setting) | limit s (batch) "
-            "| esegeta/limit | esegeta/tuned | esegeta/default | peak MiB esegeta | peak MiB "
-            "Captum default | peak MiB Captum tuned | max\\|diff\\|/max\\|captum\\| |")
-    rows = [head, "|" + "---|" * 13]
+    head = ("| case | method | esegeta s | esegeta warm s | Captum default s | Captum tuned s "
+            "(setting) | limit s (batch) | esegeta/limit | warm/limit | esegeta/tuned | "
+            "esegeta/default | peak MiB esegeta | peak MiB Captum default | peak MiB Captum "
+            "tuned | max\\|diff\\|/max\\|captum\\| |")
+    rows = [head, "|" + "---|" * 15]
     for r in records:
-        ours, default = measure(r.esegeta), measure(r.default)
+        ours, warm, default = measure(r.esegeta), measure(r.esegeta, "warm"), measure(r.default)
         best = r.best_value()
         tuned = measure(r.grid.get(best, [])) if best is not None or None in r.grid else None
         limit = measure(r.limit)
@@ -236,9 +240,9 @@ def table(records):
         if r.method.sampled and isinstance(r.diff, float):
             diff += " (sampled)"
         rows.append(" | ".join([
-            f"| {r.case.name}", r.method.name, fmt_time(ours), fmt_time(default),
+            f"| {r.case.name}", r.method.name, fmt_time(ours), fmt_time(warm), fmt_time(default),
             f"{fmt_time(tuned)} ({setting})", f"{fmt_time(limit)} ({limit_batches(r)})",
-            ratio(ours, limit),
+            ratio(ours, limit), ratio(warm, limit),
             ratio(ours, tuned), ratio(ours, default), fmt_mib(measure(r.esegeta, "peak_rss_mib")),
             fmt_mib(measure(r.default, "peak_rss_mib")),
             fmt_mib(measure(r.grid.get(best, []), "peak_rss_mib")), diff]) + " |")
@@ -316,7 +320,11 @@ def main():
         table(records),
         "",
         "How to read it:",
-        "- esegeta s: the method's wall time as `esegeta explain --timing` reports it. Peak MiB "
+        "- esegeta s: the method's wall time as `esegeta explain --timing` reports it, in a "
+        "fresh process: its first call pays oneDNN's kernel selection and first-touch page "
+        "faults, which the limit (timed after a warm-up) and Captum (a long-lived worker) do "
+        "not. esegeta warm s: the same method run again in that process (`--repeat 2`), as "
+        "every job after the first of a run is; warm/limit compares like with like. Peak MiB "
         "esegeta: the whole process's VmHWM (libtorch, model, method).",
         "- Captum: a child process per case; peak MiB is VmHWM during the call, after returning "
         "freed heap to the system and resetting the high-water mark, so it includes the "

@@ -166,25 +166,41 @@ fn sampling_methods_repeat_with_the_same_seed() {
     assert!(diff > 0.0, "another seed draws other noise");
 }
 
-/// `--timing` prints one JSON line that benchmarks parse: the method's own wall time, the peak
-/// resident memory, and the thread count `--threads` set (values not judged: no timing test).
-#[test]
-fn timing_reports_the_method_time_memory_and_threads() {
-    let dir = scratch("timing");
-    let out = dir.join("map.npy");
+/// The JSON of the `timing: ` line of an `esegeta explain --timing` run with `args`.
+fn timing_of(out: &Path, args: &[&str]) -> serde_json::Value {
     let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
-    cmd.args(["--threads", "1", "--timing", "--out"]).arg(&out);
+    cmd.args(args).arg("--timing").arg("--out").arg(out);
     let (ok, stdout, stderr) = run(&mut cmd);
     assert!(ok, "{stderr}");
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("timing: "))
         .unwrap_or_else(|| panic!("no timing line in {stdout}"));
-    let timing: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert!(timing["method_s"].as_f64().unwrap() > 0.0, "{line}");
-    assert!(timing["peak_rss_mib"].as_f64().unwrap() > 0.0, "{line}");
-    assert_eq!(timing["threads"], 1, "{line}");
+    serde_json::from_str(line).unwrap()
+}
+
+/// `--timing` prints one JSON line that benchmarks parse: the method's own wall time, the peak
+/// resident memory, and the thread count `--threads` set (values not judged: no timing test).
+/// `--repeat N` adds the warm runs' median and writes the same map.
+#[test]
+fn timing_reports_the_method_time_memory_and_threads() {
+    let dir = scratch("timing");
+    let (once, repeated) = (dir.join("once.npy"), dir.join("repeated.npy"));
+    let timing = timing_of(&once, &["--threads", "1"]);
+    assert!(timing["method_s"].as_f64().unwrap() > 0.0, "{timing}");
+    assert!(timing["peak_rss_mib"].as_f64().unwrap() > 0.0, "{timing}");
+    assert_eq!(timing["threads"], 1, "{timing}");
+    assert!(
+        timing.get("warm_s").is_none(),
+        "one run has no warm time: {timing}"
+    );
+    let timing = timing_of(&repeated, &["--repeat", "3"]);
+    assert!(timing["warm_s"].as_f64().unwrap() > 0.0, "{timing}");
+    same(&load(&once), &load(&repeated));
     let mut bad = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
-    bad.args(["--threads", "0", "--out"]).arg(&out);
+    bad.args(["--threads", "0", "--out"]).arg(&once);
     assert!(fails(&mut bad).contains("--threads must be at least 1"));
+    let mut bad = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    bad.args(["--repeat", "0", "--out"]).arg(&once);
+    assert!(fails(&mut bad).contains("--repeat"));
 }

@@ -155,6 +155,10 @@ struct ExplainArgs {
     /// (`timing: {...}`), for benchmarks.
     #[arg(long)]
     timing: bool,
+    /// Run the method this many times on the loaded model; `--timing` then also reports the
+    /// median of the runs after the first (`warm_s`). The map written is the last run's.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    repeat: u16,
 }
 
 /// Runs the command line; returns the process exit code.
@@ -335,6 +339,7 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         output_index: args.output_index,
         seed: args.seed,
         memory_budget: DEFAULT_MEMORY_BUDGET,
+        repeats: args.repeat.into(),
     };
     let done = explain(registry, &job)?;
     crate::io::write_map(&done.attribution, &done.input, &args.out)?;
@@ -352,11 +357,14 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         println!("extras: {}", done.extras);
     }
     if args.timing {
-        let timing = json!({
+        let mut timing = json!({
             "method_s": done.method_seconds,
             "peak_rss_mib": crate::run::worker::peak_rss_mib(),
             "threads": tch::get_num_threads(),
         });
+        if let Some(warm) = done.warm_seconds {
+            timing["warm_s"] = json!(warm);
+        }
         println!("timing: {timing}");
     }
     Ok(())

@@ -35,6 +35,8 @@ pub struct Job {
     pub output_index: usize,
     pub seed: u64,
     pub memory_budget: u64,
+    /// How many times to run the method on the loaded model (at least 1; benchmarks).
+    pub repeats: usize,
 }
 
 /// A finished job: the attribution (Captum's shape) and the method's extras.
@@ -43,8 +45,12 @@ pub struct Explained {
     pub attribution: Tensor,
     pub extras: Value,
     /// Wall time of the method itself (the plugin call), without loading or the task
-    /// wrapper's reference forward: what `--timing` reports.
+    /// wrapper's reference forward: what `--timing` reports. The first run's.
     pub method_seconds: f64,
+    /// With repeats: the median wall time of the runs after the first, which no longer pay
+    /// first-call costs (kernel selection, first-touch page faults): what each job after the
+    /// first of a run costs.
+    pub warm_seconds: Option<f64>,
 }
 
 /// Checks everything that can be checked without the model, then runs the job.
@@ -80,13 +86,22 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
     };
     let cancelled = AtomicBool::new(false);
     let inputs = input.tensor.to_device(job.device);
-    let (attribution, extras, method_seconds) =
+    let (mut attribution, mut extras, method_seconds) =
         attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+    let mut warm = Vec::new();
+    for _ in 1..job.repeats {
+        let seconds;
+        (attribution, extras, seconds) =
+            attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+        warm.push(seconds);
+    }
+    warm.sort_by(f64::total_cmp);
     Ok(Explained {
         input,
         attribution,
         extras,
         method_seconds,
+        warm_seconds: warm.get(warm.len() / 2).copied(),
     })
 }
 
