@@ -39,10 +39,10 @@ fn every_fixture_case_is_listed() {
     }
 }
 
-/// The share of a full evaluation's outputs the log says were computed.
+/// The share of full evaluations' work the log says the perturbed examples took.
 fn computed_share(log: &str) -> f64 {
     let at = log
-        .find("% of a full evaluation")
+        .find("% of a full evaluation's multiply-adds")
         .expect("the share in the log");
     let digits: String = log[..at]
         .chars()
