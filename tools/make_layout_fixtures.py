@@ -2,13 +2,13 @@
 
 What it does
 ------------
-On CPU esegeta gives a TorchScript model its 4-D inputs in channels-last when no gradient is
-needed, and falls back to the default layout for a model that cannot take it. This script
-traces a small classifier that `view`s a multi-channel feature map (which fails on a
-channels-last tensor) and one that flattens with `flatten` (which takes either layout), and
-runs Captum 0.9's Occlusion on both, into ``tests/fixtures/layout/`` with ``cases.json`` (the
-shape tests/common/captum.rs reads). tests/layout.rs checks that both maps equal Captum's and
-that the first model's fallback is logged.
+On CPU esegeta gives a TorchScript model its 4-D inputs in channels-last, and falls back to
+the default layout for a model that cannot take it. This script traces a small classifier
+that `view`s a multi-channel feature map (which fails on a channels-last tensor) and one that
+flattens with `flatten` (which takes either layout), and runs Captum 0.9's Occlusion (forward
+passes) and IntegratedGradients (gradients, batched) on both, into ``tests/fixtures/layout/``
+with ``cases.json`` (the shape tests/common/captum.rs reads). tests/layout.rs checks that the
+maps equal Captum's and that the first model's fallback is logged.
 
 How to rerun
 ------------
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from captum.attr import Occlusion
+from captum.attr import IntegratedGradients, Occlusion
 
 from make_incremental_fixtures import case
 
@@ -69,6 +69,11 @@ def main():
         np.save(OUT / f"{name}_occlusion.npy", attr.numpy())
         cases.append(case(f"{name}_occlusion", f"{name}.pt", "x.npy", "captum.occlusion",
                           params, 1, tolerance=TOLERANCE))
+        attr = IntegratedGradients(model).attribute(x, target=1, n_steps=16)
+        np.save(OUT / f"{name}_integrated_gradients.npy", attr.detach().numpy())
+        cases.append(case(f"{name}_integrated_gradients", f"{name}.pt", "x.npy",
+                          "captum.integrated_gradients", {"n_steps": 16}, 1,
+                          tolerance=TOLERANCE))
         print(f"{name}: max|map| {float(attr.abs().max()):.3g}")
     (OUT / "cases.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
 
