@@ -5,7 +5,8 @@ one after the other so that all see the same machine load:
   1. esegeta: the release binary, `esegeta explain --timing --repeat 2 --threads T`; the time
      is the method's own wall time as esegeta reports it (no process start, model load or
      writing) in its first run, and in the second ("warm": what every job after the first of
-     a run costs), the memory the process's peak resident set (VmHWM);
+     a run costs), the memory the process's peak resident set (VmHWM) when the first run
+     ended;
   2. Captum 0.9 in a child Python process per case (same torch, same thread count): with its
      defaults, and with the best setting of a small grid of its batching keyword (the grid is
      searched in the first repetition; later ones run the default and the best);
@@ -325,7 +326,8 @@ def main():
         "faults, which the limit (timed after a warm-up) and Captum (a long-lived worker) do "
         "not. esegeta warm s: the same method run again in that process (`--repeat 2`), as "
         "every job after the first of a run is; warm/limit compares like with like. Peak MiB "
-        "esegeta: the whole process's VmHWM (libtorch, model, method).",
+        "esegeta: the whole process's VmHWM (libtorch, model, method) when the first run "
+        "ended.",
         "- Captum: a child process per case; peak MiB is VmHWM during the call, after returning "
         "freed heap to the system and resetting the high-water mark, so it includes the "
         "interpreter, torch and the model. Tuned: the best of the grid of the named keyword.",

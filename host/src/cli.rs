@@ -156,7 +156,8 @@ struct ExplainArgs {
     #[arg(long)]
     timing: bool,
     /// Run the method this many times on the loaded model; `--timing` then also reports the
-    /// median of the runs after the first (`warm_s`). The map written is the last run's.
+    /// median of the runs after the first (`warm_s`), and still the first run's peak memory.
+    /// The map written is the last run's.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     repeat: u16,
 }
@@ -359,7 +360,7 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
     if args.timing {
         let mut timing = json!({
             "method_s": done.method_seconds,
-            "peak_rss_mib": crate::run::worker::peak_rss_mib(),
+            "peak_rss_mib": done.peak_rss_mib,
             "threads": tch::get_num_threads(),
         });
         if let Some(warm) = done.warm_seconds {

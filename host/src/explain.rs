@@ -51,6 +51,9 @@ pub struct Explained {
     /// first-call costs (kernel selection, first-touch page faults): what each job after the
     /// first of a run costs.
     pub warm_seconds: Option<f64>,
+    /// The process's peak resident memory when the first run ended (MiB): what one run
+    /// costs, before repeats add the allocator's fragmentation.
+    pub peak_rss_mib: f64,
 }
 
 /// Checks everything that can be checked without the model, then runs the job.
@@ -88,6 +91,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
     let inputs = input.tensor.to_device(job.device);
     let (mut attribution, mut extras, method_seconds) =
         attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+    let peak_rss_mib = crate::run::worker::peak_rss_mib();
     let mut warm = Vec::new();
     for _ in 1..job.repeats {
         let seconds;
@@ -102,6 +106,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         extras,
         method_seconds,
         warm_seconds: warm.get(warm.len() / 2).copied(),
+        peak_rss_mib,
     })
 }
 
