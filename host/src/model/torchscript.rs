@@ -19,8 +19,6 @@ pub struct TorchScriptModel {
     accepted_batch: AtomicI64,
     /// Whether images (4-D inputs) go in channels-last, until the model rejects one.
     channels_last: AtomicBool,
-    /// Whether the model runs on the CPU, where images skip the graph executor's optimiser.
-    cpu: bool,
 }
 
 impl TorchScriptModel {
@@ -49,7 +47,6 @@ impl TorchScriptModel {
             fixed_batch: AtomicI64::new(0),
             accepted_batch: AtomicI64::new(0),
             channels_last: AtomicBool::new(device == Device::Cpu && kind == Kind::Float),
-            cpu: device == Device::Cpu,
         })
     }
 
@@ -75,14 +72,12 @@ impl TorchScriptModel {
         self.call(inputs)
     }
 
-    /// On CPU, images run through the graph as saved. The graph executor's optimising mode
-    /// profiles the first calls of each input shape and runs them slower (a ResNet-18's
-    /// gradient, torch 2.13, 2 threads: 0.16, 0.12, 0.13 s before settling at 0.06;
-    /// unoptimised 0.09, then 0.06), and settles no faster. Volumes keep it: a 3D UNet's
-    /// occlusion held 670-730 MiB optimised against 840-930 unoptimised, at the same speed.
-    /// The setting is per thread, hence set on every call.
+    /// The graph executor keeps its optimising mode, although it runs the first calls of each
+    /// input shape slower (a ResNet-18's gradient, torch 2.13, 2 threads: 0.16, 0.12, 0.13 s
+    /// before settling at 0.06; unoptimised 0.09, then 0.06): unoptimised, UNets hold more
+    /// memory at the same speed (a 3D UNet's occlusion 840-930 MiB against 670-730, above
+    /// Captum's; a 2D UNet's passes 9% more).
     fn call(&self, inputs: &Tensor) -> Result<Tensor> {
-        tch::jit::f_set_graph_executor_optimize(!(self.cpu && inputs.dim() == 4))?;
         let out = self
             .module
             .method_is("forward", &[IValue::Tensor(inputs.shallow_clone())])
