@@ -10,15 +10,8 @@ use common::*;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-fn case(name: &str) -> Value {
-    fixture_case(fixture_cases("incremental/cases.json", "/cases"), name)
-}
-
-fn check(name: &str) {
-    check_captum_case(&case(name), "incremental");
-}
-
-cases!(
+folder_cases!(
+    "incremental",
     resnet_occlusion,
     resnet_occlusion_baseline,
     resnet_feature_ablation,
@@ -30,14 +23,6 @@ cases!(
     transposed2d_occlusion,
     transposed2d_feature_ablation_split,
 );
-
-#[test]
-fn every_fixture_case_is_listed() {
-    for c in fixture_cases("incremental/cases.json", "/cases") {
-        let name = c["name"].as_str().unwrap();
-        assert!(LISTED.contains(&name), "{name} is not in cases!()");
-    }
-}
 
 /// The share of full evaluations' work the log says the perturbed examples took.
 fn computed_share(log: &str) -> f64 {

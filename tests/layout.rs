@@ -8,30 +8,14 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
 
-fn case(name: &str) -> Value {
-    fixture_case(fixture_cases("layout/cases.json", "/cases"), name)
-}
-
-fn check(name: &str) {
-    check_captum_case(&case(name), "layout");
-}
-
-cases!(
+folder_cases!(
+    "layout",
     view_occlusion,
     flatten_occlusion,
     view_integrated_gradients,
     flatten_integrated_gradients
 );
-
-#[test]
-fn every_fixture_case_is_listed() {
-    for c in fixture_cases("layout/cases.json", "/cases") {
-        let name = c["name"].as_str().unwrap();
-        assert!(LISTED.contains(&name), "{name} is not in cases!()");
-    }
-}
 
 /// The debug log of an occlusion of `model`.
 fn layout_log(model: &str) -> String {

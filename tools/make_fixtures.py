@@ -91,6 +91,15 @@ def setup_determinism():
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def start_fixtures(out):
+    """A fixture script's start: torch seeded with 0 on one thread, and `out` created empty."""
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
+        old.unlink()
+
+
 def name_seed(name):
     """A stable per-name seed, so cases do not depend on run order."""
     return zlib.crc32(name.encode()) & 0x7FFFFFFF

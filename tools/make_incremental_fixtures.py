@@ -180,11 +180,7 @@ def captum_map(c, modules, tensors):
 
 
 def main():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
+    mf.start_fixtures(OUT)
     gen = torch.Generator().manual_seed(0)
     modules, tensors, cases = {}, {}, []
 

@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from captum.attr import IntegratedGradients, Occlusion
 
+from make_fixtures import start_fixtures
 from make_incremental_fixtures import case
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "layout"
@@ -50,11 +51,7 @@ class Classifier(nn.Module):
 
 
 def main():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
+    start_fixtures(OUT)
     x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(0))
     np.save(OUT / "x.npy", x.numpy())
     params = {"sliding_window_shapes": [3, 4, 4], "strides": [3, 2, 2]}

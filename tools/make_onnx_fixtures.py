@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from make_fixtures import Classifier2d, Segmenter3d  # noqa: E402
+from make_fixtures import Classifier2d, Segmenter3d, start_fixtures  # noqa: E402
 import train_vessels as tv  # noqa: E402
 
 OUT = ROOT / "tests" / "fixtures" / "onnx"
@@ -525,11 +525,7 @@ def vessel_models():
 
 
 def main():
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.iterdir():
-        old.unlink()
+    start_fixtures(OUT)
     manifest = []
     c2d = from_torchscript(Classifier2d(), "classifier2d.pt")
     add_case(manifest, "classifier2d", c2d, (3, 8, 8), hook_layer="conv2", gradient=True)

@@ -21,6 +21,32 @@ macro_rules! cases {
     };
 }
 
+/// The Captum reference cases of one fixture folder (`FOLDER/cases.json`, made by a script in
+/// tools/): `case(name)`, a test per named case, and a test that every case of the file is
+/// named.
+#[allow(unused_macros)]
+macro_rules! folder_cases {
+    ($folder:literal, $($name:ident),* $(,)?) => {
+        fn case(name: &str) -> serde_json::Value {
+            fixture_case(fixture_cases(concat!($folder, "/cases.json"), "/cases"), name)
+        }
+
+        fn check(name: &str) {
+            check_captum_case(&case(name), $folder);
+        }
+
+        cases!($($name),*);
+
+        #[test]
+        fn every_fixture_case_is_listed() {
+            for c in fixture_cases(concat!($folder, "/cases.json"), "/cases") {
+                let name = c["name"].as_str().unwrap();
+                assert!(LISTED.contains(&name), "{name} is not in folder_cases!()");
+            }
+        }
+    };
+}
+
 /// The list of cases in a fixture JSON file (at `pointer`, "" for the whole file).
 pub fn fixture_cases(file: &str, pointer: &str) -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(fixture(file)).unwrap();

@@ -231,7 +231,8 @@ struct Recorder {
 
 impl Recorder {
     /// Whether input `i` of `node`, holding `value`, is the model input or a differentiable
-    /// function of it (its producer's record left it connected to that node's leaves).
+    /// function of it (its producer's record left it connected to that node's leaves). The
+    /// first computed input no node produced is taken as the model input.
     fn depends_on_input(&mut self, node: &NodeView<'_>, i: usize, value: &Tensor) -> bool {
         let name = &node.input_names[i];
         if node.input_is_constant[i] || name.is_empty() || !value.is_floating_point() {
