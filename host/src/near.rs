@@ -22,8 +22,9 @@ struct NearBase {
     base: Tensor,
     recorded: Option<Recorded>,
     /// Perturbed examples evaluated incrementally (the log says how far the first batch's
-    /// change stayed local), and the sum of their shares of a full evaluation's work: the first batch alone (an image's top row of occlusion windows,
-    /// clipped by the border) understated it on a ResNet-18, 38% against 43% over them all.
+    /// change stayed local), and the sum of their shares of a full evaluation's work. The first
+    /// batch alone (an image's top row of occlusion windows, clipped by the border) understated
+    /// the share on a ResNet-18: 38% against 43% over them all.
     examples: u64,
     work: f64,
 }

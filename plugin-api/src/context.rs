@@ -21,10 +21,15 @@ pub enum Pass {
 impl Pass {
     /// Memory per byte of input that one example needs in the model. Measured (bench/, peak
     /// resident memory against batch size, fp32 on CPU): a ResNet-18 on 224x224 needs about
-    /// 80 MiB per example for forward and backward (140 times its input), the 3D UNets of
-    /// bench/ and configs/vessels 120-250 MiB per 64^3 example (120-240 times), and a forward
-    /// without gradients holds roughly half of that. (Factors of 16 and 8 let a 1 GiB budget
-    /// put 64 volumes in one forward, 5-7 GB.)
+    /// 40 MiB per example for forward and backward (70 times its input: 387, 528 and 880 MiB
+    /// at 4, 8 and 16 examples), the 3D UNets of bench/ and configs/vessels 120-270 MiB per
+    /// 64^3 example (120-270 times), and a forward without gradients holds roughly half of
+    /// that. One factor per pass cannot fit both: it errs towards the UNets, whose memory
+    /// grows fastest, and gives the ResNet half the batch it could take (its integrated
+    /// gradients: 2.45 s at 4 per pass, 2.25 s at 8-10). The host cannot measure a model's
+    /// memory per example instead: libtorch keeps no statistics of its CPU allocations, and
+    /// glibc's count covers only the main thread's arena, where a run's workers do not
+    /// allocate. (Factors of 16 and 8 let a 1 GiB budget put 64 volumes in one forward, 5-7 GB.)
     pub fn bytes_per_input_byte(self) -> u64 {
         match self {
             Pass::Forward => 64,
