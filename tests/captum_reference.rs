@@ -2,7 +2,8 @@
 //! tests/fixtures come from tools/make_fixtures.py, which ran Captum itself.
 //!
 //! Deterministic cases: `max|ours - captum| <= 1e-3 * max|captum| + 1e-6`.
-//! Sampled cases (noise tunnel, Shapley sampling): `max|ours - captum| <= 3 * spread`, where
+//! Sampled cases (noise tunnel, Shapley sampling, Lime, KernelShap):
+//! `max|ours - captum| <= 3 * spread`, where
 //! spread is the largest deviation among Captum's own runs with 4 other seeds (recorded by
 //! the script), i.e. we must agree with Captum as well as Captum agrees with itself.
 
@@ -65,6 +66,12 @@ cases!(
     seg3d_mask_occlusion,
     captum_one_conv_occlusion_full,
     captum_one_conv_occlusion_2x3,
+    classifier2d_kernel_shap_quadrants,
+    classifier2d_x2_kernel_shap_quadrants,
+    classifier2d_lime_quadrants,
+    classifier2d_lime_euclidean_quadrants,
+    seg3d_argmax_kernel_shap_octants,
+    seg3d_argmax_lime_octants,
 );
 
 #[test]

@@ -20,8 +20,10 @@ From the repository root::
     ~/.cache/esegeta/venv/bin/python tools/make_fixtures.py
 
 The run is deterministic (seeded, float32, CPU, one thread): running it twice
-produces byte-identical files.  It needs torch, captum 0.9, numpy, nibabel and
-Pillow, all present in the esegeta virtualenv.
+produces byte-identical files (the .pt models aside: their zip metadata changes on every
+save).  It needs torch, captum 0.9, numpy, nibabel, Pillow and scikit-learn (Captum's Lime and
+KernelShap fit with it): `pip install captum==0.9.0 nibabel pillow scikit-learn` into the
+esegeta virtualenv.
 """
 
 import json
@@ -38,12 +40,16 @@ from captum.attr import (
     FeaturePermutation,
     InputXGradient,
     IntegratedGradients,
+    KernelShap,
+    Lime,
     NoiseTunnel,
     Occlusion,
     Saliency,
     ShapleyValues,
     ShapleyValueSampling,
 )
+from captum.attr._core.lime import get_exp_kernel_similarity_function
+from captum._utils.models.linear_model import SkLearnLasso, SkLearnLinearRegression
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures"
@@ -558,9 +564,35 @@ def published_cases():
     ]
 
 
+def surrogate_cases():
+    """Lime and KernelShap: sampled, so checked against Captum's own spread over seeds.
+    Lime's default alpha (0.01) zeroes every coefficient at these models' score scale (so
+    does Captum's), hence a smaller one."""
+    m, s = "classifier2d.pt", "segmenter3d.pt"
+    lime = {"n_samples": 2000, "feature_mask": QUAD, "alpha": 1e-4}
+    return [
+        case("classifier2d_kernel_shap_quadrants", m, "classifier2d_x.npy", "kernel_shap",
+             {"n_samples": 2000, "feature_mask": QUAD}, check="statistical"),
+        case("classifier2d_x2_kernel_shap_quadrants", m, "classifier2d_x2.npy", "kernel_shap",
+             {"n_samples": 1000, "feature_mask": QUAD, "baselines": 0.2},
+             check="statistical"),
+        case("classifier2d_lime_quadrants", m, "classifier2d_x.npy", "lime", lime,
+             check="statistical"),
+        case("classifier2d_lime_euclidean_quadrants", m, "classifier2d_x.npy", "lime",
+             {**lime, "distance_mode": "euclidean", "kernel_width": 3.0},
+             check="statistical"),
+        case("seg3d_argmax_kernel_shap_octants", s, "seg3d_x.npy", "kernel_shap",
+             {"n_samples": 2000, "feature_mask": "seg3d_octants.npy"}, wrapper="argmax",
+             check="statistical"),
+        case("seg3d_argmax_lime_octants", s, "seg3d_x.npy", "lime",
+             {"n_samples": 2000, "feature_mask": "seg3d_octants.npy", "alpha": 1e-3},
+             wrapper="argmax", check="statistical"),
+    ]
+
+
 def all_cases():
     return (classifier_cases() + fixed_b1_cases() + segmentation_cases()
-            + published_cases())
+            + published_cases() + surrogate_cases())
 
 
 # --------------------------------------------------------------------------
@@ -576,7 +608,11 @@ METHODS = {
     "captum.feature_permutation": FeaturePermutation,
     "captum.shapley_value_sampling": ShapleyValueSampling,
     "captum.shapley_values": ShapleyValues,
+    "captum.kernel_shap": KernelShap,
+    "captum.lime": Lime,
 }
+# esegeta's Lime parameters that are Captum constructor arguments.
+LIME_MODEL_PARAMS = ("alpha", "distance_mode", "kernel_width")
 TUPLE_PARAMS = ("sliding_window_shapes", "strides")
 
 
@@ -610,14 +646,24 @@ def forward_fn(c, models, tensors, model_name=None):
 def attribute(method, fn, x, target, params, tensors, seed):
     """One Captum call; returns (attribution, convergence delta or None)."""
     torch.manual_seed(seed)
-    algo = METHODS[method](fn)
     kwargs = resolve_params(params, tensors)
+    algo = lime(fn, kwargs) if method == "captum.lime" else METHODS[method](fn)
     if "noise_tunnel" in params:
         nt = dict(params["noise_tunnel"])
         return NoiseTunnel(algo).attribute(x, target=target, **nt, **kwargs), None
     if method == "captum.integrated_gradients":
         return algo.attribute(x, target=target, return_convergence_delta=True, **kwargs)
     return algo.attribute(x, target=target, **kwargs), None
+
+
+def lime(fn, kwargs):
+    """Captum's Lime with esegeta's model parameters (taken out of `kwargs`)."""
+    model = {k: kwargs.pop(k) for k in LIME_MODEL_PARAMS if k in kwargs}
+    alpha = model.get("alpha", 0.01)
+    surrogate = SkLearnLasso(alpha=alpha) if alpha > 0 else SkLearnLinearRegression()
+    similarity = get_exp_kernel_similarity_function(
+        model.get("distance_mode", "cosine"), model.get("kernel_width", 1.0))
+    return Lime(fn, interpretable_model=surrogate, similarity_func=similarity)
 
 
 def run_case(c, models, tensors):
@@ -807,6 +853,34 @@ def write_pngs():
 # --------------------------------------------------------------------------
 
 
+def write_linear_models():
+    """scikit-learn's fits of weighted problems like Lime's and KernelShap's (binary
+    features, an intercept), solved to convergence in float64: the reference of the
+    captum plugin's linear_model.rs."""
+    from sklearn.linear_model import Lasso, LinearRegression
+    rng = np.random.default_rng(7)
+    problems = []
+    for name, n, m, alpha, endpoints in [("lasso", 60, 6, 0.01, False),
+                                         ("lasso_sparse", 60, 6, 0.2, False),
+                                         ("least_squares", 40, 5, 0.0, True),
+                                         ("least_squares_underdetermined", 5, 8, 0.0, True)]:
+        x = (rng.random((n, m)) < 0.5).astype(np.float64)
+        if endpoints:
+            x[0], x[1] = 1.0, 0.0
+        y = x @ rng.normal(size=m) + 0.1 * rng.normal(size=n) + 0.5
+        w = rng.random(n) + 0.1
+        if endpoints:
+            w[:2] = 1e6
+        if alpha > 0:
+            model = Lasso(alpha=alpha, tol=1e-14, max_iter=1_000_000)
+        else:
+            model = LinearRegression()
+        model.fit(x, y, sample_weight=w)
+        problems.append({"name": name, "alpha": alpha, "x": x.tolist(), "y": y.tolist(),
+                         "weights": w.tolist(), "coef": model.coef_.tolist()})
+    (OUT / "linear_models.json").write_text(json.dumps(problems, indent=1) + "\n")
+
+
 def write_cases(cases):
     text = json.dumps(cases, indent=1) + "\n"
     (OUT / "cases.json").write_text(text)
@@ -835,6 +909,7 @@ def main():
     tensors = make_inputs()
     models = make_models(tensors)
     cases = [build_case(c, models, tensors) for c in all_cases()]
+    write_linear_models()
     write_cases(cases)
     write_nifti()
     write_pngs()

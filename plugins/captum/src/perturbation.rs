@@ -188,6 +188,11 @@ impl FeatureMask {
         &self.features
     }
 
+    /// The labels, `[1 or B, ...]` (the input's shape after the batch dimension).
+    pub fn labels(&self) -> &Tensor {
+        &self.labels
+    }
+
     /// Where `feature` lies: bool, `[1 or B, ...]`.
     pub fn select(&self, feature: i64) -> Tensor {
         self.labels.eq(feature)
