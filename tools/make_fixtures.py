@@ -564,6 +564,20 @@ def published_cases():
     ]
 
 
+def shapley_values_cases():
+    """Exact Shapley values: Captum's ShapleyValues walks all n! orders (8 octants: 322,560
+    evaluations, hence perturbations_per_eval), esegeta all 2^n coalitions."""
+    return [
+        case("classifier2d_shapley_values_quadrants", "classifier2d.pt", "classifier2d_x.npy",
+             "shapley_values", {"feature_mask": QUAD}),
+        case("classifier2d_x2_shapley_values_quadrants", "classifier2d.pt",
+             "classifier2d_x2.npy", "shapley_values", {"feature_mask": QUAD, "baselines": 0.2}),
+        case("seg3d_argmax_shapley_values_octants", "segmenter3d.pt", "seg3d_x.npy",
+             "shapley_values", {"feature_mask": "seg3d_octants.npy",
+                                "perturbations_per_eval": 256}, wrapper="argmax"),
+    ]
+
+
 def surrogate_cases():
     """Lime and KernelShap: sampled, so checked against Captum's own spread over seeds.
     Lime's default alpha (0.01) zeroes every coefficient at these models' score scale (so
@@ -592,7 +606,7 @@ def surrogate_cases():
 
 def all_cases():
     return (classifier_cases() + fixed_b1_cases() + segmentation_cases()
-            + published_cases() + surrogate_cases())
+            + published_cases() + shapley_values_cases() + surrogate_cases())
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ mod occlusion;
 mod perturbation;
 mod saliency;
 mod shapley_value_sampling;
+mod shapley_values;
 
 esegeta_plugin_api::export_plugin!("captum");
 

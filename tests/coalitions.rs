@@ -1,6 +1,6 @@
-//! Lime and KernelShap beyond the Captum cases of captum_reference.rs (which agree with Captum
-//! as well as Captum agrees with itself across seeds): properties that hold for any sample,
-//! and the errors of bad parameters.
+//! The methods built on coalitions of feature groups (exact Shapley values, KernelShap, Lime)
+//! beyond their Captum cases in captum_reference.rs: properties that hold for any sample, and
+//! the errors of bad parameters.
 
 mod common;
 
@@ -28,7 +28,10 @@ fn per_feature(map: &Tensor) -> Vec<f64> {
     (0..4)
         .map(|f| {
             let values = map.masked_select(&mask.eq(f));
-            let (lo, hi) = (values.min().double_value(&[]), values.max().double_value(&[]));
+            let (lo, hi) = (
+                values.min().double_value(&[]),
+                values.max().double_value(&[]),
+            );
             assert_eq!(lo, hi, "feature {f} has more than one value");
             lo
         })
@@ -44,33 +47,43 @@ fn one_feature(dir: &Path) -> PathBuf {
     path
 }
 
-/// The full and the empty coalition weigh 1e6 against 1 for the others, so the fitted
-/// attributions add up to f(x) - f(baseline), whatever coalitions were drawn: here within
-/// 1e-4 of that change (float32 scores, float64 fit).
-#[test]
-fn kernel_shap_attributions_add_up_to_the_score_change() {
-    let dir = scratch("surrogates_efficiency");
-    let params =
-        format!(r#"{{"feature_mask": "{QUADRANTS}", "n_samples": 30, "baselines": 0.3}}"#);
-    let shap = per_feature(&explain("captum.kernel_shap", &params, &dir.join("ks.npy")));
-    // Ablating everything at once: every element gets f(x) - f(baseline).
+/// f(x) - f(baseline) with `baselines` 0.3: feature ablation of one feature covering the
+/// whole input gives every element that change.
+fn score_change(dir: &Path) -> f64 {
     let params = format!(
         r#"{{"feature_mask": "{}", "baselines": 0.3}}"#,
-        one_feature(&dir).display()
+        one_feature(dir).display()
     );
-    let change = explain("captum.feature_ablation", &params, &dir.join("fa.npy"))
+    explain("captum.feature_ablation", &params, &dir.join("fa.npy"))
         .max()
-        .double_value(&[]);
-    let total: f64 = shap.iter().sum();
-    assert!(
-        (total - change).abs() <= 1e-4 * change.abs(),
-        "attributions {shap:?} add up to {total}, the score change is {change}"
-    );
+        .double_value(&[])
+}
+
+/// Shapley values add up to f(x) - f(baseline) (efficiency): exactly for
+/// `captum.shapley_values`, and for KernelShap whatever coalitions were drawn, since the full
+/// and the empty coalition weigh 1e6 against 1 for the others. Within 1e-4 of the change
+/// (float32 scores, float64 sums and fits).
+#[test]
+fn shapley_values_add_up_to_the_score_change() {
+    let dir = scratch("coalitions_efficiency");
+    let change = score_change(&dir);
+    for (method, extra) in [
+        ("captum.shapley_values", ""),
+        ("captum.kernel_shap", r#", "n_samples": 30"#),
+    ] {
+        let params = format!(r#"{{"feature_mask": "{QUADRANTS}", "baselines": 0.3{extra}}}"#);
+        let phi = per_feature(&explain(method, &params, &dir.join("phi.npy")));
+        let total: f64 = phi.iter().sum();
+        assert!(
+            (total - change).abs() <= 1e-4 * change.abs(),
+            "{method}: attributions {phi:?} add up to {total}, the score change is {change}"
+        );
+    }
 }
 
 #[test]
 fn lime_gives_each_feature_one_coefficient_and_repeats_under_a_seed() {
-    let dir = scratch("surrogates_lime");
+    let dir = scratch("coalitions_lime");
     let params = format!(r#"{{"feature_mask": "{QUADRANTS}", "n_samples": 40, "alpha": 1e-4}}"#);
     let first = per_feature(&explain("captum.lime", &params, &dir.join("a.npy")));
     let again = per_feature(&explain("captum.lime", &params, &dir.join("b.npy")));
@@ -83,14 +96,20 @@ fn lime_gives_each_feature_one_coefficient_and_repeats_under_a_seed() {
 
 #[test]
 fn bad_parameters_are_refused_with_their_names() {
-    let dir = scratch("surrogates_errors");
+    let dir = scratch("coalitions_errors");
     let one = format!(r#"{{"feature_mask": "{}"}}"#, one_feature(&dir).display());
     let cases = [
         ("captum.kernel_shap", one.as_str(), "at least 2 features"),
         ("captum.lime", r#"{"kernel_width": 0}"#, "kernel_width"),
         ("captum.lime", r#"{"alpha": -1}"#, "alpha"),
-        ("captum.lime", r#"{"distance_mode": "manhattan"}"#, "distance_mode"),
+        (
+            "captum.lime",
+            r#"{"distance_mode": "manhattan"}"#,
+            "distance_mode",
+        ),
         ("captum.kernel_shap", r#"{"n_samples": 0}"#, "n_samples"),
+        // No feature_mask: each of the 192 elements is a feature.
+        ("captum.shapley_values", "{}", "192 features (at most 20)"),
     ];
     for (method, params, expected) in cases {
         let mut cmd = explain_cmd(MODEL, INPUT, method);
