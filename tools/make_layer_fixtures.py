@@ -28,8 +28,11 @@ From the repository root::
     . tools/env.sh && python tools/make_layer_fixtures.py
 
 It needs torch, captum 0.9, numpy, onnx and onnxscript (onnxruntime optional)
-in the esegeta virtualenv. It is deterministic (seeded, float32, CPU, one
-thread). It ends with a table of the cases and max|map|.
+in the esegeta virtualenv, and pytorch-grad-cam 1.5.7 for the Score-CAM cases
+(`pip install --no-deps grad-cam==1.5.7`, then its imports: torchvision of torch's
+release, ttach, tqdm, opencv-python-headless, matplotlib). It is deterministic
+(seeded, float32, CPU, one thread; the .onnx files aside: re-exports differ in a few
+bytes, so the committed ones stay). It ends with a table of the cases and max|map|.
 """
 
 import json
@@ -508,6 +511,34 @@ def classifier_cases():
     ]
 
 
+def score_cam_cases():
+    """cnnvis.score_cam against pytorch-grad-cam 1.5's ScoreCAM (2D layers only there)."""
+    m, x, x2 = "classifier2d.onnx", "c2d_x.npy", "c2d_x2.npy"
+    return [
+        {**case("c2d_score_cam_conv2", m, x, "", layer="conv2"),
+         "method": "cnnvis.score_cam"},
+        {**case("c2d_score_cam_act1_b2", m, x2, "", {"perturbations_per_eval": 3},
+                target=2, layer="act1"), "method": "cnnvis.score_cam"},
+    ]
+
+
+def score_cam(model, layer, x, target, params):
+    """pytorch-grad-cam's ScoreCAM map on the layer's grid before its display scaling:
+    np.maximum(get_cam_image(...), 0), as its compute_cam_per_layer takes it, `[B, 1, ...]`."""
+    from pytorch_grad_cam import ScoreCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    module = model.get_submodule(layer)
+    cam = ScoreCAM(model=model, target_layers=[module])
+    cam.batch_size = params.get("perturbations_per_eval", 16)
+    with torch.no_grad():
+        cam.activations_and_grads(x)
+    activations = cam.activations_and_grads.activations[0].cpu().numpy()
+    targets = [ClassifierOutputTarget(target)] * x.shape[0]
+    image = cam.get_cam_image(x, module, targets, activations, None)
+    cam.activations_and_grads.release()
+    return torch.from_numpy(np.maximum(image, 0)).unsqueeze(1)
+
+
 def rules_cases():
     m, x, x2 = "rules2d.onnx", "c2d_x.npy", "c2d_x2.npy"
     b1, b4 = "c2d_baseline.npy", "c2d_baselines4.npy"
@@ -692,6 +723,9 @@ def attribute(c, models, tensors, seed):
     """One Captum call; returns (attribution, convergence delta or None)."""
     torch.manual_seed(seed)
     np.random.seed(seed)
+    if c["method"] == "cnnvis.score_cam":
+        return score_cam(models[c["model"]], c["layer"], tensors[c["input"]], c["target"],
+                         c["params"]), None
     fn = forward_fn(c, models, tensors)
     ctor, kwargs = split_params(c, tensors)
     remove_rules = captum_lrp_rules(models[c["model"]], kwargs.pop("rules", []))
@@ -727,6 +761,10 @@ def name_seed(name):
 
 
 def describe(c):
+    if c["method"] == "cnnvis.score_cam":
+        return (f"np.maximum(pytorch_grad_cam.ScoreCAM(model, [model.{c['layer']}])"
+                f".get_cam_image(x, ..., [ClassifierOutputTarget({c['target']})], "
+                f"activations, None), 0)")
     cls = METHODS[c["method"]].__name__
     ctor = "".join(f", {k}={v!r}" for k, v in c["params"].items()
                    if k in CONSTRUCTOR_PARAMS)
@@ -808,7 +846,8 @@ def check_maxpool_rule_bypass(models, tensors):
 
 
 def all_cases():
-    return classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
+    return (classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
+            + score_cam_cases())
 
 
 def write_json(cases):

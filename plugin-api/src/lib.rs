@@ -8,6 +8,7 @@
 pub mod abi;
 mod context;
 mod export;
+pub mod maps;
 mod method;
 pub mod params;
 mod tensor;

@@ -63,7 +63,7 @@ pub fn check_captum_case(c: &Value, dir: &str) {
     };
     assert!(
         diff <= tolerance,
-        "{name}: max|ours - captum| = {diff:e} > {tolerance:e} (max|captum| = {scale:e})"
+        "{name}: max|ours - reference| = {diff:e} > {tolerance:e} (max|reference| = {scale:e})"
     );
     if let Some(expected) = c["extras"]["convergence_delta"].as_array() {
         check_delta(name, &stdout, expected, &captum);

@@ -7,7 +7,8 @@
 //! `align_corners=False`.
 
 use crate::layer_params::capture;
-use anyhow::{bail, Result};
+use anyhow::{Context as _, Result};
+use esegeta_plugin_api::maps::resample_to_input;
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
@@ -75,7 +76,8 @@ impl Method for LayerGradCam {
             p.relu_attributions,
         );
         let map = if p.upsample_to_input {
-            upsample(&map, inputs, &p.layer)?
+            resample_to_input(&map, inputs, &p.layer, false)
+                .context("upsample_to_input: drop it, or pick a convolutional layer")?
         } else {
             map
         };
@@ -105,24 +107,6 @@ fn grad_cam(grad: &Tensor, activation: &Tensor, sum_channels: bool, relu: bool) 
     } else {
         map
     }
-}
-
-/// The map resampled to the spatial size of `inputs`.
-fn upsample(map: &Tensor, inputs: &Tensor, layer: &str) -> Result<Tensor> {
-    let (m, x) = (map.size(), inputs.size());
-    if m.len() != x.len() || !(4..=5).contains(&m.len()) {
-        bail!(
-            "upsample_to_input needs a layer with the input's spatial dimensions (2D or 3D), but \
-             layer `{layer}` gives a map of shape {m:?} for an input of shape {x:?}; drop \
-             upsample_to_input or pick a convolutional layer"
-        );
-    }
-    let size = &x[2..];
-    Ok(if size.len() == 2 {
-        map.upsample_bilinear2d(size, false, None, None)
-    } else {
-        map.upsample_trilinear3d(size, false, None, None, None)
-    })
 }
 
 #[cfg(test)]
@@ -156,14 +140,5 @@ mod tests {
         let act = Tensor::from_slice(&[3.0f32, 4.0]).view([1, 2]);
         let map = grad_cam(&grad, &act, true, false);
         assert_eq!(Vec::<f32>::try_from(map.flatten(0, -1)).unwrap(), [2.0]);
-    }
-
-    #[test]
-    fn upsampling_follows_the_input_grid() {
-        let map = Tensor::ones([1, 1, 2, 2], (Kind::Float, tch::Device::Cpu));
-        let x = Tensor::zeros([1, 3, 8, 8], (Kind::Float, tch::Device::Cpu));
-        assert_eq!(upsample(&map, &x, "l").unwrap().size(), vec![1, 1, 8, 8]);
-        let flat = Tensor::ones([1, 1], (Kind::Float, tch::Device::Cpu));
-        assert!(upsample(&flat, &x, "fc").is_err());
     }
 }

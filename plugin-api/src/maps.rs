@@ -1,0 +1,50 @@
+//! Helpers for maps on a layer's grid (`[B, C, ...layer spatial dims]`), shared by the layer
+//! methods of every plugin.
+
+use anyhow::{bail, Result};
+use tch::Tensor;
+
+/// `map` resampled to the spatial size of `inputs`: bilinear for 2D, trilinear for 3D.
+/// `align_corners` as PyTorch's: false for Captum's `LayerAttribution.interpolate`, true for
+/// `nn.UpsamplingBilinear2d`. `layer` names the layer in the error for a map without the
+/// input's spatial dimensions.
+pub fn resample_to_input(
+    map: &Tensor,
+    inputs: &Tensor,
+    layer: &str,
+    align_corners: bool,
+) -> Result<Tensor> {
+    let (m, x) = (map.size(), inputs.size());
+    if m.len() != x.len() || !(4..=5).contains(&m.len()) {
+        bail!(
+            "layer `{layer}` gives a map of shape {m:?} for an input of shape {x:?}, which \
+             cannot be resampled to the input: that needs a layer with the input's spatial \
+             dimensions (2D or 3D); pick a convolutional layer"
+        );
+    }
+    let size = &x[2..];
+    Ok(if size.len() == 2 {
+        map.f_upsample_bilinear2d(size, align_corners, None, None)?
+    } else {
+        map.f_upsample_trilinear3d(size, align_corners, None, None, None)?
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn resampling_follows_the_input_grid() {
+        let map = Tensor::ones([1, 1, 2, 2], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([1, 3, 8, 8], (Kind::Float, Device::Cpu));
+        for corners in [false, true] {
+            let up = resample_to_input(&map, &x, "l", corners).unwrap();
+            assert_eq!(up.size(), vec![1, 1, 8, 8]);
+        }
+        let flat = Tensor::ones([1, 1], (Kind::Float, Device::Cpu));
+        let err = resample_to_input(&flat, &x, "fc", false).unwrap_err();
+        assert!(err.to_string().contains("layer `fc`"), "{err}");
+    }
+}

@@ -1,0 +1,115 @@
+//! The cnnvis plugin's Score-CAM against pytorch-grad-cam 1.5.7's `ScoreCAM` on the small ONNX
+//! classifier of tests/fixtures/layers (cases from tools/make_layer_fixtures.py, which ran
+//! pytorch-grad-cam itself): `max|ours - reference| <= 1e-3 * max|reference| + 1e-6`. 3D
+//! layers, which pytorch-grad-cam does not take, are checked for what must hold on any model.
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+use tch::Kind;
+
+fn cases() -> Vec<Value> {
+    fixture_cases("layers/cases.json", "")
+        .into_iter()
+        .filter(|c| c["method"].as_str().unwrap().starts_with("cnnvis."))
+        .collect()
+}
+
+fn case(name: &str) -> Value {
+    fixture_case(cases(), name)
+}
+
+fn check(name: &str) {
+    check_captum_case(&case(name), "layers");
+}
+
+cases!(c2d_score_cam_conv2, c2d_score_cam_act1_b2);
+
+#[test]
+fn every_cnnvis_fixture_case_is_tested() {
+    let all: BTreeSet<String> = cases()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    let listed: BTreeSet<String> = LISTED.iter().map(|s| s.to_string()).collect();
+    assert_eq!(all, listed, "layers/cases.json and the list here differ");
+}
+
+fn score_cam(model: &str, input: &str, layer: &str, extra: &[&str], out: &Path) -> (bool, String) {
+    let mut cmd = esegeta();
+    cmd.current_dir(fixture("layers"))
+        .args(["explain", "--model", model, "--input", input])
+        .args([
+            "--method",
+            "cnnvis.score_cam",
+            "--layer",
+            layer,
+            "--target",
+            "0",
+        ])
+        .args(extra)
+        .arg("--out")
+        .arg(out);
+    let (ok, _, stderr) = run(&mut cmd);
+    (ok, stderr)
+}
+
+/// On the 3D segmenter: the map has the layer's grid with one channel, is non-negative, and
+/// `upsample_to_input` brings it to the input's grid.
+#[test]
+fn score_cam_on_a_3d_layer_has_the_layer_grid_and_upsamples() {
+    let dir = scratch("cnnvis-3d");
+    let seg = ["--task", "segmentation", "--wrapper", "argmax"];
+    let (ok, stderr) = score_cam(
+        "segmenter3d.onnx",
+        "s3d_x.npy",
+        "mid",
+        &seg,
+        &dir.join("a.npy"),
+    );
+    assert!(ok, "{stderr}");
+    let map = load(&dir.join("a.npy"));
+    assert_eq!(map.size(), vec![1, 1, 4, 4, 4]);
+    assert!(
+        map.min().double_value(&[]) >= 0.0,
+        "a ReLU'd map has no negative values"
+    );
+    assert!(
+        map.max().double_value(&[]) > 0.0,
+        "an all-zero map tests nothing"
+    );
+    let upsampled = [&seg[..], &["--params", r#"{"upsample_to_input": true}"#]].concat();
+    let (ok, stderr) = score_cam(
+        "segmenter3d.onnx",
+        "s3d_x.npy",
+        "mid",
+        &upsampled,
+        &dir.join("b.npy"),
+    );
+    assert!(ok, "{stderr}");
+    let up = load(&dir.join("b.npy"));
+    assert_eq!(up.size(), vec![1, 1, 8, 8, 8]);
+    // Trilinear resampling stays within the map's range.
+    let (lo, hi) = (up.min().double_value(&[]), up.max().double_value(&[]));
+    assert!(lo >= 0.0 && hi <= map.max().double_value(&[]) * (1.0 + 1e-6));
+    assert_eq!(up.kind(), Kind::Float);
+}
+
+#[test]
+fn a_layer_without_the_inputs_grid_is_refused_by_name() {
+    let out = scratch("cnnvis-flat").join("never.npy");
+    let (ok, stderr) = score_cam("classifier2d.onnx", "c2d_x.npy", "fc", &[], &out);
+    assert!(!ok);
+    for part in [
+        "Score-CAM masks the input with the layer's channels",
+        "layer `fc`",
+    ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    assert!(!out.exists());
+}
