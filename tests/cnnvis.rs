@@ -1,7 +1,8 @@
-//! The cnnvis plugin's Score-CAM against pytorch-grad-cam 1.5.7's `ScoreCAM` on the small ONNX
-//! classifier of tests/fixtures/layers (cases from tools/make_layer_fixtures.py, which ran
-//! pytorch-grad-cam itself): `max|ours - reference| <= 1e-3 * max|reference| + 1e-6`. 3D
-//! layers, which pytorch-grad-cam does not take, are checked for what must hold on any model.
+//! The cnnvis plugin's class activation maps against pytorch-grad-cam 1.5.7 on the small ONNX
+//! models of tests/fixtures/layers (cases from tools/make_layer_fixtures.py, which ran
+//! pytorch-grad-cam itself): `max|ours - reference| <= 1e-3 * max|reference| + 1e-6`. Score-CAM
+//! on 3D layers, which pytorch-grad-cam's ScoreCAM does not take, is checked for what must hold
+//! on any model.
 
 #[macro_use]
 mod common;
@@ -28,7 +29,22 @@ fn check(name: &str) {
     check_captum_case(&case(name), "layers");
 }
 
-cases!(c2d_score_cam_conv2, c2d_score_cam_act1_b2);
+cases!(
+    c2d_score_cam_conv2,
+    c2d_score_cam_act1_b2,
+    c2d_grad_cam_plus_plus_conv2,
+    c2d_grad_cam_plus_plus_act1_b2,
+    s3d_argmax_grad_cam_plus_plus_mid,
+    c2d_layer_cam_conv2,
+    c2d_layer_cam_act1_b2,
+    s3d_argmax_layer_cam_mid,
+    c2d_xgrad_cam_conv2,
+    c2d_xgrad_cam_act1_b2,
+    s3d_argmax_xgrad_cam_mid,
+    c2d_hires_cam_conv2,
+    c2d_hires_cam_act1_b2,
+    s3d_argmax_hires_cam_mid,
+);
 
 #[test]
 fn every_cnnvis_fixture_case_is_tested() {

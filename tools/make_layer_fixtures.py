@@ -28,7 +28,7 @@ From the repository root::
     . tools/env.sh && python tools/make_layer_fixtures.py
 
 It needs torch, captum 0.9, numpy, onnx and onnxscript (onnxruntime optional)
-in the esegeta virtualenv, and pytorch-grad-cam 1.5.7 for the Score-CAM cases
+in the esegeta virtualenv, and pytorch-grad-cam 1.5.7 for the cnnvis cases
 (`pip install --no-deps grad-cam==1.5.7`, then its imports: torchvision of torch's
 release, ttach, tqdm, opencv-python-headless, matplotlib). It is deterministic
 (seeded, float32, CPU, one thread; the .onnx files aside: re-exports differ in a few
@@ -511,15 +511,53 @@ def classifier_cases():
     ]
 
 
-def score_cam_cases():
-    """cnnvis.score_cam against pytorch-grad-cam 1.5's ScoreCAM (2D layers only there)."""
+def cnnvis_cases():
+    """The cnnvis plugin against pytorch-grad-cam 1.5.7 (its ScoreCAM takes 2D layers only)."""
     m, x, x2 = "classifier2d.onnx", "c2d_x.npy", "c2d_x2.npy"
-    return [
-        {**case("c2d_score_cam_conv2", m, x, "", layer="conv2"),
-         "method": "cnnvis.score_cam"},
-        {**case("c2d_score_cam_act1_b2", m, x2, "", {"perturbations_per_eval": 3},
-                target=2, layer="act1"), "method": "cnnvis.score_cam"},
+    s, sx = "segmenter3d.onnx", "s3d_x.npy"
+
+    def c(name, model, inp, method, params=None, **k):
+        return {**case(name, model, inp, "", params, **k), "method": "cnnvis." + method}
+
+    cases = [
+        c("c2d_score_cam_conv2", m, x, "score_cam", layer="conv2"),
+        c("c2d_score_cam_act1_b2", m, x2, "score_cam", {"perturbations_per_eval": 3},
+          target=2, layer="act1"),
     ]
+    for method in GRADIENT_CAMS:
+        cases += [
+            c(f"c2d_{method}_conv2", m, x, method, layer="conv2"),
+            c(f"c2d_{method}_act1_b2", m, x2, method, target=2, layer="act1"),
+            c(f"s3d_argmax_{method}_mid", s, sx, method, target=0, layer="mid",
+              wrapper="argmax", fixed=True),
+        ]
+    return cases
+
+
+# cnnvis's gradient CAMs and pytorch-grad-cam's classes for them.
+GRADIENT_CAMS = {"grad_cam_plus_plus": "GradCAMPlusPlus", "layer_cam": "LayerCAM",
+                 "xgrad_cam": "XGradCAM", "hires_cam": "HiResCAM"}
+
+
+def gradient_cam(c, models, tensors):
+    """pytorch-grad-cam's map on the layer's grid before its display scaling, from its own
+    hooks' activations and gradients of the summed targets: np.maximum(get_cam_image(...), 0),
+    as its compute_cam_per_layer takes it, `[B, 1, ...]`."""
+    import pytorch_grad_cam
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    module = models[c["model"]].get_submodule(c["layer"])
+    cls = getattr(pytorch_grad_cam, GRADIENT_CAMS[c["method"].removeprefix("cnnvis.")])
+    cam = cls(model=forward_fn(c, models, tensors), target_layers=[module])
+    x = tensors[c["input"]]
+    outputs = cam.activations_and_grads(x)
+    targets = [ClassifierOutputTarget(c["target"])] * x.shape[0]
+    sum(t(o) for t, o in zip(targets, outputs)).backward()
+    grads = cam.activations_and_grads
+    activations = grads.activations[0].cpu().numpy()
+    gradients = grads.gradients[0].cpu().numpy()
+    image = cam.get_cam_image(x, module, targets, activations, gradients, False)
+    grads.release()
+    return torch.from_numpy(np.maximum(image, 0)).unsqueeze(1)
 
 
 def score_cam(model, layer, x, target, params):
@@ -726,6 +764,8 @@ def attribute(c, models, tensors, seed):
     if c["method"] == "cnnvis.score_cam":
         return score_cam(models[c["model"]], c["layer"], tensors[c["input"]], c["target"],
                          c["params"]), None
+    if c["method"].startswith("cnnvis."):
+        return gradient_cam(c, models, tensors), None
     fn = forward_fn(c, models, tensors)
     ctor, kwargs = split_params(c, tensors)
     remove_rules = captum_lrp_rules(models[c["model"]], kwargs.pop("rules", []))
@@ -761,10 +801,13 @@ def name_seed(name):
 
 
 def describe(c):
-    if c["method"] == "cnnvis.score_cam":
-        return (f"np.maximum(pytorch_grad_cam.ScoreCAM(model, [model.{c['layer']}])"
+    if c["method"].startswith("cnnvis."):
+        method = c["method"].removeprefix("cnnvis.")
+        cls = "ScoreCAM" if method == "score_cam" else GRADIENT_CAMS[method]
+        f = "model" if c["wrapper"] is None else f"{c['wrapper']}_wrapper(model)"
+        return (f"np.maximum(pytorch_grad_cam.{cls}({f}, [model.{c['layer']}])"
                 f".get_cam_image(x, ..., [ClassifierOutputTarget({c['target']})], "
-                f"activations, None), 0)")
+                f"activations, gradients), 0)")
     cls = METHODS[c["method"]].__name__
     ctor = "".join(f", {k}={v!r}" for k, v in c["params"].items()
                    if k in CONSTRUCTOR_PARAMS)
@@ -847,7 +890,7 @@ def check_maxpool_rule_bypass(models, tensors):
 
 def all_cases():
     return (classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
-            + score_cam_cases())
+            + cnnvis_cases())
 
 
 def write_json(cases):

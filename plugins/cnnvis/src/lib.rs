@@ -1,9 +1,16 @@
 //! CNN visualisations as an esegeta plugin: class activation maps that Captum does not have,
 //! on a layer of an ONNX model (`esegeta layers MODEL` lists the layers).
 //!
-//! `score_cam` follows pytorch-grad-cam's `ScoreCAM` (the maintained implementation of Wang
-//! et al.), against which tools/make_layer_fixtures.py checks it.
+//! Each follows pytorch-grad-cam 1.5.7 (the maintained implementations of these papers),
+//! against which tools/make_layer_fixtures.py checks them: `score_cam` needs only forward
+//! passes; the gradient CAMs (gradient_cam.rs) differ only in how they combine a layer's output
+//! with its gradient, one small function each.
 
+mod grad_cam_plus_plus;
+mod gradient_cam;
+mod hires_cam;
+mod layer_cam;
 mod score_cam;
+mod xgrad_cam;
 
 esegeta_plugin_api::export_plugin!("cnnvis");

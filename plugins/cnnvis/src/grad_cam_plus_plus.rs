@@ -1,0 +1,60 @@
+//! Grad-CAM++ (Chattopadhay et al., WACV 2018) as pytorch-grad-cam's `GradCAMPlusPlus`: each
+//! channel weighs `sum over positions of ReLU(G) * a`, with
+//! `a = G^2 / (2 G^2 + G^3 * sum over positions of A + 1e-6)` (0 where G is 0), the closed form
+//! the paper derives for an exponential of the score.
+
+use anyhow::Result;
+use esegeta_plugin_api::{
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+};
+use tch::{Kind, Tensor};
+
+use crate::gradient_cam::{attribute, spatial, weighted_channels, Params};
+
+pub struct GradCamPlusPlus;
+
+impl Method for GradCamPlusPlus {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: "cnnvis.grad_cam_plus_plus",
+            title: "Grad-CAM++",
+            summary: "A layer's channels weighted by their positive gradients, each position \
+                      scaled by higher-order terms, so that several instances of a class all \
+                      show.",
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                ..Needs::default()
+            },
+            reference: "Chattopadhay et al., Grad-CAM++: Generalized Gradient-Based Visual \
+                        Explanations for Deep Convolutional Networks, WACV 2018; \
+                        pytorch-grad-cam GradCAMPlusPlus",
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        attribute(ctx, inputs, target, &p, combine)
+    }
+}
+
+register_method!(GradCamPlusPlus);
+
+fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
+    let axes = spatial(activation);
+    let squared = grad * grad;
+    let cubed = &squared * grad;
+    let total = activation.sum_dim_intlist(axes.as_slice(), true, Kind::Float);
+    let alpha = &squared / (&squared * 2.0 + total * cubed + 1e-6);
+    let alpha = alpha.where_self(&grad.ne(0.0), &alpha.zeros_like());
+    let weights = (grad.relu() * alpha).sum_dim_intlist(axes.as_slice(), false, Kind::Float);
+    weighted_channels(&weights, activation)
+}

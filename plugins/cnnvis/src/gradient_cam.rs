@@ -1,0 +1,56 @@
+//! What the gradient-weighted class activation maps share: the layer's output A and the
+//! gradient G of each example's target score with respect to it, combined by the method into
+//! one map per example, `ReLU(sum over channels of ...)` on the layer's grid,
+//! `[B, 1, ...layer spatial dims]`, as pytorch-grad-cam 1.5.7 computes before its display
+//! scaling. A method is its combination: a function of (G, A) giving the channel-summed map.
+
+use anyhow::Result;
+use esegeta_plugin_api::maps::resample_to_input;
+use esegeta_plugin_api::{Attribution, Context, Tap};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
+    /// sets it): usually the last convolution, or an earlier one for finer maps.
+    pub layer: String,
+    /// Resample the map to the input's spatial size (bilinear for 2D layers, trilinear for 3D,
+    /// `align_corners=False`), for display over the input.
+    #[serde(default)]
+    pub upsample_to_input: bool,
+}
+
+/// The map of one gradient CAM: `combine(G, A)` gives `[B, ...layer spatial dims]` (summed over
+/// channels), which is ReLU'd and given a channel dimension.
+pub fn attribute(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    target: i64,
+    p: &Params,
+    combine: fn(&Tensor, &Tensor) -> Tensor,
+) -> Result<Attribution> {
+    let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+    let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+    let map = combine(&grad, &activation).relu().unsqueeze(1);
+    let map = if p.upsample_to_input {
+        resample_to_input(&map, inputs, &p.layer, false)?
+    } else {
+        map
+    };
+    Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
+}
+
+/// The spatial dimensions of a layer's value `[B, C, ...]`.
+pub fn spatial(t: &Tensor) -> Vec<i64> {
+    (2..t.dim() as i64).collect()
+}
+
+/// `sum over channels of weights[b, k] * A[b, k, ...]`, for per-channel `weights` `[B, C]`.
+pub fn weighted_channels(weights: &Tensor, activation: &Tensor) -> Tensor {
+    let mut shape = weights.size();
+    shape.extend(std::iter::repeat_n(1, activation.dim() - 2));
+    (weights.view(shape.as_slice()) * activation).sum_dim_intlist(1, false, Kind::Float)
+}
