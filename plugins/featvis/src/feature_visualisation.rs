@@ -1,0 +1,299 @@
+//! Feature visualisation (Olah, Mordvintsev & Schubert, "Feature Visualization", Distill 2017)
+//! as Lucent's `render_vis`: an image optimised by Adam (learning rate 0.05) to maximise one
+//! channel of a layer (its mean over positions), or one neuron (a channel at one position,
+//! by default the centre). The input gives only the image's shape; the map written is the
+//! image itself, `[1, C, spatial...]`, in (0, 1).
+//!
+//! Lucent's defaults, except where a medical model differs from torchvision's: the image has
+//! the input's size, and after the transforms it is resampled back to that size, as Lucent's
+//! `fixed_image_size` does (an exported graph takes one size; Lucent's default instead
+//! upsamples anything under 224 pixels to 224); no ImageNet normalisation is added unless
+//! `preprocess` asks for it.
+
+use anyhow::{ensure, Result};
+use esegeta_plugin_api::{
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+use crate::param::ImageParam;
+use crate::transform;
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
+    /// sets it).
+    pub layer: String,
+    /// The channel of the layer's output to excite.
+    #[schemars(range(min = 0))]
+    pub channel: i64,
+    /// Excite one neuron of the channel, at this position of the layer's grid (one index per
+    /// spatial axis), instead of the channel's mean; `"centre"` takes Lucent's default, the
+    /// middle position (rounded up).
+    #[serde(default)]
+    pub neuron: Option<Position>,
+    /// Optimisation steps (Lucent's `thresholds=(512,)`).
+    #[serde(default = "default_steps")]
+    #[schemars(range(min = 1))]
+    pub steps: usize,
+    /// Adam's learning rate.
+    #[serde(default = "default_learning_rate")]
+    pub learning_rate: f64,
+    /// Optimise a spectrum scaled by 1 / frequency (smooth images) instead of pixels.
+    #[serde(default = "yes")]
+    pub fft: bool,
+    /// Mix an RGB image's colours by ImageNet's colour correlation (3 channels only).
+    #[serde(default = "yes")]
+    pub decorrelate: bool,
+    /// Standard deviation of the random start.
+    #[serde(default = "default_sd")]
+    pub sd: f64,
+    /// `standard`: Lucent's random padding, jitter, scaling and rotation before each step;
+    /// `none`: the image as it is.
+    #[serde(default)]
+    pub transforms: Transforms,
+    /// `imagenet`: normalise an RGB image by ImageNet's mean and deviation before the model,
+    /// as Lucent does for torchvision models; `none`: the model takes the image in (0, 1).
+    #[serde(default)]
+    pub preprocess: Preprocess,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Debug)]
+#[serde(untagged)]
+pub enum Position {
+    At(Vec<i64>),
+    Named(Centre),
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Copy, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum Centre {
+    Centre,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Transforms {
+    #[default]
+    Standard,
+    None,
+}
+
+#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Preprocess {
+    #[default]
+    None,
+    Imagenet,
+}
+
+fn default_steps() -> usize {
+    512
+}
+
+fn default_learning_rate() -> f64 {
+    0.05
+}
+
+fn default_sd() -> f64 {
+    0.01
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct FeatureVisualisation;
+
+impl Method for FeatureVisualisation {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: "featvis.feature_visualisation",
+            title: "Feature Visualisation",
+            summary: "An image optimised to excite one channel (or neuron) of a layer, as \
+                      Lucent renders it.",
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                ..Needs::default()
+            },
+            reference: "Olah, Mordvintsev & Schubert, Feature Visualization, Distill 2017; \
+                        Lucent 0.1.8 render_vis, https://github.com/greentfrapp/lucent",
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        _target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        ensure!(
+            p.learning_rate > 0.0 && p.learning_rate.is_finite(),
+            "learning_rate must be a finite number above 0 (it is {})",
+            p.learning_rate
+        );
+        ensure!(
+            p.sd > 0.0 && p.sd.is_finite(),
+            "sd must be a finite number above 0 (it is {})",
+            p.sd
+        );
+        ensure!(
+            p.preprocess == Preprocess::None || inputs.size().get(1) == Some(&3),
+            "preprocess `imagenet` normalises RGB images, but the input has shape {:?}; use \
+             `none`",
+            inputs.size()
+        );
+        let mut shape = inputs.size();
+        shape[0] = 1;
+        // Lucent draws its start from torch's global generator after the seed.
+        tch::manual_seed(ctx.seed() as i64);
+        let image = ImageParam::new(&shape, p.fft, p.decorrelate, p.sd)?;
+        let render = Render {
+            ctx,
+            params: &p,
+            size: shape[2..].to_vec(),
+            rng: StdRng::seed_from_u64(ctx.seed()),
+        };
+        let rendered = render.optimise(&image)?;
+        Ok(Attribution::new(rendered.to_kind(inputs.kind())))
+    }
+}
+
+register_method!(FeatureVisualisation);
+
+struct Render<'a, 'h> {
+    ctx: &'a Context<'h>,
+    params: &'a Params,
+    /// The spatial size the model takes: the input's.
+    size: Vec<i64>,
+    rng: StdRng,
+}
+
+impl Render<'_, '_> {
+    /// `steps` of Adam on the image's values; the image at the end.
+    fn optimise(mut self, image: &ImageParam) -> Result<Tensor> {
+        let mut adam = Adam::new(&image.values, self.params.learning_rate);
+        for step in 1..=self.params.steps {
+            self.ctx.check_cancelled()?;
+            let loss = self.loss(&image.image())?;
+            let grad = Tensor::f_run_backward(&[loss], &[&image.values], false, false)?.remove(0);
+            tch::no_grad(|| adam.step(&image.values, &grad));
+            self.ctx.progress(step, self.params.steps);
+        }
+        Ok(tch::no_grad(|| image.image()).detach())
+    }
+
+    /// Lucent's objective: minus the channel's mean (over the batch and its positions, or at
+    /// the neuron's position).
+    fn loss(&mut self, image: &Tensor) -> Result<Tensor> {
+        let x = match self.params.transforms {
+            Transforms::Standard => transform::standard(image, &mut self.rng),
+            Transforms::None => image.shallow_clone(),
+        };
+        let x = match self.params.preprocess {
+            Preprocess::Imagenet => imagenet_normalise(&x),
+            Preprocess::None => x,
+        };
+        let x = transform::resize(&x, &self.size);
+        let (_, mut taps) = self
+            .ctx
+            .forward_taps(&x, &[Tap::capture(&self.params.layer)])?;
+        let activation = taps.remove(0);
+        let p = self.params;
+        let channels = activation.size().get(1).copied().unwrap_or(0);
+        ensure!(
+            activation.dim() >= 2 && (0..channels).contains(&p.channel),
+            "channel {} is not a channel of layer `{}`, whose output has shape {:?}",
+            p.channel,
+            p.layer,
+            activation.size()
+        );
+        let unit = activation.select(1, p.channel);
+        let unit = match &p.neuron {
+            None => unit,
+            Some(position) => at(&unit, position, &p.layer)?,
+        };
+        Ok(-unit.mean(Kind::Float))
+    }
+}
+
+/// The channel's value at `position` (`[B, spatial...]` to `[B]`): Lucent's `neuron`
+/// objective, whose centre is `size / 2` on every axis.
+fn at(unit: &Tensor, position: &Position, layer: &str) -> Result<Tensor> {
+    let space = unit.size()[1..].to_vec();
+    let index: Vec<i64> = match position {
+        Position::At(index) => index.clone(),
+        Position::Named(Centre::Centre) => space.iter().map(|&n| n / 2).collect(),
+    };
+    let inside =
+        index.len() == space.len() && index.iter().zip(&space).all(|(&i, &n)| (0..n).contains(&i));
+    ensure!(
+        inside,
+        "neuron {index:?} is not a position of layer `{layer}`, whose channels have shape \
+         {space:?}: give one index per axis, each below that axis' size"
+    );
+    let mut value = unit.shallow_clone();
+    for &i in index.iter().rev() {
+        value = value.select(-1, i);
+    }
+    Ok(value)
+}
+
+/// torchvision's ImageNet normalisation.
+fn imagenet_normalise(x: &Tensor) -> Tensor {
+    let options = (x.kind(), x.device());
+    let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406])
+        .to_kind(options.0)
+        .to_device(options.1);
+    let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225])
+        .to_kind(options.0)
+        .to_device(options.1);
+    let mut shape = vec![1i64, 3];
+    shape.extend(std::iter::repeat_n(1, x.dim() - 2));
+    (x - mean.view(shape.as_slice())) / std.view(shape.as_slice())
+}
+
+/// `torch.optim.Adam` with its defaults (betas 0.9 and 0.999, eps 1e-8), on one tensor.
+struct Adam {
+    lr: f64,
+    step: i32,
+    first: Tensor,
+    second: Tensor,
+}
+
+impl Adam {
+    const BETA1: f64 = 0.9;
+    const BETA2: f64 = 0.999;
+    const EPS: f64 = 1e-8;
+
+    fn new(values: &Tensor, lr: f64) -> Self {
+        Adam {
+            lr,
+            step: 0,
+            first: values.zeros_like().detach(),
+            second: values.zeros_like().detach(),
+        }
+    }
+
+    fn step(&mut self, values: &Tensor, grad: &Tensor) {
+        self.step += 1;
+        self.first = &self.first * Self::BETA1 + grad * (1.0 - Self::BETA1);
+        self.second = &self.second * Self::BETA2 + grad * grad * (1.0 - Self::BETA2);
+        let corrected1 = 1.0 - Self::BETA1.powi(self.step);
+        let corrected2 = 1.0 - Self::BETA2.powi(self.step);
+        let denominator = self.second.sqrt() / corrected2.sqrt() + Self::EPS;
+        let update = &self.first / denominator * (self.lr / corrected1);
+        let mut values = values.shallow_clone();
+        let _ = values.f_sub_(&update);
+    }
+}
