@@ -77,7 +77,7 @@ impl Method for LayerGradCam {
         );
         let map = if p.upsample_to_input {
             resample_to_input(&map, inputs, &p.layer, false)
-                .context("upsample_to_input: drop it, or pick a convolutional layer")?
+                .context("upsample_to_input (drop it to keep the layer's grid)")?
         } else {
             map
         };
