@@ -2,7 +2,7 @@
 //! forms, GradientShap, Guided Grad-CAM, LRP) on ONNX models against Captum 0.9: the cases and
 //! reference maps in tests/fixtures/layers come from tools/make_layer_fixtures.py, which ran
 //! Captum on the PyTorch modules the ONNX files were exported from, including Captum's
-//! published toy values.
+//! published toy values; LRP with zennit's rules, which Captum lacks, against zennit 0.5.1.
 //!
 //! Deterministic cases: `max|ours - captum| <= 1e-3 * max|captum| + 1e-6`; sampled cases
 //! (GradientShap): `<= 3 * spread` of Captum's own runs with 4 other seeds.
@@ -65,6 +65,10 @@ cases!(
     c2d_lrp,
     c2d_lrp_b2,
     c2d_lrp_gamma_alpha1_beta0,
+    // zennit's rules (LRP-αβ, z⁺, z^B), against zennit 0.5.1.
+    c2d_lrp_zbox_alpha2_beta1,
+    c2d_lrp_z_plus_signed_input,
+    s3d_argmax_lrp_zbox_alpha2_beta1,
     c2d_layer_deeplift_conv2,
     c2d_layer_deeplift_act1_b2,
     c2d_layer_deeplift_conv2_input_nomul,

@@ -30,7 +30,8 @@ From the repository root::
 It needs torch, captum 0.9, numpy, onnx and onnxscript (onnxruntime optional)
 in the esegeta virtualenv, and pytorch-grad-cam 1.5.7 for the cnnvis cases
 (`pip install --no-deps grad-cam==1.5.7`, then its imports: torchvision of torch's
-release, ttach, tqdm, opencv-python-headless, matplotlib). It is deterministic
+release, ttach, tqdm, opencv-python-headless, matplotlib), and zennit 0.5.1 for the LRP
+cases with zennit's rules (`pip install --no-deps zennit==0.5.1`). It is deterministic
 (seeded, float32, CPU, one thread; the .onnx files aside: re-exports differ in a few
 bytes, so the committed ones stay). It ends with a table of the cases and max|map|.
 """
@@ -310,6 +311,7 @@ def make_inputs():
     x_neg[0, 0, 1, 1] = -4.0
     t = {
         "c2d_x.npy": rand(201, (1, 3, 8, 8)),
+        "c2d_x_signed.npy": rand(209, (1, 3, 8, 8), 2.0, -1.0),
         "c2d_x2.npy": rand(202, (2, 3, 8, 8)),
         "c2d_baseline.npy": rand(203, (1, 3, 8, 8), 0.4),
         "c2d_baselines4.npy": rand(204, (4, 3, 8, 8), 0.6),
@@ -532,6 +534,58 @@ def cnnvis_cases():
               wrapper="argmax", fixed=True),
         ]
     return cases
+
+
+def zennit_cases():
+    """captum.lrp with zennit's rules (alpha_beta, z_plus, z_box), against zennit 0.5.1's own
+    attribution with the same rule on every module (Captum has none of these rules)."""
+    relu = {"ops": ["Relu"], "rule": {"name": "pass_through"}}
+
+    def rule(layers, name, **params):
+        return {"layers": layers, "rule": {"name": name, **params}}
+
+    def c(name, model, inp, rules, **k):
+        return {**case(name, model, inp, "lrp", {"rules": rules}, **k), "reference": "zennit"}
+
+    head = [rule(["fc"], "epsilon", epsilon=1e-6), rule(["gap"], "epsilon", epsilon=1e-6), relu]
+    return [
+        c("c2d_lrp_zbox_alpha2_beta1", "classifier2d.onnx", "c2d_x.npy",
+          [rule(["conv1"], "z_box", low=0.0, high=1.0),
+           rule(["conv2"], "alpha_beta", alpha=2.0, beta=1.0)] + head),
+        c("c2d_lrp_z_plus_signed_input", "classifier2d.onnx", "c2d_x_signed.npy",
+          [rule(["conv1", "conv2"], "z_plus")] + head, target=2),
+        c("s3d_argmax_lrp_zbox_alpha2_beta1", "segmenter3d.onnx", "s3d_x.npy",
+          [rule(["enc"], "z_box", low=0.0, high=1.0),
+           rule(["mid"], "alpha_beta", alpha=2.0, beta=1.0),
+           rule(["head"], "epsilon", epsilon=1e-6), relu],
+          target=0, wrapper="argmax", fixed=True),
+    ]
+
+
+def zennit_lrp(c, models, tensors):
+    """zennit's relevance for the case's rules, scaled by the target score as captum.lrp's
+    (zennit starts from a one-hot output gradient, Captum from the score)."""
+    from zennit.attribution import Gradient
+    from zennit.composites import NameMapComposite
+    from zennit.rules import AlphaBeta, Epsilon, Pass, ZBox, ZPlus
+    rules = {"epsilon": lambda p: Epsilon(epsilon=p["epsilon"]),
+             "alpha_beta": lambda p: AlphaBeta(alpha=p["alpha"], beta=p["beta"]),
+             "z_plus": lambda p: ZPlus(), "z_box": lambda p: ZBox(low=p["low"], high=p["high"]),
+             "pass_through": lambda p: Pass()}
+    model = models[c["model"]]
+    mapping = []
+    for entry in c["params"]["rules"]:
+        names = entry.get("layers") or [n for n, m in model.named_modules()
+                                        if isinstance(m, nn.ReLU)]
+        mapping.append((names, rules[entry["rule"]["name"]](entry["rule"])))
+    fn = forward_fn(c, models, tensors)
+    x = tensors[c["input"]].clone().requires_grad_(True)
+    one_hot = lambda out: torch.eye(out.shape[1])[[c["target"]] * out.shape[0]] * out  # noqa
+    with Gradient(model=fn, composite=NameMapComposite(name_map=[
+            ([("model." + n if fn is not model else n) for n in names], r)
+            for names, r in mapping])) as attributor:
+        _, relevance = attributor(x, one_hot)
+    return relevance.detach()
 
 
 # cnnvis's gradient CAMs and pytorch-grad-cam's classes for them.
@@ -766,6 +820,8 @@ def attribute(c, models, tensors, seed):
                          c["params"]), None
     if c["method"].startswith("cnnvis."):
         return gradient_cam(c, models, tensors), None
+    if c.get("reference") == "zennit":
+        return zennit_lrp(c, models, tensors), None
     fn = forward_fn(c, models, tensors)
     ctor, kwargs = split_params(c, tensors)
     remove_rules = captum_lrp_rules(models[c["model"]], kwargs.pop("rules", []))
@@ -801,6 +857,9 @@ def name_seed(name):
 
 
 def describe(c):
+    if c.get("reference") == "zennit":
+        return ("zennit 0.5.1 Gradient attributor, NameMapComposite of the case's rules, "
+                "attr_output = one-hot(target) * output")
     if c["method"].startswith("cnnvis."):
         method = c["method"].removeprefix("cnnvis.")
         cls = "ScoreCAM" if method == "score_cam" else GRADIENT_CAMS[method]
@@ -890,7 +949,7 @@ def check_maxpool_rule_bypass(models, tensors):
 
 def all_cases():
     return (classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
-            + cnnvis_cases())
+            + cnnvis_cases() + zennit_cases())
 
 
 def write_json(cases):

@@ -53,3 +53,68 @@ pub fn propagate(
     let grad = Tensor::f_run_backward(&[objective], &[&leaf], false, false)?.remove(0);
     Ok(a * grad)
 }
+
+/// One term of a rule that splits a node's computation (zennit's rules: α-β, z⁺, z^B): the
+/// node run on a stand-in for its input (its positive part, a bound) with modified parameters.
+pub struct Term {
+    leaf: Tensor,
+    /// The term's output, with autograd history to `leaf`.
+    pub z: Tensor,
+}
+
+/// What a [`Term`] does to the node's weight and bias (inputs 1 and 2).
+pub type ParamFn<'a> = &'a dyn Fn(&Tensor) -> Tensor;
+
+impl Term {
+    /// The node on `input` (shaped like its first input) with `weight` and `bias` applied to
+    /// its parameters; `None` drops the bias.
+    pub fn new(
+        node: &NodeView<'_>,
+        recorded: &Recorded,
+        input: Tensor,
+        weight: ParamFn<'_>,
+        bias: Option<ParamFn<'_>>,
+    ) -> Result<Self> {
+        let leaf = input.detach().set_requires_grad(true);
+        let floating = |t: &Option<Tensor>| t.as_ref().is_some_and(Tensor::is_floating_point);
+        let mut inputs: Vec<Option<Tensor>> = recorded
+            .inputs
+            .iter()
+            .map(|t| t.as_ref().map(Tensor::detach))
+            .collect();
+        inputs[0] = Some(leaf.shallow_clone());
+        if inputs.len() > 1 && floating(&inputs[1]) {
+            inputs[1] = inputs[1].as_ref().map(weight);
+        }
+        if inputs.len() > 2 && floating(&inputs[2]) {
+            inputs[2] = match bias {
+                Some(modify) => inputs[2].as_ref().map(modify),
+                None => inputs[2].as_ref().map(Tensor::zeros_like),
+            };
+        }
+        let z = node.run(&inputs)?.remove(0);
+        Ok(Term { leaf, z })
+    }
+
+    /// `input * d(z . scale)/d(input)`: the relevance this term gives its input for
+    /// `scale` (the output relevance over the rule's denominator).
+    pub fn relevance(&self, scale: &Tensor) -> Result<Tensor> {
+        let objective = (&self.z * scale).sum(tch::Kind::Float);
+        let grad = Tensor::f_run_backward(&[objective], &[&self.leaf], false, false)?.remove(0);
+        Ok(self.leaf.detach() * grad)
+    }
+}
+
+/// The relevance arriving at the node's output.
+pub fn output_relevance<'a>(node: &NodeView<'_>, grads: &'a Grads<'_>) -> Result<&'a Tensor> {
+    grads.outputs[0]
+        .as_ref()
+        .with_context(|| format!("no relevance reached the output of {}", node.name))
+}
+
+/// `z + epsilon * sign(z)` with `sign(0) = 1`, detached: a rule's denominator.
+pub fn stabilised(z: &Tensor, epsilon: f64) -> Tensor {
+    let z = z.detach();
+    let sign = z.sign().where_scalarother(&z.ne(0.0), 1.0);
+    &z + sign * epsilon
+}

@@ -14,8 +14,10 @@ mod excitation_backprop;
 mod guided_backprop;
 mod lrp;
 mod lrp_alpha1_beta0;
+mod lrp_alpha_beta;
 mod lrp_epsilon;
 mod lrp_gamma;
+mod lrp_z_box;
 mod pass_through;
 mod rescale;
 mod rescale_maxpool;
@@ -143,6 +145,25 @@ pub enum RuleSpec {
         #[serde(default)]
         set_bias_to_zero: bool,
     },
+    /// LRP-αβ on linear nodes, inputs split by sign (zennit's `AlphaBeta`).
+    AlphaBeta {
+        alpha: f64,
+        beta: f64,
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
+    /// LRP-z⁺ (zennit's `ZPlus`: α-β with α = 1, β = 0).
+    ZPlus {
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
+    /// LRP-z^B for a first layer with inputs in [low, high] (zennit's `ZBox`).
+    ZBox {
+        low: f64,
+        high: f64,
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
     /// Relevance passes unchanged (LRP on activations).
     PassThrough,
     /// Excitation backprop on linear nodes (z⁺ without bias).
@@ -151,6 +172,11 @@ pub enum RuleSpec {
 
 fn default_lrp_epsilon() -> f64 {
     1e-9
+}
+
+/// zennit's stabiliser.
+fn default_stabiliser() -> f64 {
+    1e-6
 }
 
 fn default_gamma() -> f64 {
@@ -181,6 +207,23 @@ impl RuleSpec {
             }),
             RuleSpec::Alpha1Beta0 { set_bias_to_zero } => {
                 Box::new(lrp_alpha1_beta0::LrpAlpha1Beta0 { set_bias_to_zero })
+            }
+            RuleSpec::AlphaBeta {
+                alpha,
+                beta,
+                epsilon,
+            } => Box::new(lrp_alpha_beta::LrpAlphaBeta {
+                alpha,
+                beta,
+                epsilon,
+            }),
+            RuleSpec::ZPlus { epsilon } => Box::new(lrp_alpha_beta::LrpAlphaBeta {
+                alpha: 1.0,
+                beta: 0.0,
+                epsilon,
+            }),
+            RuleSpec::ZBox { low, high, epsilon } => {
+                Box::new(lrp_z_box::LrpZBox { low, high, epsilon })
             }
             RuleSpec::PassThrough => Box::new(pass_through::PassThrough),
             RuleSpec::ExcitationBackprop => Box::new(excitation_backprop::ExcitationBackprop),

@@ -2,7 +2,8 @@
 //! score's relevance propagated back with a z-rule on every linear node (ε = 1e-9 by default,
 //! on convolutions, linear layers, pooling and batch norm) and passed unchanged through ReLU,
 //! dropout and tanh; the result is scaled by the target score. Rules can be chosen per layer
-//! type or layer name (composites), with LRP-ε, LRP-γ and LRP-α1β0.
+//! type or layer name (composites), with Captum's LRP-ε, LRP-γ and LRP-α1β0, and zennit's
+//! LRP-αβ, z⁺ and z^B.
 
 use anyhow::Result;
 use esegeta_plugin_api::{
@@ -55,7 +56,34 @@ pub enum LrpRule {
         #[serde(default)]
         set_bias_to_zero: bool,
     },
+    /// zennit's `AlphaBeta` (not in Captum): positive and negative contributions, inputs split
+    /// by sign, weighted `alpha` and `-beta`; `alpha - beta = 1` conserves relevance.
+    AlphaBeta {
+        alpha: f64,
+        beta: f64,
+        /// Stabiliser of each denominator.
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
+    /// zennit's `ZPlus` (not in Captum): `alpha_beta` with alpha 1 and beta 0.
+    ZPlus {
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
+    /// zennit's `ZBox` (not in Captum), for the first layer: inputs bounded by `low` and `high`
+    /// (the lowest and highest pixel values the model takes).
+    ZBox {
+        low: f64,
+        high: f64,
+        #[serde(default = "default_stabiliser")]
+        epsilon: f64,
+    },
     PassThrough,
+}
+
+/// zennit's stabiliser, for the rules from zennit.
+fn default_stabiliser() -> f64 {
+    1e-6
 }
 
 fn default_epsilon() -> f64 {
