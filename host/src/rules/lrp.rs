@@ -24,34 +24,12 @@ pub fn propagate(
     epsilon: f64,
     modification: Modification<'_>,
 ) -> Result<Tensor> {
-    let relevance = grads.outputs[0]
-        .as_ref()
-        .with_context(|| format!("no relevance reached the output of {}", node.name))?;
-    let a = recorded.input()?.detach();
-    let leaf = a.shallow_clone().set_requires_grad(true);
-    let mut inputs: Vec<Option<Tensor>> = recorded
-        .inputs
-        .iter()
-        .map(|t| t.as_ref().map(Tensor::detach))
-        .collect();
-    inputs[0] = Some(leaf.shallow_clone());
-    // Only floating parameters are weights and biases (a ReduceMean's axes are not).
-    let floating = |t: &Option<Tensor>| t.as_ref().is_some_and(Tensor::is_floating_point);
-    if let (Some(modify), true) = (
-        modification.weight,
-        inputs.len() > 1 && floating(&inputs[1]),
-    ) {
-        inputs[1] = inputs[1].as_ref().map(modify);
-    }
-    if modification.zero_bias && inputs.len() > 2 && floating(&inputs[2]) {
-        inputs[2] = inputs[2].as_ref().map(Tensor::zeros_like);
-    }
-    let z = node.run(&inputs)?.remove(0);
-    let sign = z.sign().where_scalarother(&z.ne(0.0), 1.0).detach();
-    let scaled = relevance / (z.detach() + sign * epsilon);
-    let objective = (&z * scaled).sum(tch::Kind::Float);
-    let grad = Tensor::f_run_backward(&[objective], &[&leaf], false, false)?.remove(0);
-    Ok(a * grad)
+    let relevance = output_relevance(node, grads)?;
+    let keep = |p: &Tensor| p.shallow_clone();
+    let weight = modification.weight.unwrap_or(&keep);
+    let bias = (!modification.zero_bias).then_some(&keep as ParamFn<'_>);
+    let term = Term::new(node, recorded, recorded.input()?.detach(), weight, bias)?;
+    term.relevance(&(relevance / stabilised(&term.z, epsilon)))
 }
 
 /// One term of a rule that splits a node's computation (zennit's rules: α-β, z⁺, z^B): the
