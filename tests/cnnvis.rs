@@ -56,18 +56,20 @@ fn every_cnnvis_fixture_case_is_tested() {
     assert_eq!(all, listed, "layers/cases.json and the list here differ");
 }
 
-fn score_cam(model: &str, input: &str, layer: &str, extra: &[&str], out: &Path) -> (bool, String) {
+/// `esegeta explain` of `cnnvis.<method>` on a model of tests/fixtures/layers.
+fn cam(
+    method: &str,
+    model: &str,
+    input: &str,
+    layer: &str,
+    extra: &[&str],
+    out: &Path,
+) -> (bool, String) {
     let mut cmd = esegeta();
     cmd.current_dir(fixture("layers"))
         .args(["explain", "--model", model, "--input", input])
-        .args([
-            "--method",
-            "cnnvis.score_cam",
-            "--layer",
-            layer,
-            "--target",
-            "0",
-        ])
+        .args(["--method", &format!("cnnvis.{method}"), "--layer", layer])
+        .args(["--target", "0"])
         .args(extra)
         .arg("--out")
         .arg(out);
@@ -81,7 +83,8 @@ fn score_cam(model: &str, input: &str, layer: &str, extra: &[&str], out: &Path) 
 fn score_cam_on_a_3d_layer_has_the_layer_grid_and_upsamples() {
     let dir = scratch("cnnvis-3d");
     let seg = ["--task", "segmentation", "--wrapper", "argmax"];
-    let (ok, stderr) = score_cam(
+    let (ok, stderr) = cam(
+        "score_cam",
         "segmenter3d.onnx",
         "s3d_x.npy",
         "mid",
@@ -100,7 +103,8 @@ fn score_cam_on_a_3d_layer_has_the_layer_grid_and_upsamples() {
         "an all-zero map tests nothing"
     );
     let upsampled = [&seg[..], &["--params", r#"{"upsample_to_input": true}"#]].concat();
-    let (ok, stderr) = score_cam(
+    let (ok, stderr) = cam(
+        "score_cam",
         "segmenter3d.onnx",
         "s3d_x.npy",
         "mid",
@@ -119,13 +123,34 @@ fn score_cam_on_a_3d_layer_has_the_layer_grid_and_upsamples() {
 #[test]
 fn a_layer_without_the_inputs_grid_is_refused_by_name() {
     let out = scratch("cnnvis-flat").join("never.npy");
-    let (ok, stderr) = score_cam("classifier2d.onnx", "c2d_x.npy", "fc", &[], &out);
+    let (ok, stderr) = cam(
+        "score_cam",
+        "classifier2d.onnx",
+        "c2d_x.npy",
+        "fc",
+        &[],
+        &out,
+    );
     assert!(!ok);
     for part in [
         "Score-CAM masks the input with the layer's channels",
         "layer `fc`",
     ] {
         assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    for method in ["grad_cam_plus_plus", "layer_cam", "xgrad_cam", "hires_cam"] {
+        let (ok, stderr) = cam(method, "classifier2d.onnx", "c2d_x.npy", "fc", &[], &out);
+        assert!(!ok, "{method} took a flat layer");
+        for part in [
+            "needs a layer with spatial dimensions",
+            "layer `fc`",
+            "[1, 3]",
+        ] {
+            assert!(
+                stderr.contains(part),
+                "{method}: expected {part:?} in:\n{stderr}"
+            );
+        }
     }
     assert!(!out.exists());
 }

@@ -4,7 +4,7 @@
 //! `[B, 1, ...layer spatial dims]`, as pytorch-grad-cam 1.5.7 computes before its display
 //! scaling. A method is its combination: a function of (G, A) giving the channel-summed map.
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use esegeta_plugin_api::maps::resample_to_input;
 use esegeta_plugin_api::{Attribution, Context, Tap};
 use schemars::JsonSchema;
@@ -33,6 +33,14 @@ pub fn attribute(
     combine: fn(&Tensor, &Tensor) -> Tensor,
 ) -> Result<Attribution> {
     let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+    ensure!(
+        activation.dim() >= 3,
+        "a class activation map needs a layer with spatial dimensions, but layer `{}` gives \
+         shape {:?}; pick a convolutional layer (`esegeta layers MODEL` lists them with shapes \
+         given --input)",
+        p.layer,
+        activation.size()
+    );
     let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
     let map = combine(&grad, &activation).relu().unsqueeze(1);
     let map = if p.upsample_to_input {
