@@ -1,4 +1,4 @@
-//! The layer methods against Captum 0.9 on small ONNX models: the cases and reference maps in
+//! The layer and neuron methods against Captum 0.9 on small ONNX models: the cases and reference maps in
 //! tests/fixtures/layers come from tools/make_layer_fixtures.py, which ran Captum itself (each
 //! case names its layer by module path, passed as `--layer`).
 //!
@@ -26,6 +26,9 @@ const METHODS: &[&str] = &[
     "captum.layer_integrated_gradients",
     "captum.layer_gradient_shap",
     "captum.layer_feature_ablation",
+    "captum.neuron_gradient",
+    "captum.neuron_integrated_gradients",
+    "captum.neuron_feature_ablation",
 ];
 
 fn layers_dir() -> PathBuf {
@@ -134,6 +137,14 @@ cases!(
     c2d_layer_integrated_gradients_conv2_input,
     captum_one_conv_layer_grad_cam_conv1_input,
     captum_one_conv_layer_grad_cam_conv1_input_relu,
+    // Neuron methods: one neuron of the layer (`neuron_selector`) instead of the target.
+    c2d_neuron_gradient_conv2,
+    c2d_neuron_gradient_fc_b2,
+    c2d_neuron_integrated_gradients_conv2,
+    c2d_neuron_integrated_gradients_conv1_trapezoid_nomul_b2,
+    c2d_neuron_feature_ablation_conv2_quadrants,
+    s3d_argmax_neuron_integrated_gradients_mid,
+    s3d_argmax_neuron_feature_ablation_mid,
 );
 
 #[test]
@@ -175,6 +186,18 @@ fn an_unknown_layer_is_named_with_the_nearest() {
         "Did you mean `conv1` or `conv2`?",
         "esegeta layers",
     ] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn a_neuron_outside_the_layer_is_named_with_the_layers_shape() {
+    let mut c = case("c2d_neuron_gradient_conv2");
+    c["params"]["neuron_selector"] = serde_json::json!([8, 0, 0]);
+    let out = scratch("captum-layers-bad-neuron").join("never.npy");
+    let stderr = fails(&mut explain(&c, &out));
+    for part in ["neuron_selector [8, 0, 0]", "layer `conv2`", "[8, 4, 4]"] {
         assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
     }
     assert!(!out.exists());

@@ -63,6 +63,9 @@ from captum.attr import (
     LayerGradientShap,
     LayerGradientXActivation,
     LayerIntegratedGradients,
+    NeuronFeatureAblation,
+    NeuronGradient,
+    NeuronIntegratedGradients,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -300,6 +303,13 @@ def quadrant_mask_4x4():
     return m.view(1, 1, 4, 4)
 
 
+def input_quadrants():
+    """The 2D classifier's input in four 4x4 quadrants, shared by its 3 channels."""
+    q = torch.zeros(1, 1, 8, 8, dtype=torch.int64)
+    q[..., :4, 4:], q[..., 4:, :4], q[..., 4:, 4:] = 1, 2, 3
+    return q
+
+
 def octant_mask_4():
     i = torch.arange(4) // 2
     m = i.view(4, 1, 1) * 4 + i.view(1, 4, 1) * 2 + i.view(1, 1, 4)
@@ -312,6 +322,7 @@ def make_inputs():
     t = {
         "c2d_x.npy": rand(201, (1, 3, 8, 8)),
         "c2d_x_signed.npy": rand(209, (1, 3, 8, 8), 2.0, -1.0),
+        "c2d_input_quadrants.npy": input_quadrants(),
         "c2d_x2.npy": rand(202, (2, 3, 8, 8)),
         "c2d_baseline.npy": rand(203, (1, 3, 8, 8), 0.4),
         "c2d_baselines4.npy": rand(204, (4, 3, 8, 8), 0.6),
@@ -534,6 +545,34 @@ def cnnvis_cases():
               wrapper="argmax", fixed=True),
         ]
     return cases
+
+
+def neuron_cases():
+    """Captum's neuron methods: one neuron of a layer explained instead of a target."""
+    m, x, x2 = "classifier2d.onnx", "c2d_x.npy", "c2d_x2.npy"
+    s, sx = "segmenter3d.onnx", "s3d_x.npy"
+    conv2 = {"neuron_selector": [5, 1, 2]}
+    return [
+        case("c2d_neuron_gradient_conv2", m, x, "neuron_gradient", conv2, target=None,
+             layer="conv2"),
+        case("c2d_neuron_gradient_fc_b2", m, x2, "neuron_gradient", {"neuron_selector": 2},
+             target=None, layer="fc"),
+        case("c2d_neuron_integrated_gradients_conv2", m, x, "neuron_integrated_gradients",
+             {**conv2, "n_steps": 20}, target=None, layer="conv2"),
+        case("c2d_neuron_integrated_gradients_conv1_trapezoid_nomul_b2", m, x2,
+             "neuron_integrated_gradients",
+             {"neuron_selector": [1, 3, 4], "n_steps": 16, "method": "riemann_trapezoid",
+              "baselines": 0.1, "multiply_by_inputs": False}, target=None, layer="conv1"),
+        case("c2d_neuron_feature_ablation_conv2_quadrants", m, x, "neuron_feature_ablation",
+             {**conv2, "feature_mask": "c2d_input_quadrants.npy", "baselines": 0.2},
+             target=None, layer="conv2"),
+        case("s3d_argmax_neuron_integrated_gradients_mid", s, sx, "neuron_integrated_gradients",
+             {"neuron_selector": [3, 2, 1, 2], "n_steps": 12}, target=None, layer="mid",
+             wrapper="argmax", fixed=True),
+        case("s3d_argmax_neuron_feature_ablation_mid", s, sx, "neuron_feature_ablation",
+             {"neuron_selector": [3, 2, 1, 2]}, target=None, layer="mid", wrapper="argmax",
+             fixed=True),
+    ]
 
 
 def zennit_cases():
@@ -777,9 +816,13 @@ METHODS = {
     "captum.layer_deeplift_shap": LayerDeepLiftShap,
     "captum.layer_gradient_shap": LayerGradientShap,
     "captum.layer_feature_ablation": LayerFeatureAblation,
+    "captum.neuron_gradient": NeuronGradient,
+    "captum.neuron_integrated_gradients": NeuronIntegratedGradients,
+    "captum.neuron_feature_ablation": NeuronFeatureAblation,
 }
 CONSTRUCTOR_PARAMS = ("multiply_by_inputs", "eps")
-NO_TARGET = ("captum.layer_activation",)
+NO_TARGET = ("captum.layer_activation", "captum.neuron_gradient",
+             "captum.neuron_integrated_gradients", "captum.neuron_feature_ablation")
 # Methods whose convergence delta is recorded (only where it means something:
 # with multiply_by_inputs on, and not for sampled methods).
 WITH_DELTA = ("captum.deeplift", "captum.deeplift_shap", "captum.lrp",
@@ -802,6 +845,8 @@ def split_params(c, tensors):
     for key, value in c["params"].items():
         if isinstance(value, str) and value.endswith(".npy"):
             value = tensors[value]
+        if key == "neuron_selector" and isinstance(value, list):
+            value = tuple(value)  # Captum takes an index tuple, not a list
         (ctor if key in CONSTRUCTOR_PARAMS else kwargs)[key] = value
     return ctor, kwargs
 
@@ -949,7 +994,7 @@ def check_maxpool_rule_bypass(models, tensors):
 
 def all_cases():
     return (classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
-            + cnnvis_cases() + zennit_cases())
+            + cnnvis_cases() + zennit_cases() + neuron_cases())
 
 
 def write_json(cases):

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use abi_stable::std_types::RStr;
 use anyhow::{bail, Context, Result};
 use esegeta_plugin_api::abi::RunRequest;
-use esegeta_plugin_api::{MethodKind, TensorRef};
+use esegeta_plugin_api::TensorRef;
 use serde_json::Value;
 use tch::{Device, Tensor};
 
@@ -189,11 +189,12 @@ pub fn attribute_timed(
     Ok((out.attribution.into_tensor(), extras, seconds))
 }
 
-/// `--layer` goes to layer methods as their `layer` parameter.
+/// `--layer` goes to the methods that need layers (layer, neuron and feature-visualisation
+/// methods) as their `layer` parameter.
 fn params_with_layer(method: &Provided, job: &Job) -> Result<Value> {
     let mut params = job.params.clone();
     if let Some(layer) = &job.layer {
-        if method.info.kind != MethodKind::LayerAttribution {
+        if !method.info.needs.layers {
             bail!("{} is not a layer method; drop --layer", job.method);
         }
         if let Value::Object(map) = &mut params {

@@ -146,7 +146,9 @@ fn metric_problems(
                 ));
             }
             Some(p) if p.info.kind != MethodKind::Attribution => problems.push(format!(
-                "{at}.params.explained.method: `{id}` is a {} method; a metric scores a map over                  the input, so explain with an attribution method (saliency, integrated                  gradients, ...)",
+                "{at}.params.explained.method: `{id}` is a {} method; a metric scores a map over \
+                 the input, so explain with an attribution method (saliency, integrated \
+                 gradients, ...)",
                 format!("{:?}", p.info.kind).to_lowercase()
             )),
             Some(_) => {}
@@ -275,7 +277,7 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
         };
         let mut params = method.params.clone();
         if let Some(layer) = &method.layer {
-            if provided.info.kind != MethodKind::LayerAttribution {
+            if !provided.info.needs.layers {
                 problems.push(format!(
                     "{at}.layer: {} is not a layer method; drop `layer`",
                     method.id

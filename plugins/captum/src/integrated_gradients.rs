@@ -81,15 +81,12 @@ impl Method for IntegratedGradients {
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let map = with_noise_tunnel(ctx, inputs, p.noise_tunnel.as_ref(), |x| {
             let baselines = expand_batch(&baselines, x.size()[0]);
-            integrate(
-                ctx,
-                x,
-                &baselines,
-                target,
-                &alphas,
-                &step_sizes,
-                p.internal_batch_size,
-            )
+            let path = Path {
+                alphas: &alphas,
+                step_sizes: &step_sizes,
+                internal_batch_size: p.internal_batch_size,
+            };
+            path.integrate(ctx, x, &baselines, &|points| ctx.gradient(points, target))
         })?;
         let mut out = Attribution::new(map);
         if p.noise_tunnel.is_none() {
@@ -113,54 +110,76 @@ pub(crate) fn expand_batch(baselines: &Tensor, batch: i64) -> Tensor {
     }
 }
 
-/// `sum_k step_k * grad(baseline + alpha_k (x - baseline))`, times `(x - baseline)`.
-fn integrate(
-    ctx: &Context<'_>,
-    inputs: &Tensor,
-    baselines: &Tensor,
-    target: i64,
-    alphas: &[f64],
-    step_sizes: &[f32],
-    internal_batch_size: Option<usize>,
-) -> Result<Tensor> {
-    let steps_per_eval = steps_per_eval(ctx, inputs, internal_batch_size);
-    let diff = inputs - baselines;
-    let mut total = inputs.zeros_like();
-    let mut done = 0;
-    for (points, steps) in alphas
-        .chunks(steps_per_eval)
-        .zip(step_sizes.chunks(steps_per_eval))
-    {
-        ctx.check_cancelled()?;
-        let k = points.len() as i64;
-        let shape: Vec<i64> = [k].iter().chain(&inputs.size()).copied().collect();
-        let mut weight_shape = vec![1i64; shape.len()];
-        weight_shape[0] = k;
-        let per_step = |values: Tensor| {
-            values
-                .to_device(inputs.device())
-                .view(weight_shape.as_slice())
-        };
-        // All k path points in one expression, step-major as Captum lays them out: one
-        // allocation instead of k copies and their concatenation. The alphas go in as float32,
-        // as the scalar `baselines + diff * alpha` computes them.
-        let alphas: Vec<f32> = points.iter().map(|&a| a as f32).collect();
-        let scaled = (baselines.unsqueeze(0)
-            + diff.unsqueeze(0) * per_step(Tensor::from_slice(&alphas)))
-        .view(
-            [-1].iter()
-                .chain(&inputs.size()[1..])
-                .copied()
-                .collect::<Vec<_>>()
-                .as_slice(),
-        );
-        let grads = ctx.gradient(&scaled, target)?;
-        let weights = per_step(Tensor::from_slice(steps));
-        total += (grads.view(shape.as_slice()) * weights).sum_dim_intlist(0, false, Kind::Float);
-        done += points.len();
-        ctx.progress(done, alphas.len());
+/// The straight path from the baselines to the inputs, by a quadrature rule.
+pub(crate) struct Path<'a> {
+    pub alphas: &'a [f64],
+    pub step_sizes: &'a [f32],
+    pub internal_batch_size: Option<usize>,
+}
+
+impl Path<'_> {
+    /// `sum_k step_k * gradient(baseline + alpha_k (x - baseline))`, times `(x - baseline)`;
+    /// `gradient` is that of the function explained (the target score, a neuron) at a batch
+    /// of path points.
+    pub fn integrate(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        baselines: &Tensor,
+        gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        Ok(self.integrated_gradients(ctx, inputs, baselines, gradient)? * (inputs - baselines))
     }
-    Ok(total * diff)
+
+    /// `sum_k step_k * gradient(baseline + alpha_k (x - baseline))`.
+    pub fn integrated_gradients(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        baselines: &Tensor,
+        gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let steps_per_eval = steps_per_eval(ctx, inputs, self.internal_batch_size);
+        let diff = inputs - baselines;
+        let mut total = inputs.zeros_like();
+        let mut done = 0;
+        for (points, steps) in self
+            .alphas
+            .chunks(steps_per_eval)
+            .zip(self.step_sizes.chunks(steps_per_eval))
+        {
+            ctx.check_cancelled()?;
+            let k = points.len() as i64;
+            let shape: Vec<i64> = [k].iter().chain(&inputs.size()).copied().collect();
+            let mut weight_shape = vec![1i64; shape.len()];
+            weight_shape[0] = k;
+            let per_step = |values: Tensor| {
+                values
+                    .to_device(inputs.device())
+                    .view(weight_shape.as_slice())
+            };
+            // All k path points in one expression, step-major as Captum lays them out: one
+            // allocation instead of k copies and their concatenation. The alphas go in as
+            // float32, as the scalar `baselines + diff * alpha` computes them.
+            let alphas: Vec<f32> = points.iter().map(|&a| a as f32).collect();
+            let scaled = (baselines.unsqueeze(0)
+                + diff.unsqueeze(0) * per_step(Tensor::from_slice(&alphas)))
+            .view(
+                [-1].iter()
+                    .chain(&inputs.size()[1..])
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .as_slice(),
+            );
+            let grads = gradient(&scaled)?;
+            let weights = per_step(Tensor::from_slice(steps));
+            total +=
+                (grads.view(shape.as_slice()) * weights).sum_dim_intlist(0, false, Kind::Float);
+            done += points.len();
+            ctx.progress(done, self.alphas.len());
+        }
+        Ok(total)
+    }
 }
 
 /// How many path points to evaluate in one pass over a batch like `inputs`: Captum's

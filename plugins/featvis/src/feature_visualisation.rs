@@ -119,7 +119,7 @@ impl Method for FeatureVisualisation {
             title: "Feature Visualisation",
             summary: "An image optimised to excite one channel (or neuron) of a layer, as \
                       Lucent renders it.",
-            kind: MethodKind::LayerAttribution,
+            kind: MethodKind::Explanation,
             needs: Needs {
                 gradients: true,
                 layers: true,
