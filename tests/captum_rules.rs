@@ -94,3 +94,34 @@ cases!(
     rules2d_deeplift_shap,
     rules2d_layer_deeplift_fc1,
 );
+
+#[test]
+fn an_alpha_beta_rule_with_a_negative_weight_is_refused() {
+    let out = scratch("captum-rules-alpha-beta").join("never.npy");
+    let rules =
+        r#"{"rules": [{"ops": ["Conv"], "rule": {"name": "alpha_beta", "alpha": 2, "beta": -1}}]}"#;
+    let mut cmd = esegeta();
+    cmd.current_dir(fixture("layers"))
+        .args([
+            "explain",
+            "--model",
+            "classifier2d.onnx",
+            "--input",
+            "c2d_x.npy",
+        ])
+        .args([
+            "--method",
+            "captum.lrp",
+            "--params",
+            rules,
+            "--target",
+            "1",
+            "--out",
+        ])
+        .arg(&out);
+    let stderr = fails(&mut cmd);
+    for part in ["alpha_beta", "at least 0", "beta -1"] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    assert!(!out.exists());
+}

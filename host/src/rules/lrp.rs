@@ -61,6 +61,7 @@ impl Term {
             .map(|t| t.as_ref().map(Tensor::detach))
             .collect();
         inputs[0] = Some(leaf.shallow_clone());
+        // Only floating parameters are weights and biases (a ReduceMean's axes are not).
         if inputs.len() > 1 && floating(&inputs[1]) {
             inputs[1] = inputs[1].as_ref().map(weight);
         }

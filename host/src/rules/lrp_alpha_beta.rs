@@ -6,7 +6,7 @@
 //! α1β0 (lrp_alpha1_beta0.rs), inputs are split by sign, which matters on a first layer fed
 //! normalised images.
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use tch::Tensor;
 
 use super::lrp::{output_relevance, stabilised, Term};
@@ -27,6 +27,13 @@ impl Rule for LrpAlphaBeta {
         recorded: &Recorded,
         grads: &Grads<'_>,
     ) -> Result<Tensor> {
+        ensure!(
+            self.alpha >= 0.0 && self.beta >= 0.0,
+            "the alpha_beta rule weighs positive contributions by alpha and negative ones by \
+             -beta, so both must be at least 0 (got alpha {} and beta {})",
+            self.alpha,
+            self.beta
+        );
         let relevance = output_relevance(node, grads)?;
         let a = recorded.input()?.detach();
         let (up, down) = (a.clamp_min(0.0), a.clamp_max(0.0));
