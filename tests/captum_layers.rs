@@ -26,6 +26,7 @@ const METHODS: &[&str] = &[
     "captum.layer_integrated_gradients",
     "captum.layer_gradient_shap",
     "captum.layer_feature_ablation",
+    "captum.layer_lrp",
     "captum.neuron_gradient",
     "captum.neuron_integrated_gradients",
     "captum.neuron_feature_ablation",
@@ -137,6 +138,9 @@ cases!(
     c2d_layer_integrated_gradients_conv2_input,
     captum_one_conv_layer_grad_cam_conv1_input,
     captum_one_conv_layer_grad_cam_conv1_input_relu,
+    c2d_layer_lrp_conv2,
+    c2d_layer_lrp_conv2_input_b2,
+    c2d_layer_lrp_pool1,
     // Neuron methods: one neuron of the layer (`neuron_selector`) instead of the target.
     c2d_neuron_gradient_conv2,
     c2d_neuron_gradient_fc_b2,

@@ -63,6 +63,7 @@ from captum.attr import (
     LayerGradientShap,
     LayerGradientXActivation,
     LayerIntegratedGradients,
+    LayerLRP,
     NeuronFeatureAblation,
     NeuronGradient,
     NeuronIntegratedGradients,
@@ -547,6 +548,17 @@ def cnnvis_cases():
     return cases
 
 
+def layer_lrp_cases():
+    """Captum's LayerLRP with its default rules (it has none for Conv3d: 2D only)."""
+    m, x, x2 = "classifier2d.onnx", "c2d_x.npy", "c2d_x2.npy"
+    return [
+        case("c2d_layer_lrp_conv2", m, x, "layer_lrp", layer="conv2"),
+        case("c2d_layer_lrp_conv2_input_b2", m, x2, "layer_lrp",
+             {"attribute_to_layer_input": True}, target=2, layer="conv2"),
+        case("c2d_layer_lrp_pool1", m, x, "layer_lrp", target=0, layer="pool1"),
+    ]
+
+
 def neuron_cases():
     """Captum's neuron methods: one neuron of a layer explained instead of a target."""
     m, x, x2 = "classifier2d.onnx", "c2d_x.npy", "c2d_x2.npy"
@@ -816,6 +828,7 @@ METHODS = {
     "captum.layer_deeplift_shap": LayerDeepLiftShap,
     "captum.layer_gradient_shap": LayerGradientShap,
     "captum.layer_feature_ablation": LayerFeatureAblation,
+    "captum.layer_lrp": LayerLRP,
     "captum.neuron_gradient": NeuronGradient,
     "captum.neuron_integrated_gradients": NeuronIntegratedGradients,
     "captum.neuron_feature_ablation": NeuronFeatureAblation,
@@ -825,7 +838,7 @@ NO_TARGET = ("captum.layer_activation", "captum.neuron_gradient",
              "captum.neuron_integrated_gradients", "captum.neuron_feature_ablation")
 # Methods whose convergence delta is recorded (only where it means something:
 # with multiply_by_inputs on, and not for sampled methods).
-WITH_DELTA = ("captum.deeplift", "captum.deeplift_shap", "captum.lrp",
+WITH_DELTA = ("captum.deeplift", "captum.deeplift_shap", "captum.lrp", "captum.layer_lrp",
               "captum.layer_conductance", "captum.layer_integrated_gradients",
               "captum.layer_deeplift", "captum.layer_deeplift_shap")
 
@@ -994,7 +1007,7 @@ def check_maxpool_rule_bypass(models, tensors):
 
 def all_cases():
     return (classifier_cases() + rules_cases() + segmenter_cases() + published_cases()
-            + cnnvis_cases() + zennit_cases() + neuron_cases())
+            + cnnvis_cases() + zennit_cases() + neuron_cases() + layer_lrp_cases())
 
 
 def write_json(cases):

@@ -27,6 +27,7 @@ mod layer_grad_cam;
 mod layer_gradient_shap;
 mod layer_gradient_x_activation;
 mod layer_integrated_gradients;
+mod layer_lrp;
 mod layer_params;
 mod layer_path;
 mod lime;

@@ -121,19 +121,25 @@ impl Method for Lrp {
         let composite = json!({ "rules": rules });
         let normalised = ctx.backward_rules(inputs, target, &composite, None)?.inputs;
         let score = ctx.evaluate(inputs, target)?;
-        let mut shape = vec![1i64; inputs.dim()];
-        shape[0] = -1;
-        let map = normalised * score.view(shape.as_slice());
-        let total = map.flatten(1, -1).sum_dim_intlist(1, false, Kind::Double);
-        let delta = Vec::<f64>::try_from(score.to_kind(Kind::Double) - total)?;
-        Ok(Attribution::new(map).with_extra("convergence_delta", json!(delta)))
+        scaled_by_score(&normalised, &score)
     }
 }
 
 register_method!(Lrp);
 
+/// Relevance propagated from 1 at the output, times each example's target `score`, as Captum
+/// reports it, with the convergence delta `score - sum(map)`.
+pub(crate) fn scaled_by_score(normalised: &Tensor, score: &Tensor) -> Result<Attribution> {
+    let mut shape = vec![1i64; normalised.dim()];
+    shape[0] = -1;
+    let map = normalised * score.view(shape.as_slice());
+    let total = map.flatten(1, -1).sum_dim_intlist(1, false, Kind::Double);
+    let delta = Vec::<f64>::try_from(score.to_kind(Kind::Double) - total)?;
+    Ok(Attribution::new(map).with_extra("convergence_delta", json!(delta)))
+}
+
 /// Captum's default: LRP-ε on its rule layers, pass-through on its activations.
-fn captum_rules() -> Vec<Assignment> {
+pub(crate) fn captum_rules() -> Vec<Assignment> {
     let ops = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
     vec![
         Assignment {
