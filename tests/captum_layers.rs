@@ -30,6 +30,8 @@ const METHODS: &[&str] = &[
     "captum.neuron_gradient",
     "captum.neuron_integrated_gradients",
     "captum.neuron_feature_ablation",
+    "captum.neuron_conductance",
+    "captum.neuron_gradient_shap",
 ];
 
 fn layers_dir() -> PathBuf {
@@ -149,6 +151,10 @@ cases!(
     c2d_neuron_feature_ablation_conv2_quadrants,
     s3d_argmax_neuron_integrated_gradients_mid,
     s3d_argmax_neuron_feature_ablation_mid,
+    c2d_neuron_conductance_conv2,
+    c2d_neuron_conductance_conv2_gausslegendre_b2,
+    s3d_argmax_neuron_conductance_mid,
+    c2d_neuron_gradient_shap_conv2,
 );
 
 #[test]

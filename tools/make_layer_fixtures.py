@@ -64,8 +64,10 @@ from captum.attr import (
     LayerGradientXActivation,
     LayerIntegratedGradients,
     LayerLRP,
+    NeuronConductance,
     NeuronFeatureAblation,
     NeuronGradient,
+    NeuronGradientShap,
     NeuronIntegratedGradients,
 )
 
@@ -584,6 +586,17 @@ def neuron_cases():
         case("s3d_argmax_neuron_feature_ablation_mid", s, sx, "neuron_feature_ablation",
              {"neuron_selector": [3, 2, 1, 2]}, target=None, layer="mid", wrapper="argmax",
              fixed=True),
+        case("c2d_neuron_conductance_conv2", m, x, "neuron_conductance",
+             {**conv2, "n_steps": 20}, layer="conv2"),
+        case("c2d_neuron_conductance_conv2_gausslegendre_b2", m, x2, "neuron_conductance",
+             {"neuron_selector": [0, 0, 0], "n_steps": 12, "method": "gausslegendre",
+              "baselines": 0.1}, target=2, layer="conv2"),
+        case("s3d_argmax_neuron_conductance_mid", s, sx, "neuron_conductance",
+             {"neuron_selector": [3, 2, 1, 2], "n_steps": 10}, target=0, layer="mid",
+             wrapper="argmax", fixed=True),
+        case("c2d_neuron_gradient_shap_conv2", m, x, "neuron_gradient_shap",
+             {**conv2, **shap("c2d_baselines4.npy", 0.1)}, target=None, layer="conv2",
+             check="statistical"),
     ]
 
 
@@ -830,12 +843,15 @@ METHODS = {
     "captum.layer_feature_ablation": LayerFeatureAblation,
     "captum.layer_lrp": LayerLRP,
     "captum.neuron_gradient": NeuronGradient,
+    "captum.neuron_gradient_shap": NeuronGradientShap,
+    "captum.neuron_conductance": NeuronConductance,
     "captum.neuron_integrated_gradients": NeuronIntegratedGradients,
     "captum.neuron_feature_ablation": NeuronFeatureAblation,
 }
 CONSTRUCTOR_PARAMS = ("multiply_by_inputs", "eps")
 NO_TARGET = ("captum.layer_activation", "captum.neuron_gradient",
-             "captum.neuron_integrated_gradients", "captum.neuron_feature_ablation")
+             "captum.neuron_integrated_gradients", "captum.neuron_feature_ablation",
+             "captum.neuron_gradient_shap")
 # Methods whose convergence delta is recorded (only where it means something:
 # with multiply_by_inputs on, and not for sampled methods).
 WITH_DELTA = ("captum.deeplift", "captum.deeplift_shap", "captum.lrp", "captum.layer_lrp",

@@ -63,27 +63,41 @@ impl Method for GradientShap {
         p: Params,
     ) -> Result<Attribution> {
         let baselines = distribution_or_constant(ctx, &p.baselines, inputs)?;
-        let tunnel = NoiseTunnel {
-            nt_type: NtType::Smoothgrad,
-            nt_samples: p.n_samples,
-            nt_samples_batch_size: None,
-            stdevs: p.stdevs,
-        };
-        // A stream apart from the noise's, so that both repeat with the job's seed.
-        let mut rng = StdRng::seed_from_u64(ctx.seed() ^ 0x9e37_79b9_7f4a_7c15);
-        let map = with_noise_tunnel(ctx, inputs, Some(&tunnel), |noisy| {
-            let drawn = draw_baselines(&baselines, noisy.size()[0], &mut rng);
-            let alphas = draw_alphas(noisy, &mut rng);
-            let points = &drawn + &alphas * (noisy - &drawn);
-            let grads = ctx.gradient(&points, target)?;
-            Ok(if p.multiply_by_inputs {
-                (noisy - &drawn) * grads
-            } else {
-                grads
-            })
-        })?;
+        let gradient = |points: &Tensor| ctx.gradient(points, target);
+        let map = expected_gradients(ctx, inputs, &baselines, &p, &gradient)?;
         Ok(Attribution::new(map))
     }
+}
+
+/// GradientShap of the function whose gradient at a batch of points `gradient` gives (the
+/// target score; a neuron for NeuronGradientShap): `p`'s `n_samples`, `stdevs` and
+/// `multiply_by_inputs` (its `baselines` already drawn from, as `baselines`).
+pub(crate) fn expected_gradients(
+    ctx: &Context<'_>,
+    inputs: &Tensor,
+    baselines: &Tensor,
+    p: &Params,
+    gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let tunnel = NoiseTunnel {
+        nt_type: NtType::Smoothgrad,
+        nt_samples: p.n_samples,
+        nt_samples_batch_size: None,
+        stdevs: p.stdevs,
+    };
+    // A stream apart from the noise's, so that both repeat with the job's seed.
+    let mut rng = StdRng::seed_from_u64(ctx.seed() ^ 0x9e37_79b9_7f4a_7c15);
+    with_noise_tunnel(ctx, inputs, Some(&tunnel), |noisy| {
+        let drawn = draw_baselines(baselines, noisy.size()[0], &mut rng);
+        let alphas = draw_alphas(noisy, &mut rng);
+        let points = &drawn + &alphas * (noisy - &drawn);
+        let grads = gradient(&points)?;
+        Ok(if p.multiply_by_inputs {
+            (noisy - &drawn) * grads
+        } else {
+            grads
+        })
+    })
 }
 
 register_method!(GradientShap);

@@ -36,9 +36,18 @@ pub struct Neuron<'a> {
 impl Neuron<'_> {
     /// The neuron's value per example, `[B]`, with autograd history where `inputs` has it.
     pub fn value(&self, ctx: &Context<'_>, inputs: &Tensor) -> Result<Tensor> {
-        let tap = Tap::capture(self.layer).at_input(self.at_input);
-        let (_, mut values) = ctx.forward_taps(inputs, &[tap])?;
-        let value = values.remove(0);
+        let (_, mut values) = ctx.forward_taps(inputs, &[self.tap()])?;
+        self.pick(&values.remove(0))
+    }
+
+    /// The tap on the layer's value the neuron is in.
+    pub fn tap(&self) -> Tap<'_> {
+        Tap::capture(self.layer).at_input(self.at_input)
+    }
+
+    /// The neuron's entry, per example, of a tensor shaped like the layer's value (the value
+    /// itself, a gradient there): `[B]`.
+    pub fn pick(&self, value: &Tensor) -> Result<Tensor> {
         let index = self.selector.index();
         let shape = value.size()[1..].to_vec();
         let inside = index.len() == shape.len()
@@ -50,7 +59,7 @@ impl Neuron<'_> {
             if self.at_input { "input" } else { "output" },
             self.layer
         );
-        let mut neuron = value;
+        let mut neuron = value.shallow_clone();
         for &i in index.iter().rev() {
             neuron = neuron.select(-1, i);
         }
