@@ -29,6 +29,7 @@ import torch.nn as nn
 from lucent.optvis import objectives, param, render
 
 from make_fixtures import start_fixtures
+from make_incremental_fixtures import case
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "featvis"
 # esegeta explain's default seed, which the tests use.
@@ -80,13 +81,12 @@ def lucent(model, x, p):
     return np.transpose(images[-1], [0, 3, 1, 2])
 
 
-def case(name, model, inp, params):
+def featvis_case(name, model, inp, params):
+    """A case in cases.json's shape; Lucent's deterministic settings are esegeta's
+    `transforms: none`. Tolerance: tests/common/captum.rs's default."""
     layer = params.pop("layer")
-    return {"name": name, "model": model, "input": inp,
-            "method": "featvis.feature_visualisation",
-            "params": {**params, "transforms": "none"}, "target": 0,
-            "task": "classification", "wrapper": None, "mask": None, "fixed_mask": False,
-            "layer": layer, "expected": f"{name}.npy", "extras": {}, "check": "exact"}
+    return case(name, model, inp, "featvis.feature_visualisation",
+                {**params, "transforms": "none"}, 0, layer=layer, tolerance=None)
 
 
 def main():
@@ -114,7 +114,8 @@ def main():
         model, x = models[model_name]
         image = lucent(model, x, params)
         np.save(OUT / f"{name}.npy", image.astype(np.float32))
-        cases.append(case(name, f"{model_name}.onnx", f"{model_name}_x.npy", dict(params)))
+        cases.append(featvis_case(name, f"{model_name}.onnx", f"{model_name}_x.npy",
+                                  dict(params)))
         print(f"{name}: image in [{image.min():.3f}, {image.max():.3f}]")
     (OUT / "cases.json").write_text(json.dumps({"cases": cases}, indent=1) + "\n")
 

@@ -22,7 +22,12 @@ pub fn resample_to_input(
              dimensions (2D or 3D); pick a convolutional layer"
         );
     }
-    let size = &x[2..];
+    resample(map, &x[2..], align_corners)
+}
+
+/// `map` (`[B, C, ...]`, 2D or 3D) resampled to the spatial `size`: bilinear or trilinear,
+/// `align_corners` as PyTorch's.
+pub fn resample(map: &Tensor, size: &[i64], align_corners: bool) -> Result<Tensor> {
     Ok(if size.len() == 2 {
         map.f_upsample_bilinear2d(size, align_corners, None, None)?
     } else {

@@ -63,20 +63,31 @@ impl Method for GradientShap {
         p: Params,
     ) -> Result<Attribution> {
         let baselines = distribution_or_constant(ctx, &p.baselines, inputs)?;
+        let sampling = Sampling {
+            n_samples: p.n_samples,
+            stdevs: p.stdevs,
+            multiply_by_inputs: p.multiply_by_inputs,
+        };
         let gradient = |points: &Tensor| ctx.gradient(points, target);
-        let map = expected_gradients(ctx, inputs, &baselines, &p, &gradient)?;
+        let map = expected_gradients(ctx, inputs, &baselines, &sampling, &gradient)?;
         Ok(Attribution::new(map))
     }
 }
 
+/// How GradientShap samples: Captum's `n_samples`, `stdevs` and `multiply_by_inputs`.
+pub(crate) struct Sampling {
+    pub n_samples: usize,
+    pub stdevs: f64,
+    pub multiply_by_inputs: bool,
+}
+
 /// GradientShap of the function whose gradient at a batch of points `gradient` gives (the
-/// target score; a neuron for NeuronGradientShap): `p`'s `n_samples`, `stdevs` and
-/// `multiply_by_inputs` (its `baselines` already drawn from, as `baselines`).
+/// target score; a neuron for NeuronGradientShap), with baselines drawn from `baselines`.
 pub(crate) fn expected_gradients(
     ctx: &Context<'_>,
     inputs: &Tensor,
     baselines: &Tensor,
-    p: &Params,
+    p: &Sampling,
     gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
 ) -> Result<Tensor> {
     let tunnel = NoiseTunnel {

@@ -77,16 +77,12 @@ impl Method for IntegratedGradients {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;
+        let path = Path::new(p.method, p.n_steps, p.internal_batch_size)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
+        let gradient = |points: &Tensor| ctx.gradient(points, target);
         let map = with_noise_tunnel(ctx, inputs, p.noise_tunnel.as_ref(), |x| {
             let baselines = expand_batch(&baselines, x.size()[0]);
-            let path = Path {
-                alphas: &alphas,
-                step_sizes: &step_sizes,
-                internal_batch_size: p.internal_batch_size,
-            };
-            path.integrate(ctx, x, &baselines, &|points| ctx.gradient(points, target))
+            path.attribute(ctx, x, &baselines, true, &gradient)
         })?;
         let mut out = Attribution::new(map);
         if p.noise_tunnel.is_none() {
@@ -111,32 +107,31 @@ pub(crate) fn expand_batch(baselines: &Tensor, batch: i64) -> Tensor {
 }
 
 /// The straight path from the baselines to the inputs, by a quadrature rule.
-pub(crate) struct Path<'a> {
-    pub alphas: &'a [f64],
-    pub step_sizes: &'a [f32],
-    pub internal_batch_size: Option<usize>,
+pub(crate) struct Path {
+    alphas: Vec<f64>,
+    step_sizes: Vec<f32>,
+    internal_batch_size: Option<usize>,
 }
 
-impl Path<'_> {
-    /// `sum_k step_k * gradient(baseline + alpha_k (x - baseline))`, times `(x - baseline)`;
-    /// `gradient` is that of the function explained (the target score, a neuron) at a batch
-    /// of path points.
-    pub fn integrate(
-        &self,
-        ctx: &Context<'_>,
-        inputs: &Tensor,
-        baselines: &Tensor,
-        gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
-    ) -> Result<Tensor> {
-        Ok(self.integrated_gradients(ctx, inputs, baselines, gradient)? * (inputs - baselines))
+impl Path {
+    pub fn new(rule: Rule, n_steps: usize, internal_batch_size: Option<usize>) -> Result<Self> {
+        let (alphas, step_sizes) = quadrature(rule, n_steps)?;
+        Ok(Path {
+            alphas,
+            step_sizes,
+            internal_batch_size,
+        })
     }
 
-    /// `sum_k step_k * gradient(baseline + alpha_k (x - baseline))`.
-    pub fn integrated_gradients(
+    /// `sum_k step_k * gradient(baseline + alpha_k (x - baseline))`, times `(x - baseline)`
+    /// when `multiply_by_inputs`; `gradient` is that of the function explained (the target
+    /// score, a neuron) at a batch of path points.
+    pub fn attribute(
         &self,
         ctx: &Context<'_>,
         inputs: &Tensor,
         baselines: &Tensor,
+        multiply_by_inputs: bool,
         gradient: &dyn Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let steps_per_eval = steps_per_eval(ctx, inputs, self.internal_batch_size);
@@ -178,7 +173,11 @@ impl Path<'_> {
             done += points.len();
             ctx.progress(done, self.alphas.len());
         }
-        Ok(total)
+        Ok(if multiply_by_inputs {
+            total * diff
+        } else {
+            total
+        })
     }
 }
 

@@ -17,7 +17,6 @@ use tch::Tensor;
 
 use crate::lime_base::{attribute, Fit, Sampler};
 use crate::linear_model::Surrogate;
-use crate::perturbation::{per_eval, FeatureMask};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,15 +75,14 @@ impl Method for KernelShap {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
-        let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
-        let fit = Fit {
-            baselines: &baselines,
-            features: &features,
-            n_samples: p.n_samples,
-            per_eval: per_eval(ctx, p.perturbations_per_eval, inputs)?,
-            surrogate: Surrogate::LinearRegression,
-        };
+        let fit = Fit::new(
+            ctx,
+            inputs,
+            &p.baselines,
+            p.feature_mask.as_deref(),
+            (p.n_samples, p.perturbations_per_eval),
+            Surrogate::LinearRegression,
+        )?;
         let map = attribute(ctx, inputs, target, &fit, &mut Coalitions::default())?;
         Ok(Attribution::new(map))
     }
@@ -145,7 +143,7 @@ impl Sampler for Coalitions {
         sample
     }
 
-    fn weight(&self, sample: &[bool], _: &Tensor, _: &Tensor) -> Result<f64> {
+    fn weight(&self, sample: &[bool], _: &Tensor) -> Result<f64> {
         let kept = sample.iter().filter(|&&k| k).count();
         Ok(if kept == 0 || kept == sample.len() {
             ENDPOINT_WEIGHT
@@ -154,7 +152,7 @@ impl Sampler for Coalitions {
         })
     }
 
-    fn next_example(&mut self) {
+    fn next_example(&mut self, _: &Tensor) {
         self.drawn = 0;
     }
 

@@ -14,7 +14,6 @@ use tch::{Kind, Tensor};
 
 use crate::lime_base::{attribute, Fit, Sampler};
 use crate::linear_model::Surrogate;
-use crate::perturbation::{per_eval, FeatureMask};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -109,22 +108,19 @@ impl Method for Lime {
             "kernel_width must be a finite number above 0 (it is {})",
             p.kernel_width
         );
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
-        let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
-        let fit = Fit {
-            baselines: &baselines,
-            features: &features,
-            n_samples: p.n_samples,
-            per_eval: per_eval(ctx, p.perturbations_per_eval, inputs)?,
-            surrogate: match p.alpha {
-                0.0 => Surrogate::LinearRegression,
-                alpha => Surrogate::Lasso { alpha },
-            },
+        let surrogate = match p.alpha {
+            0.0 => Surrogate::LinearRegression,
+            alpha => Surrogate::Lasso { alpha },
         };
-        let mut kernel = ExponentialKernel {
-            distance: p.distance_mode,
-            width: p.kernel_width,
-        };
+        let fit = Fit::new(
+            ctx,
+            inputs,
+            &p.baselines,
+            p.feature_mask.as_deref(),
+            (p.n_samples, p.perturbations_per_eval),
+            surrogate,
+        )?;
+        let mut kernel = ExponentialKernel::new(p.distance_mode, p.kernel_width);
         let map = attribute(ctx, inputs, target, &fit, &mut kernel)?;
         Ok(Attribution::new(map))
     }
@@ -137,6 +133,20 @@ register_method!(Lime);
 struct ExponentialKernel {
     distance: DistanceMode,
     width: f64,
+    /// The current example, flattened, in float64, and its norm.
+    original: Tensor,
+    norm: Tensor,
+}
+
+impl ExponentialKernel {
+    fn new(distance: DistanceMode, width: f64) -> Self {
+        ExponentialKernel {
+            distance,
+            width,
+            original: Tensor::new(),
+            norm: Tensor::new(),
+        }
+    }
 }
 
 impl Sampler for ExponentialKernel {
@@ -144,18 +154,20 @@ impl Sampler for ExponentialKernel {
         (0..features).map(|_| rng.random_bool(0.5)).collect()
     }
 
-    fn weight(&self, _: &[bool], original: &Tensor, perturbed: &Tensor) -> Result<f64> {
-        let (a, b) = (
-            original.to_kind(Kind::Double).view([-1]),
-            perturbed.to_kind(Kind::Double).view([-1]),
-        );
+    fn next_example(&mut self, example: &Tensor) {
+        self.original = example.to_kind(Kind::Double).view([-1]);
+        // As torch's CosineSimilarity: each norm clamped at 1e-8.
+        self.norm = self.original.norm().clamp_min(1e-8);
+    }
+
+    fn weight(&self, _: &[bool], perturbed: &Tensor) -> Result<f64> {
+        let b = perturbed.to_kind(Kind::Double).view([-1]);
         let d = match self.distance {
             DistanceMode::Cosine => {
-                // As torch's CosineSimilarity: each norm clamped at 1e-8.
-                let norms = a.norm().clamp_min(1e-8) * b.norm().clamp_min(1e-8);
-                1.0 - f64::try_from(a.dot(&b) / norms)?
+                let norms = &self.norm * b.norm().clamp_min(1e-8);
+                1.0 - f64::try_from(self.original.dot(&b) / norms)?
             }
-            DistanceMode::Euclidean => f64::try_from((&a - &b).norm())?,
+            DistanceMode::Euclidean => f64::try_from((&self.original - &b).norm())?,
         };
         Ok((-(d * d) / (2.0 * self.width * self.width)).exp())
     }

@@ -6,39 +6,64 @@
 //! feature receives. Each example of a batch gets its own samples and fit, as in Captum.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Context, LogLevel};
+use esegeta_plugin_api::{Context, LogLevel, TensorOrScalar};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
 
 use crate::linear_model::{Samples, Surrogate};
-use crate::perturbation::{evaluate_copies, FeatureMask};
+use crate::perturbation::{evaluate_copies, per_eval, FeatureMask};
 
 /// How samples are drawn and weighted.
 pub trait Sampler {
     /// The next sample over `features` interpretable features.
     fn draw(&mut self, features: usize, rng: &mut StdRng) -> Vec<bool>;
 
-    /// The weight of `sample`, which turned `original` (`[1, ...]`) into `perturbed`.
-    fn weight(&self, sample: &[bool], original: &Tensor, perturbed: &Tensor) -> Result<f64>;
+    /// The weight of `sample`, which turned the example into `perturbed`.
+    fn weight(&self, sample: &[bool], perturbed: &Tensor) -> Result<f64>;
 
     /// Fails when `features` interpretable features are too few for this sampling.
     fn check(&self, _features: usize) -> Result<()> {
         Ok(())
     }
 
-    /// Called before each example's first draw.
-    fn next_example(&mut self) {}
+    /// Called before each example's first draw, with the example (`[1, ...]`).
+    fn next_example(&mut self, _example: &Tensor) {}
 }
 
-/// One fit's settings.
-pub struct Fit<'a> {
-    pub baselines: &'a Tensor,
-    pub features: &'a FeatureMask,
-    pub n_samples: usize,
+/// One fit's settings: the parameters Lime and KernelShap share, resolved against the input.
+pub struct Fit {
+    baselines: Tensor,
+    features: FeatureMask,
+    n_samples: usize,
     /// Samples evaluated together in one forward pass.
-    pub per_eval: usize,
-    pub surrogate: Surrogate,
+    per_eval: usize,
+    surrogate: Surrogate,
+}
+
+impl Fit {
+    /// `baselines`, `feature_mask`, `n_samples` and `perturbations_per_eval` as the methods'
+    /// parameters give them.
+    pub fn new(
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        baselines: &TensorOrScalar,
+        feature_mask: Option<&str>,
+        (n_samples, perturbations_per_eval): (usize, Option<usize>),
+        surrogate: Surrogate,
+    ) -> Result<Self> {
+        ensure!(
+            n_samples >= 1,
+            "n_samples must be at least 1 (it is {n_samples})"
+        );
+        Ok(Fit {
+            baselines: baselines.resolve(ctx, "baselines", inputs)?,
+            features: FeatureMask::new(ctx, feature_mask, inputs)?,
+            n_samples,
+            per_eval: per_eval(ctx, perturbations_per_eval, inputs)?,
+            surrogate,
+        })
+    }
 }
 
 /// The attribution map `[B, ...]`: per example, its features' coefficients.
@@ -46,15 +71,10 @@ pub fn attribute(
     ctx: &Context<'_>,
     inputs: &Tensor,
     target: i64,
-    fit: &Fit<'_>,
+    fit: &Fit,
     sampler: &mut dyn Sampler,
 ) -> Result<Tensor> {
-    ensure!(
-        fit.n_samples >= 1,
-        "n_samples must be at least 1 (it is {})",
-        fit.n_samples
-    );
-    let labels = Labels::new(ctx, fit.features)?;
+    let labels = Labels::new(ctx, &fit.features)?;
     sampler.check(labels.count)?;
     let mut rng = StdRng::seed_from_u64(ctx.seed());
     let batch = inputs.size()[0];
@@ -69,7 +89,7 @@ pub fn attribute(
             labels: labels.of(e),
             count: labels.count,
         };
-        sampler.next_example();
+        sampler.next_example(&example.input);
         let progress = (e as usize * passes, batch as usize * passes);
         let samples = example.sample(fit, sampler, &mut rng, progress)?;
         let coefficients = fit.surrogate.fit(&samples)?;
@@ -129,7 +149,7 @@ impl Example<'_, '_> {
     /// `progress`: forward passes done before this example's, and in all.
     fn sample(
         &self,
-        fit: &Fit<'_>,
+        fit: &Fit,
         sampler: &mut dyn Sampler,
         rng: &mut StdRng,
         (mut done, total): (usize, usize),
@@ -146,9 +166,7 @@ impl Example<'_, '_> {
             for _ in 0..group {
                 let sample = sampler.draw(self.count, rng);
                 let perturbed = self.perturbed(&sample);
-                samples
-                    .weights
-                    .push(sampler.weight(&sample, &self.input, &perturbed)?);
+                samples.weights.push(sampler.weight(&sample, &perturbed)?);
                 samples
                     .rows
                     .push(sample.iter().map(|&k| f64::from(u8::from(k))).collect());
@@ -186,6 +204,5 @@ impl Example<'_, '_> {
         per_feature
             .index_select(0, &self.labels.view([-1]))
             .view_as(&self.labels)
-            .expand_as(&self.input)
     }
 }

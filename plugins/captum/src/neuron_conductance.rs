@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::integrated_gradients::{default_n_steps, quadrature, Path, Rule};
+use crate::integrated_gradients::{default_n_steps, Path, Rule};
 use crate::neuron::{Neuron, Selector};
 
 #[derive(Deserialize, JsonSchema)]
@@ -80,17 +80,12 @@ impl Method for NeuronConductance {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;
+        let path = Path::new(p.method, p.n_steps, p.internal_batch_size)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let neuron = Neuron {
             layer: &p.layer,
             selector: &p.neuron_selector,
             at_input: p.attribute_to_neuron_input,
-        };
-        let path = Path {
-            alphas: &alphas,
-            step_sizes: &step_sizes,
-            internal_batch_size: p.internal_batch_size,
         };
         // d target / d neuron, times d neuron / d input, at each path point.
         let gradient = |points: &Tensor| -> Result<Tensor> {
@@ -100,11 +95,7 @@ impl Method for NeuronConductance {
             shape[0] = -1;
             Ok(through * neuron.pick(&at_layer)?.view(shape.as_slice()))
         };
-        let map = if p.multiply_by_inputs {
-            path.integrate(ctx, inputs, &baselines, &gradient)?
-        } else {
-            path.integrated_gradients(ctx, inputs, &baselines, &gradient)?
-        };
+        let map = path.attribute(ctx, inputs, &baselines, p.multiply_by_inputs, &gradient)?;
         Ok(Attribution::new(map))
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tch::Tensor;
 
 use crate::baselines::distribution_or_constant;
-use crate::gradient_shap::{self, default_n_samples, expected_gradients};
+use crate::gradient_shap::{default_n_samples, expected_gradients, Sampling};
 use crate::neuron::{Neuron, Selector};
 
 #[derive(Deserialize, JsonSchema)]
@@ -75,14 +75,13 @@ impl Method for NeuronGradientShap {
             at_input: p.attribute_to_neuron_input,
         };
         let baselines = distribution_or_constant(ctx, &p.baselines, inputs)?;
-        let shap = gradient_shap::Params {
-            baselines: p.baselines,
+        let sampling = Sampling {
             n_samples: p.n_samples,
             stdevs: p.stdevs,
             multiply_by_inputs: p.multiply_by_inputs,
         };
         let gradient = |points: &Tensor| neuron.gradient(ctx, points);
-        let map = expected_gradients(ctx, inputs, &baselines, &shap, &gradient)?;
+        let map = expected_gradients(ctx, inputs, &baselines, &sampling, &gradient)?;
         Ok(Attribution::new(map))
     }
 }

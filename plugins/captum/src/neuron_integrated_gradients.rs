@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::Tensor;
 
-use crate::integrated_gradients::{default_n_steps, quadrature, Path, Rule};
+use crate::integrated_gradients::{default_n_steps, Path, Rule};
 use crate::neuron::{Neuron, Selector};
 
 #[derive(Deserialize, JsonSchema)]
@@ -73,24 +73,15 @@ impl Method for NeuronIntegratedGradients {
         _target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (alphas, step_sizes) = quadrature(p.method, p.n_steps)?;
+        let path = Path::new(p.method, p.n_steps, p.internal_batch_size)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let neuron = Neuron {
             layer: &p.layer,
             selector: &p.neuron_selector,
             at_input: p.attribute_to_neuron_input,
         };
-        let path = Path {
-            alphas: &alphas,
-            step_sizes: &step_sizes,
-            internal_batch_size: p.internal_batch_size,
-        };
         let gradient = |points: &Tensor| neuron.gradient(ctx, points);
-        let map = if p.multiply_by_inputs {
-            path.integrate(ctx, inputs, &baselines, &gradient)?
-        } else {
-            path.integrated_gradients(ctx, inputs, &baselines, &gradient)?
-        };
+        let map = path.attribute(ctx, inputs, &baselines, p.multiply_by_inputs, &gradient)?;
         Ok(Attribution::new(map))
     }
 }

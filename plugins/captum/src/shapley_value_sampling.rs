@@ -106,7 +106,7 @@ register_method!(ShapleyValueSampling);
 /// The labels that take part: Captum permutes `0..=max label`, so negative labels are never
 /// added and their elements stay at the baseline. Labels missing from the mask are left out
 /// too; Captum evaluates them to no effect.
-fn playing_features(ctx: &Context<'_>, features: &FeatureMask) -> Vec<i64> {
+pub(crate) fn playing_features(ctx: &Context<'_>, features: &FeatureMask) -> Vec<i64> {
     let playing: Vec<i64> = features
         .features()
         .iter()

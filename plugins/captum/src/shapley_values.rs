@@ -8,14 +8,14 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, LogLevel, Method, MethodKind, MethodMeta, Needs,
-    TensorOrScalar,
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::perturbation::{credit, evaluate_copies, per_eval, FeatureMask};
+use crate::shapley_value_sampling::playing_features;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -66,12 +66,7 @@ impl Method for ShapleyValues {
         p: Params,
     ) -> Result<Attribution> {
         let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
-        let players: Vec<i64> = features
-            .features()
-            .iter()
-            .copied()
-            .filter(|&f| f >= 0)
-            .collect();
+        let players = playing_features(ctx, &features);
         ensure!(
             players.len() <= MAX_FEATURES,
             "exact Shapley values evaluate all 2^n coalitions of the n features, and the \
@@ -80,13 +75,6 @@ impl Method for ShapleyValues {
              or captum.kernel_shap",
             players.len()
         );
-        if players.len() < features.features().len() {
-            ctx.log(
-                LogLevel::Warn,
-                "feature_mask has negative labels; as in Captum, their elements stay at the \
-                 baseline and get zero attribution",
-            );
-        }
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let coalitions = Coalitions {
             ctx,

@@ -3,50 +3,22 @@
 //! `a = G^2 / (2 G^2 + G^3 * sum over positions of A + 1e-6)` (0 where G is 0), the closed form
 //! the paper derives for an exponential of the score.
 
-use anyhow::Result;
-use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
-};
+use esegeta_plugin_api::register_method;
 use tch::{Kind, Tensor};
 
-use crate::gradient_cam::{attribute, spatial, weighted_channels, Params};
+use crate::gradient_cam::{spatial, weighted_channels, GradientCam};
 
-pub struct GradCamPlusPlus;
-
-impl Method for GradCamPlusPlus {
-    type Params = Params;
-
-    fn meta(&self) -> MethodMeta {
-        MethodMeta {
-            id: "cnnvis.grad_cam_plus_plus",
-            title: "Grad-CAM++",
-            summary: "A layer's channels weighted by their positive gradients, each position \
-                      scaled by higher-order terms, so that several instances of a class all \
-                      show.",
-            kind: MethodKind::LayerAttribution,
-            needs: Needs {
-                gradients: true,
-                layers: true,
-                ..Needs::default()
-            },
-            reference: "Chattopadhay et al., Grad-CAM++: Generalized Gradient-Based Visual \
-                        Explanations for Deep Convolutional Networks, WACV 2018; \
-                        pytorch-grad-cam GradCAMPlusPlus",
-        }
-    }
-
-    fn attribute(
-        &self,
-        ctx: &Context<'_>,
-        inputs: &Tensor,
-        target: i64,
-        p: Params,
-    ) -> Result<Attribution> {
-        attribute(ctx, inputs, target, &p, combine)
-    }
-}
-
-register_method!(GradCamPlusPlus);
+register_method!(GradientCam {
+    id: "cnnvis.grad_cam_plus_plus",
+    title: "Grad-CAM++",
+    summary: "A layer's channels weighted by their positive gradients, each position \
+               scaled by higher-order terms, so that several instances of a class all \
+               show.",
+    reference: "Chattopadhay et al., Grad-CAM++: Generalized Gradient-Based Visual \
+               Explanations for Deep Convolutional Networks, WACV 2018; \
+               pytorch-grad-cam GradCAMPlusPlus",
+    combine,
+});
 
 fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
     let axes = spatial(activation);

@@ -2,11 +2,12 @@
 //! gradient G of each example's target score with respect to it, combined by the method into
 //! one map per example, `ReLU(sum over channels of ...)` on the layer's grid,
 //! `[B, 1, ...layer spatial dims]`, as pytorch-grad-cam 1.5.7 computes before its display
-//! scaling. A method is its combination: a function of (G, A) giving the channel-summed map.
+//! scaling. A method is one [`GradientCam`] value: its description and its combination, a
+//! function of (G, A) giving the channel-summed map.
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::maps::resample_to_input;
-use esegeta_plugin_api::{Attribution, Context, Tap};
+use esegeta_plugin_api::{Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -23,32 +24,59 @@ pub struct Params {
     pub upsample_to_input: bool,
 }
 
-/// The map of one gradient CAM: `combine(G, A)` gives `[B, ...layer spatial dims]` (summed over
-/// channels), which is ReLU'd and given a channel dimension.
-pub fn attribute(
-    ctx: &Context<'_>,
-    inputs: &Tensor,
-    target: i64,
-    p: &Params,
-    combine: fn(&Tensor, &Tensor) -> Tensor,
-) -> Result<Attribution> {
-    let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
-    ensure!(
-        activation.dim() >= 3,
-        "a class activation map needs a layer with spatial dimensions, but layer `{}` gives \
-         shape {:?}; pick a convolutional layer (`esegeta layers MODEL` lists them with shapes \
-         given --input)",
-        p.layer,
-        activation.size()
-    );
-    let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
-    let map = combine(&grad, &activation).relu().unsqueeze(1);
-    let map = if p.upsample_to_input {
-        resample_to_input(&map, inputs, &p.layer, false)?
-    } else {
-        map
-    };
-    Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
+/// One gradient CAM: its description and how it combines G and A into the channel-summed
+/// map `[B, ...layer spatial dims]` (ReLU'd and given a channel dimension here).
+pub struct GradientCam {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub summary: &'static str,
+    pub reference: &'static str,
+    pub combine: fn(&Tensor, &Tensor) -> Tensor,
+}
+
+impl Method for GradientCam {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: self.id,
+            title: self.title,
+            summary: self.summary,
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                ..Needs::default()
+            },
+            reference: self.reference,
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        ensure!(
+            activation.dim() >= 3,
+            "a class activation map needs a layer with spatial dimensions, but layer `{}` \
+             gives shape {:?}; pick a convolutional layer (`esegeta layers MODEL` lists them \
+             with shapes given --input)",
+            p.layer,
+            activation.size()
+        );
+        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+        let map = (self.combine)(&grad, &activation).relu().unsqueeze(1);
+        let map = if p.upsample_to_input {
+            resample_to_input(&map, inputs, &p.layer, false)?
+        } else {
+            map
+        };
+        Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
+    }
 }
 
 /// The spatial dimensions of a layer's value `[B, C, ...]`.

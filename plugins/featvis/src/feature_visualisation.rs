@@ -197,14 +197,14 @@ impl Render<'_, '_> {
     /// the neuron's position).
     fn loss(&mut self, image: &Tensor) -> Result<Tensor> {
         let x = match self.params.transforms {
-            Transforms::Standard => transform::standard(image, &mut self.rng),
+            Transforms::Standard => transform::standard(image, &mut self.rng)?,
             Transforms::None => image.shallow_clone(),
         };
         let x = match self.params.preprocess {
             Preprocess::Imagenet => imagenet_normalise(&x),
             Preprocess::None => x,
         };
-        let x = transform::resize(&x, &self.size);
+        let x = transform::resize(&x, &self.size)?;
         let (_, mut taps) = self
             .ctx
             .forward_taps(&x, &[Tap::capture(&self.params.layer)])?;

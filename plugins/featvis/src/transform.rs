@@ -3,36 +3,34 @@
 //! degrees (2D only), jitter by up to 4. The optimum must then survive small shifts, so the
 //! image cannot excite the unit through a pattern of single pixels.
 
+use anyhow::Result;
+use esegeta_plugin_api::maps::resample;
 use rand::rngs::StdRng;
 use rand::Rng;
 use tch::Tensor;
 
 /// One draw of the standard transforms on `image` (`[1, C, spatial...]`).
-pub fn standard(image: &Tensor, rng: &mut StdRng) -> Tensor {
+pub fn standard(image: &Tensor, rng: &mut StdRng) -> Result<Tensor> {
     let x = pad(image, 12, 0.5);
     let x = jitter(&x, 8, rng);
     let scales: Vec<f64> = (0..11).map(|i| 1.0 + (i as f64 - 5.0) / 50.0).collect();
-    let x = scale(&x, scales[rng.random_range(0..scales.len())]);
+    let x = scale(&x, scales[rng.random_range(0..scales.len())])?;
     // 21 angles from -10 to 10 degrees, and 0 five more times, as Lucent draws them.
     let angle = match rng.random_range(0..26) {
         k if k < 21 => k as f64 - 10.0,
         _ => 0.0,
     };
     let x = rotate(&x, angle);
-    jitter(&x, 4, rng)
+    Ok(jitter(&x, 4, rng))
 }
 
 /// Resampled to the spatial `size` (bilinear or trilinear, `align_corners=True`, as Lucent's
 /// `fixed_image_size`); unchanged when it has that size.
-pub fn resize(image: &Tensor, size: &[i64]) -> Tensor {
+pub fn resize(image: &Tensor, size: &[i64]) -> Result<Tensor> {
     if image.size()[2..] == *size {
-        return image.shallow_clone();
+        return Ok(image.shallow_clone());
     }
-    if size.len() == 2 {
-        image.upsample_bilinear2d(size, true, None, None)
-    } else {
-        image.upsample_trilinear3d(size, true, None, None, None)
-    }
+    resample(image, size, true)
 }
 
 /// `w` more elements of `value` on both sides of every spatial axis.
@@ -62,13 +60,13 @@ fn jitter(image: &Tensor, d: i64, rng: &mut StdRng) -> Tensor {
 
 /// Resampled to `ceil(factor * size)` per axis (bilinear or trilinear, `align_corners=True`),
 /// then padded back up where it shrank, as Lucent's `random_scale`.
-fn scale(image: &Tensor, factor: f64) -> Tensor {
+fn scale(image: &Tensor, factor: f64) -> Result<Tensor> {
     let space = &image.size()[2..];
     let size: Vec<i64> = space
         .iter()
         .map(|&d| (factor * d as f64).ceil() as i64)
         .collect();
-    let resized = resize(image, &size);
+    let resized = resize(image, &size)?;
     let sides: Vec<i64> = (0..space.len())
         .rev()
         .flat_map(|d| {
@@ -76,7 +74,7 @@ fn scale(image: &Tensor, factor: f64) -> Tensor {
             [p, p]
         })
         .collect();
-    resized.constant_pad_nd(sides.as_slice())
+    Ok(resized.constant_pad_nd(sides.as_slice()))
 }
 
 /// Rotated by `degrees` about the centre (bilinear, zeros outside); 3D images are left as
@@ -141,11 +139,11 @@ mod tests {
     #[test]
     fn scaling_follows_lucent_sizes() {
         let x = ramp(&[1, 2, 10, 10]);
-        assert_eq!(scale(&x, 1.1).size(), vec![1, 2, 11, 11]);
+        assert_eq!(scale(&x, 1.1).unwrap().size(), vec![1, 2, 11, 11]);
         // 0.9 * 10 = 9, padded by ceil(0.5) = 1 on each side.
-        assert_eq!(scale(&x, 0.9).size(), vec![1, 2, 11, 11]);
+        assert_eq!(scale(&x, 0.9).unwrap().size(), vec![1, 2, 11, 11]);
         assert_eq!(
-            scale(&ramp(&[1, 1, 10, 10, 10]), 1.0).size(),
+            scale(&ramp(&[1, 1, 10, 10, 10]), 1.0).unwrap().size(),
             vec![1, 1, 10, 10, 10]
         );
     }
