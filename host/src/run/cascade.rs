@@ -125,6 +125,7 @@ pub fn execute(
             "flag_rule": format!("the last stage's Spearman rank correlation of |map| with the original's is above {FLAG_ABOVE}"),
         }),
         precision_fallback: false,
+        warnings: Vec::new(),
     })
 }
 

@@ -45,6 +45,11 @@ pub struct JobRecord {
     /// The reduced-precision map held NaN or inf, so it was recomputed in fp32.
     #[serde(default)]
     pub precision_fallback: bool,
+    /// Where the map means less than its name says (a rule that acted on no node, a large
+    /// convergence delta, an all-zero map, an output format skipped): one sentence each,
+    /// also logged and shown in the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug)]

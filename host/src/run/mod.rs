@@ -213,6 +213,7 @@ fn unreachable_settings(job: &PlannedJob, e: anyhow::Error) -> JobRecord {
         files: Vec::new(),
         extras: serde_json::Value::Null,
         precision_fallback: false,
+        warnings: Vec::new(),
     }
 }
 

@@ -161,6 +161,8 @@ pub struct Produced {
     pub files: Vec<PathBuf>,
     pub extras: Value,
     pub precision_fallback: bool,
+    /// Sentences for the manifest's `warnings` (see [`JobRecord::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 fn execute(
@@ -273,6 +275,7 @@ fn execute(
         files,
         extras,
         precision_fallback,
+        warnings: Vec::new(),
     })
 }
 
@@ -387,7 +390,8 @@ pub(super) fn record(
             .as_ref()
             .map(|p| p.extras.clone())
             .unwrap_or(Value::Null),
-        precision_fallback: produced.is_some_and(|p| p.precision_fallback),
+        precision_fallback: produced.as_ref().is_some_and(|p| p.precision_fallback),
+        warnings: produced.map(|p| p.warnings).unwrap_or_default(),
     }
 }
 
