@@ -50,11 +50,24 @@ pub struct JobRecord {
     /// also logged and shown in the report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// What the result depends on (run/identity.rs): resume skips the job only while this is
+    /// unchanged.
+    #[serde(default)]
+    pub identity: Value,
+    /// Why this job ran again although an earlier run had finished it: each changed part of
+    /// its identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rerun_because: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Default, Debug)]
 pub struct Manifest {
+    /// The config file of the latest run into this folder.
     pub config: PathBuf,
+    /// That config's content as it was run (each job's `identity` says what its own map was
+    /// made with, also for jobs finished by earlier runs).
+    #[serde(default)]
+    pub config_as_run: Value,
     #[serde(default)]
     pub shard: Option<String>,
     pub jobs: Vec<JobRecord>,
@@ -84,6 +97,17 @@ impl Manifest {
         self.jobs
             .iter()
             .find(|r| r.id == id && r.status == Status::Done && r.files.iter().all(|f| f.is_file()))
+    }
+
+    /// Whether the job need not run again: finished, its files there, and made with exactly
+    /// `identity`. Otherwise `Err` with the reasons to give when an earlier result exists
+    /// (empty when there is none to replace).
+    pub fn up_to_date(&self, id: &str, identity: &Value) -> Result<(), Vec<String>> {
+        match self.finished(id) {
+            Some(r) if &r.identity == identity => Ok(()),
+            Some(r) => Err(super::identity::differences(&r.identity, identity)),
+            None => Err(Vec::new()),
+        }
     }
 
     /// Replaces the job's record (or adds it), keeping records sorted by id.
@@ -129,6 +153,7 @@ pub fn merge(folder: &Path) -> Result<Manifest> {
     for path in &shards {
         let shard = Manifest::load_or_new(path, Path::new(""))?;
         merged.config = shard.config;
+        merged.config_as_run = shard.config_as_run;
         for record in shard.jobs {
             merged.record(record);
         }

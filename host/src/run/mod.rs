@@ -3,12 +3,13 @@
 
 mod cascade;
 mod child;
+pub mod identity;
 pub mod manifest;
 pub mod plan;
 mod preprocess;
 pub mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -60,19 +61,49 @@ pub fn run(
     std::fs::create_dir_all(&folder)?;
     let manifest_path = folder.join(manifest::file_name(shard));
     let mut manifest = Manifest::load_or_new(&manifest_path, &loaded.path)?;
+    manifest.config = loaded.path.clone();
+    manifest.config_as_run = loaded.raw.clone();
     manifest.shard = shard.map(|s| format!("{}/{}", s.index, s.count));
     let mut jobs = plan::plan(loaded, &plan::randomised_methods(loaded, registry))?;
     if let Some(shard) = shard {
         jobs = shard.select(jobs);
     }
-    let (todo, resumed): (Vec<PlannedJob>, Vec<PlannedJob>) = jobs
-        .into_iter()
-        .partition(|j| manifest.finished(&j.id).is_none());
+    let identities = identities(loaded, registry, &jobs);
+    let dropped = manifest.jobs.len();
+    manifest.jobs.retain(|r| identities.contains_key(&r.id));
+    if manifest.jobs.len() < dropped {
+        tracing::info!(
+            "{} record(s) of jobs this config no longer plans left the manifest (their files stay)",
+            dropped - manifest.jobs.len()
+        );
+    }
+    let mut reruns = HashMap::new();
+    let mut resumed = 0;
+    let mut todo = Vec::new();
+    for job in jobs {
+        match manifest.up_to_date(&job.id, &identities[&job.id]) {
+            Ok(()) => resumed += 1,
+            Err(reasons) => {
+                if !reasons.is_empty() {
+                    tracing::info!("{}: runs again: {}", job.id, reasons.join("; "));
+                    reruns.insert(job.id.clone(), reasons);
+                }
+                todo.push(job);
+            }
+        }
+    }
     tracing::info!(
-        "{} job(s) to run, {} finished by an earlier run",
+        "{} job(s) to run ({} again, their results stale), {resumed} finished by an earlier run",
         todo.len(),
-        resumed.len()
+        reruns.len()
     );
+    if !reruns.is_empty() {
+        eprintln!(
+            "{} job(s) finished by an earlier run will run again: what they were made with has \
+             changed (`rerun_because` in the manifest says what)",
+            reruns.len()
+        );
+    }
     let manifest = Mutex::new(manifest);
     let bar = progress_bar(todo.len());
     let queue = Mutex::new(VecDeque::from(todo));
@@ -82,6 +113,7 @@ pub fn run(
     std::thread::scope(|scope| {
         for device in &slots {
             let (queue, manifest, bar) = (&queue, &manifest, &bar);
+            let (identities, reruns) = (&identities, &reruns);
             let manifest_path = &manifest_path;
             scope.spawn(move || {
                 tch::set_num_threads(threads as i32);
@@ -108,6 +140,9 @@ pub fn run(
                         }
                         Err(e) => unreachable_settings(&job, e),
                     };
+                    let mut record = record;
+                    record.identity = identities[&job.id].clone();
+                    record.rerun_because = reruns.get(&job.id).cloned().unwrap_or_default();
                     tracing::info!("{}", line(&record));
                     if bar.is_hidden() {
                         println!("{}", line(&record));
@@ -131,7 +166,24 @@ pub fn run(
     if shard.is_none() {
         write_report(&folder);
     }
-    outcome(&manifest, resumed.len(), manifest_path)
+    outcome(&manifest, resumed, manifest_path)
+}
+
+/// Each job's identity; a file that cannot be read gives an identity naming the error (the
+/// job then fails on the same file when it runs, and never matches a finished one).
+fn identities(
+    loaded: &Loaded,
+    registry: &Registry,
+    jobs: &[PlannedJob],
+) -> HashMap<String, serde_json::Value> {
+    let mut hashes = identity::FileHashes::default();
+    jobs.iter()
+        .map(|job| {
+            let id = identity::identity(loaded, registry, job, &mut hashes)
+                .unwrap_or_else(|e| serde_json::json!({ "unidentified": format!("{e:#}") }));
+            (job.id.clone(), id)
+        })
+        .collect()
 }
 
 /// The run's report; a report that cannot be written costs the report, never the run.
@@ -214,6 +266,8 @@ fn unreachable_settings(job: &PlannedJob, e: anyhow::Error) -> JobRecord {
         extras: serde_json::Value::Null,
         precision_fallback: false,
         warnings: Vec::new(),
+        identity: serde_json::Value::Null,
+        rerun_because: Vec::new(),
     }
 }
 

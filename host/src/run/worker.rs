@@ -392,6 +392,8 @@ pub(super) fn record(
             .unwrap_or(Value::Null),
         precision_fallback: produced.as_ref().is_some_and(|p| p.precision_fallback),
         warnings: produced.map(|p| p.warnings).unwrap_or_default(),
+        identity: Value::Null,
+        rerun_because: Vec::new(),
     }
 }
 

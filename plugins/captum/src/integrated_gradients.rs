@@ -155,11 +155,12 @@ impl Path {
             };
             // All k path points in one expression, step-major as Captum lays them out: one
             // allocation instead of k copies and their concatenation. The alphas go in as
-            // float32, as the scalar `baselines + diff * alpha` computes them.
+            // float32, as the scalar `baselines + diff * alpha` computes them; in the input's
+            // kind, since a float32 tensor would promote a bf16/fp16 path to float32 (and the
+            // reduced-precision model would then refuse it).
             let alphas: Vec<f32> = points.iter().map(|&a| a as f32).collect();
-            let scaled = (baselines.unsqueeze(0)
-                + diff.unsqueeze(0) * per_step(Tensor::from_slice(&alphas)))
-            .view(
+            let alphas = per_step(Tensor::from_slice(&alphas)).to_kind(inputs.kind());
+            let scaled = (baselines.unsqueeze(0) + diff.unsqueeze(0) * alphas).view(
                 [-1].iter()
                     .chain(&inputs.size()[1..])
                     .copied()
