@@ -68,8 +68,16 @@ enum Command {
         #[arg(long)]
         shard: Option<Shard>,
     },
-    /// Checks a config against its schema and the plugins without running it.
-    Check { config: PathBuf },
+    /// Checks a config against its schema and the plugins without running it, then runs its
+    /// first input through each model once (targets against the score columns, input sizes
+    /// against fixed-size exports), and prints how many jobs it plans.
+    Check {
+        /// The run config (JSON; comments allowed).
+        config: PathBuf,
+        /// Skip the dry run through the models (only the config and its files are checked).
+        #[arg(long)]
+        no_model: bool,
+    },
     /// Joins the manifests of a sharded run's folder into its results.json.
     Merge {
         /// The run's output folder.
@@ -273,9 +281,15 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Check { config } => {
-            crate::config::check(&config, &registry)?;
-            println!("{} is valid", config.display());
+        Command::Check { config, no_model } => {
+            let loaded = crate::config::check_with(&config, &registry, !no_model)?;
+            let randomised = crate::run::plan::randomised_methods(&loaded, &registry);
+            let jobs = crate::run::plan::plan(&loaded, &randomised)?;
+            println!(
+                "{} is valid: {} job(s) planned",
+                config.display(),
+                jobs.len()
+            );
             Ok(())
         }
         Command::Merge { folder } => {
@@ -301,7 +315,7 @@ fn run(cli: Cli) -> Result<()> {
             if let Some(n) = threads {
                 tch::set_num_threads(n);
             }
-            let loaded = crate::config::check(&config, &registry)?;
+            let loaded = crate::config::check_with(&config, &registry, false)?;
             let record = crate::run::worker::run_job_here(&registry, &loaded, &id, &device)?;
             println!("{}", serde_json::to_string(&record)?);
             Ok(())

@@ -234,7 +234,8 @@ fn check_target(scores: &Tensor, target: i64) -> Result<()> {
     if target < 0 || target >= columns {
         bail!(
             "target {target} is outside the score columns: the wrapped model gives {columns} \
-             score(s) per example, so --target must be between 0 and {}",
+             score(s) per example, so the target must be between 0 and {} (`--target` of \
+             explain, `inputs[].targets` of a run config)",
             columns - 1
         );
     }

@@ -33,8 +33,15 @@ impl fmt::Display for InvalidConfig {
 
 impl std::error::Error for InvalidConfig {}
 
-/// Reads and checks the config at `path` against the loaded plugins.
+/// Reads and checks the config at `path` against the loaded plugins, then runs its first
+/// input through each model (see [`check_with`]).
 pub fn check(path: &Path, registry: &Registry) -> anyhow::Result<Loaded> {
+    check_with(path, registry, true)
+}
+
+/// [`check`]; with `dry_run` false, without loading the models to run the first input
+/// through them (`check --no-model`, and each job's child process, whose run checked it).
+pub fn check_with(path: &Path, registry: &Registry, dry_run: bool) -> anyhow::Result<Loaded> {
     let invalid = |problems| InvalidConfig {
         path: path.display().to_string(),
         problems,
@@ -54,7 +61,11 @@ pub fn check(path: &Path, registry: &Registry) -> anyhow::Result<Loaded> {
         base_dir,
         path: path.to_path_buf(),
     };
-    let problems = semantic_problems(&loaded, registry);
+    let mut problems = semantic_problems(&loaded, registry);
+    // A dry run of models whose files or methods are wrong would only repeat those problems.
+    if dry_run && problems.is_empty() {
+        problems.extend(super::dry_run::problems(&loaded));
+    }
     if !problems.is_empty() {
         return Err(invalid(problems).into());
     }

@@ -3,6 +3,7 @@
 //! plugins' parameter schemas, every error at once, before any job starts.
 
 pub mod check;
+mod dry_run;
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use check::{check, schema_with_methods};
+pub use check::{check, check_with, schema_with_methods};
 
 use crate::patch::PatchSpec;
 use crate::task::{TaskKind, WrapperKind};

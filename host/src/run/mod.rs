@@ -6,7 +6,7 @@ mod child;
 pub mod identity;
 pub mod manifest;
 pub mod plan;
-mod preprocess;
+pub(crate) mod preprocess;
 pub mod worker;
 
 use std::collections::{HashMap, VecDeque};

@@ -92,7 +92,7 @@ pub(super) fn load_model(
     )
 }
 
-pub(super) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {
+pub(crate) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {
     loaded
         .config
         .model_list()
@@ -281,7 +281,7 @@ fn execute(
 
 /// The region file of the `mask` wrapper as `[1, 1, ...spatial]` on the input's grid, then
 /// cropped and resized like the input.
-pub(super) fn region_like(
+pub(crate) fn region_like(
     path: &std::path::Path,
     input: &Tensor,
     preprocessing: &crate::config::Preprocessing,

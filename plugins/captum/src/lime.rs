@@ -33,7 +33,11 @@ pub struct Params {
     #[schemars(range(min = 1))]
     pub n_samples: usize,
     /// Samples evaluated together in one forward pass.
-    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    /// Default: as many as the memory budget allows (Captum's is 1). The map equals the
+    /// unbatched one up to float rounding, except through a segmentation wrapper whose
+    /// dynamic mask is near-tied (an argmax gap around 1e-6): batched kernels can flip a few
+    /// masked voxels there, so give 1, or a fixed mask (`--fixed-mask`, `mask_mode: fixed`),
+    /// to reproduce Captum exactly.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: Option<usize>,

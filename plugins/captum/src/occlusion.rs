@@ -29,14 +29,19 @@ pub struct Params {
     #[serde(default)]
     pub baselines: TensorOrScalar,
     /// Window positions evaluated together in one forward pass.
-    /// Default: as many as the memory budget allows (Captum's is 1; the map is the same).
+    /// Default: as many as the memory budget allows (Captum's is 1). The map equals the
+    /// unbatched one up to float rounding, except through a segmentation wrapper whose
+    /// dynamic mask is near-tied (an argmax gap around 1e-6): batched kernels can flip a few
+    /// masked voxels there, so give 1, or a fixed mask (`--fixed-mask`, `mask_mode: fixed`),
+    /// to reproduce Captum exactly.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub perturbations_per_eval: Option<usize>,
     /// Evaluate the perturbed copies incrementally when the model is an ONNX graph: each
     /// layer recomputes only the part of its output the perturbation reaches, from the
     /// unperturbed input's recorded activations, and the rest of the graph runs in full where
-    /// the reach covers a whole layer (the log says where). Exact, so the map is the same;
+    /// the reach covers a whole layer (the log says where). Exact: the same map as full
+    /// evaluation up to float rounding (and the near-tied masks of `perturbations_per_eval`);
     /// false evaluates every copy in full, which is faster on tiny models. Default true.
     #[serde(default = "crate::yes")]
     pub incremental: bool,
