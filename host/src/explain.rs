@@ -172,6 +172,7 @@ pub fn attribute_timed(
         progress: request.progress,
         device: inputs.device(),
         near: Default::default(),
+        warnings: Default::default(),
     };
     let params_json = request.params.to_string();
     let run = RunRequest {
@@ -185,7 +186,17 @@ pub fn attribute_timed(
         .run(run)
         .with_context(|| format!("{} failed", request.method))?;
     let seconds = started.elapsed().as_secs_f64();
-    let extras = serde_json::from_str(out.extras_json.as_str()).unwrap_or(Value::Null);
+    let mut extras = serde_json::from_str(out.extras_json.as_str()).unwrap_or(Value::Null);
+    let warnings = host
+        .warnings
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    if !warnings.is_empty() {
+        if !extras.is_object() {
+            extras = Value::Object(Default::default());
+        }
+        extras["warnings"] = Value::from(warnings);
+    }
     Ok((out.attribution.into_tensor(), extras, seconds))
 }
 

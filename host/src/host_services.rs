@@ -42,6 +42,19 @@ pub struct JobHost<'a> {
     pub device: tch::Device,
     /// The recorded forward pass of the last base input of `forward_near`.
     pub near: NearCache,
+    /// What the host noticed that makes the map mean less than its name (each sentence once),
+    /// for the job's `warnings`.
+    pub warnings: std::sync::Mutex<Vec<String>>,
+}
+
+impl JobHost<'_> {
+    fn warn(&self, sentence: String) {
+        let mut warnings = self.warnings.lock().unwrap_or_else(|p| p.into_inner());
+        if !warnings.contains(&sentence) {
+            tracing::warn!("{sentence}");
+            warnings.push(sentence);
+        }
+    }
 }
 
 /// The most bytes of activations (a method's own estimate, as passed to `batch_size_hint`) one
@@ -194,6 +207,9 @@ impl Host for JobHost<'_> {
                     layer,
                 )
             })?;
+            if let Some(sentence) = out.coverage_warning {
+                self.warn(sentence);
+            }
             let (layer, layer_output) = match out.layer {
                 Some((g, a)) => (
                     ROption::RSome(TensorHandle::new(g)),

@@ -19,6 +19,73 @@ pub struct RuleOutput {
     pub inputs: Tensor,
     /// At the requested layer: its relevance and its output.
     pub layer: Option<(Tensor, Tensor)>,
+    /// A sentence when the composite's rules meant for activations act on only some of the
+    /// graph's activations, or none (a map named "guided backprop" that is plain gradient).
+    pub coverage_warning: Option<String>,
+}
+
+/// The ONNX op types of elementwise activations, which the ReLU-family rules target.
+const ACTIVATIONS: &[&str] = &[
+    "Relu",
+    "PRelu",
+    "LeakyRelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Gelu",
+    "Sigmoid",
+    "HardSigmoid",
+    "Tanh",
+    "Softplus",
+    "Softsign",
+    "HardSwish",
+    "Mish",
+    "ThresholdedRelu",
+];
+
+/// How many of the graph's activations take a rule, when the composite names an activation
+/// op type (so it is meant for them): "rule on 3 of 17 activations; PRelu x14 pass plain
+/// gradients, as in Captum".
+fn coverage(
+    graph: &dyn GraphModel,
+    composite: &Composite,
+    nodes: usize,
+    rules: &[Option<Box<dyn Rule>>],
+) -> Option<String> {
+    let aimed = composite
+        .rules
+        .iter()
+        .any(|a| a.ops.iter().any(|o| ACTIVATIONS.contains(&o.as_str())));
+    if !aimed {
+        return None;
+    }
+    let mut total = 0;
+    let mut plain: std::collections::BTreeMap<String, usize> = Default::default();
+    for index in 0..nodes {
+        let node = graph.node(index);
+        if ACTIVATIONS.contains(&node.op_type) {
+            total += 1;
+            if rules[index].is_none() {
+                *plain.entry(node.op_type.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let missed: usize = plain.values().sum();
+    if missed == 0 {
+        return None;
+    }
+    let list: Vec<String> = plain.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+    Some(format!(
+        "the rule acts on {} of the model's {total} activations; {} pass plain gradients, as in \
+         Captum (whose hooks act on nn.ReLU only){}",
+        total - missed,
+        list.join(", "),
+        if total == missed {
+            ": this map is the plain gradient, whatever its method's name"
+        } else {
+            ""
+        }
+    ))
 }
 
 /// Runs `inputs` forward and back with the rules of `composite`, from the `target` score.
@@ -47,6 +114,7 @@ pub fn backward(
     let output = graph.forward_hooked(inputs, &mut recorder)?;
     let layer_value = layer.as_ref().map(|site| site_value(graph, site));
     let mut pass = Pass::new(graph, composite, &recorder.records);
+    let coverage_warning = coverage(graph, composite, recorder.records.len(), &pass.rules);
     pass.plain.insert(
         graph.output_name().to_string(),
         seed(wrapper, &output, target)?,
@@ -91,6 +159,7 @@ pub fn backward(
     Ok(RuleOutput {
         inputs: input_grad.detach(),
         layer,
+        coverage_warning,
     })
 }
 

@@ -2,6 +2,7 @@
 //! one worker per device slot, and records every outcome in the manifest as it happens.
 
 mod cascade;
+mod caveats;
 mod child;
 pub mod identity;
 pub mod manifest;

@@ -245,6 +245,10 @@ fn execute(
     // A metric's "map" is its score per example: only npy holds it, and no grid applies.
     let is_metric = provided.info.kind == esegeta_plugin_api::MethodKind::Metric;
     let map = map.to_kind(Kind::Float);
+    let warnings = super::caveats::collect(&map, &mut extras, is_metric);
+    for w in &warnings {
+        tracing::warn!("{}: {w}", job.id);
+    }
     // A layer's map lies on the layer's grid: the input's crop and resize are not undone on
     // it, and NIfTI is skipped (the scan's affine would misplace it).
     let on_input_grid = map.size().get(2..) == prepared.size().get(2..);
@@ -275,7 +279,7 @@ fn execute(
         files,
         extras,
         precision_fallback,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
