@@ -140,8 +140,9 @@ fn png_maps_are_heatmaps_over_the_input_with_a_colour_bar() {
     let stdout = explain_to(&out, "classifier2d.pt", "rgb.png", &["--target", "1"]);
     assert!(stdout.contains("wrote"), "{stdout}");
     let img = image::open(&out).unwrap().to_rgb8();
-    // 8x8 input scaled x32, then a gap, the colour bar and its labels.
-    assert_eq!(img.dimensions(), (256 + 8 + 16 + 4 + 72, 256));
+    // 8x8 input scaled x32, then a gap, the colour bar and its labels; under them the caption
+    // line saying the map's 3 channels were summed.
+    assert_eq!(img.dimensions(), (256 + 8 + 16 + 4 + 72, 256 + 6 + 10));
     let top = img.get_pixel(256 + 8 + 8, 0);
     let bottom = img.get_pixel(256 + 8 + 8, 255);
     assert_ne!(
@@ -203,4 +204,38 @@ fn timing_reports_the_method_time_memory_and_threads() {
     let mut bad = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
     bad.args(["--repeat", "0", "--out"]).arg(&once);
     assert!(fails(&mut bad).contains("--repeat"));
+}
+
+/// A PNG draws one example and one plane: a batch gets one PNG per example, named on stdout,
+/// and `--png-channels each` one per channel; the npy of the same map is one file.
+#[test]
+fn a_batch_gets_one_png_per_example_and_each_channel_its_own() {
+    let dir = scratch("batch-png");
+    let out = dir.join("map.png");
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x2.npy", "captum.saliency");
+    cmd.args(["--target", "1", "--out"]).arg(&out);
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    let (b0, b1) = (dir.join("map_b0.png"), dir.join("map_b1.png"));
+    assert!(b0.is_file() && b1.is_file() && !out.exists(), "{stdout}");
+    assert!(
+        stdout.contains(&b0.display().to_string()) && stdout.contains(&b1.display().to_string()),
+        "{stdout}"
+    );
+    assert!(stdout.contains("one PNG per example"), "{stdout}");
+    let first = image::open(&b0).unwrap().to_rgb8();
+    assert_ne!(first, image::open(&b1).unwrap().to_rgb8(), "two examples, two maps");
+
+    let out = dir.join("each.png");
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    cmd.args(["--png-channels", "each", "--out"]).arg(&out);
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    for c in 0..3 {
+        assert!(dir.join(format!("each_c{c}.png")).is_file(), "{stdout}");
+    }
+    let mut bad = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    bad.args(["--png-channels", "mean", "--out"]).arg(&out);
+    let e = fails(&mut bad);
+    assert!(e.contains("max-abs") && e.contains("each"), "{e}");
 }

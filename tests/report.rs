@@ -130,3 +130,58 @@ fn check_page(page: &str) {
     }
     assert!(page.contains("<svg") && page.contains("<polyline"));
 }
+
+/// What the report shows of each job beyond its figure: warnings (beside the figure and in the
+/// jobs table), extras such as IG's convergence delta, links to its files relative to the page,
+/// figures that open full size, and for 3D maps the slices through the map's maximum.
+#[test]
+fn the_report_shows_warnings_extras_file_links_and_slices_through_the_maximum() {
+    let dir = scratch("report-details");
+    let config = json!({
+        "models": [{"path": fixture("classifier2d.pt"), "name": "c2d"}],
+        "inputs": [{"path": fixture("classifier2d_x2.npy"), "targets": [1]}],
+        "methods": [
+            {"id": "captum.integrated_gradients", "name": "ig", "params": {"n_steps": 4}}
+        ],
+        "output": {"folder": "out", "formats": ["npy", "nii.gz", "png"]}
+    });
+    assert_eq!(run_config(&dir, config), Some(0));
+    let out = dir.join("out");
+    let page = std::fs::read_to_string(out.join("report.html")).unwrap();
+    // The skipped NIfTI's warning: under the figure, in the jobs table, counted on top.
+    assert_eq!(page.matches("<li>no nii.gz written").count(), 2, "{page}");
+    assert!(page.contains("1 job(s) with warnings"));
+    // IG's convergence delta per example, listed.
+    let delta = page.find("<code>convergence_delta</code>: [").expect("the delta");
+    assert_eq!(page[delta..].split(']').next().unwrap().matches(", ").count(), 1);
+    // Links to the npy and both PNGs, relative to the page, that resolve.
+    let hrefs: Vec<&str> = page
+        .split("<a href=\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .filter(|h| !h.starts_with('#'))
+        .collect();
+    for name in ["ig_target1.npy", "ig_target1_b0.png", "ig_target1_b1.png"] {
+        let href = hrefs.iter().find(|h| h.ends_with(name)).expect(name);
+        assert!(!href.starts_with('/') && !href.contains(':'), "{href}");
+        assert!(out.join(href).is_file(), "{href}");
+    }
+    // Both examples drawn, zoomable, with the overlay that enlarges them.
+    assert!(page.matches("<img class=\"zoom\"").count() >= 2);
+    assert!(page.contains("example 1 of 2") && page.contains("id=\"lightbox\""));
+
+    // A 3D map: the middle slices and those through its maximum, named in the caption.
+    let dir = scratch("report-details-3d");
+    let config = json!({
+        "models": [{"path": fixture("segmenter3d.pt"), "task": "segmentation"}],
+        "inputs": [{"path": fixture("seg3d_x.npy"), "targets": [1]}],
+        "methods": [{"id": "captum.saliency"}],
+        "output": {"folder": "out", "formats": ["npy"]}
+    });
+    assert_eq!(run_config(&dir, config), Some(0));
+    let page = std::fs::read_to_string(dir.join("out/report.html")).unwrap();
+    assert!(
+        page.contains("middle slices i=4, j=4, k=4; slices through the largest |map| i="),
+        "{page}"
+    );
+}

@@ -732,3 +732,72 @@ fn each_input_is_scored_against_its_own_ground_truth() {
         "{score} vs {expected} (1e-5 absolute)"
     );
 }
+
+/// A format that cannot show a map never fails its job: a batch of two gets its npy and a PNG
+/// per example, and the NIfTI a 2D batch cannot be is skipped with a warning in the record.
+#[test]
+fn a_batch_keeps_its_npy_gets_a_png_per_example_and_a_warning_for_the_nifti() {
+    let config = write_config(
+        "batch-outputs",
+        json!({
+            "model": {"path": fixture("classifier2d.pt")},
+            "inputs": [{"path": fixture("classifier2d_x2.npy"), "targets": [1]}],
+            "methods": [{"id": "captum.saliency"}],
+            "output": {"folder": "out", "formats": ["png", "nii.gz", "npy"], "png_channels": "max-abs"}
+        }),
+    );
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&config, "results.json");
+    let j = job(&m, "captum.saliency");
+    assert_eq!(j["status"], "done", "{j}");
+    let files: Vec<&str> = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(files[0].ends_with("saliency_target1.npy"), "npy first: {files:?}");
+    assert!(files[1].ends_with("saliency_target1_b0.png"), "{files:?}");
+    assert!(files[2].ends_with("saliency_target1_b1.png"), "{files:?}");
+    assert!(files.iter().all(|f| Path::new(f).is_file()), "{files:?}");
+    assert_eq!(load(Path::new(files[0])).size(), [2, 3, 8, 8]);
+    let warnings = j["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{j}");
+    let w = warnings[0].as_str().unwrap();
+    assert!(w.starts_with("no nii.gz written") && w.contains("[2, 3, 8, 8]"), "{w}");
+}
+
+/// A layer's 4x4 Grad-CAM is drawn over the 8x8 input: resampled (so its 64-pixel blocks are
+/// no longer flat) and captioned under the picture (so the PNG is taller than its panel).
+#[test]
+fn a_layer_grid_png_is_upsampled_over_the_input_and_captioned() {
+    let config = write_config(
+        "layer-png",
+        json!({
+            "model": {"path": fixture("layers/classifier2d.onnx")},
+            "inputs": [{"path": fixture("layers/c2d_x.npy"), "targets": [1]}],
+            "methods": [{"id": "captum.layer_grad_cam", "layer": "conv2"}],
+            "output": {"folder": "out", "formats": ["npy", "png"]}
+        }),
+    );
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&config, "results.json");
+    let j = job(&m, "layer_grad_cam");
+    assert_eq!(j["status"], "done", "{j}");
+    let png = j["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .find(|f| f.ends_with(".png"))
+        .unwrap();
+    assert_eq!(load(Path::new(png.replace(".png", ".npy").as_str())).size(), [1, 1, 4, 4]);
+    let img = image::open(png).unwrap().to_rgb8();
+    // 8x8 input pixels drawn 32 screen pixels each, a caption line under them.
+    assert!(img.height() > 256, "no caption: {:?}", img.dimensions());
+    let (a, b) = (img.get_pixel(16, 16), img.get_pixel(48, 16));
+    assert_ne!(a, b, "one 4x4 cell spans two input pixels, which differ when resampled");
+}

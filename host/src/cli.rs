@@ -156,6 +156,10 @@ struct ExplainArgs {
     /// Where to write the map; the extension picks the format.
     #[arg(long)]
     out: PathBuf,
+    /// How a PNG shows a map of several channels: sum them, keep the value of largest
+    /// magnitude (max-abs), or write one PNG per channel (each: `<stem>_c0.png`, ...).
+    #[arg(long, value_enum, default_value = "sum")]
+    png_channels: crate::config::PngChannels,
     /// libtorch's intra-op thread count (default: libtorch's own choice, the physical cores).
     #[arg(long)]
     threads: Option<i32>,
@@ -357,11 +361,18 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         repeats: args.repeat.into(),
     };
     let done = explain(registry, &job)?;
-    crate::io::write_map(&done.attribution, &done.input, &args.out)?;
+    let files =
+        crate::io::write_map_files(&done.attribution, &done.input, &args.out, args.png_channels)?;
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     println!(
-        "wrote {} (shape {:?})",
-        args.out.display(),
-        done.attribution.size()
+        "wrote {} (shape {:?}{})",
+        names.join(", "),
+        done.attribution.size(),
+        if files.len() > 1 {
+            "; one PNG per example and channel drawn"
+        } else {
+            ""
+        }
     );
     if done.attribution.dim() == 1 {
         // A metric: one score per example.

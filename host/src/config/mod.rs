@@ -314,6 +314,27 @@ pub struct OutputConfig {
     /// Formats of each map; default npy and png, plus nii.gz for NIfTI inputs.
     #[serde(default)]
     pub formats: Option<Vec<Format>>,
+    /// How a PNG shows a map with several channels (an RGB input's attribution, a layer's
+    /// channels): `sum` adds them (the default), `max-abs` keeps each pixel's value of largest
+    /// magnitude with its sign, `each` writes one PNG per channel (`<stem>_c0.png`, ...), all
+    /// on one colour scale. The PNG's caption says which.
+    #[serde(default)]
+    pub png_channels: PngChannels,
+}
+
+/// How a PNG combines a map's channels into the one plane it draws.
+#[derive(
+    Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum PngChannels {
+    /// The sum over channels.
+    #[default]
+    Sum,
+    /// Per pixel, the channel value of largest magnitude, with its sign.
+    MaxAbs,
+    /// One PNG per channel, on one colour scale.
+    Each,
 }
 
 #[derive(

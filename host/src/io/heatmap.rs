@@ -3,7 +3,8 @@
 //! Signed maps use a diverging scale symmetric around zero (blue negative, red positive);
 //! non-negative maps a sequential one. The map is blended over the input in grey, more opaque
 //! where the attribution is larger, and scaled up so that small inputs stay legible. The
-//! drawing helpers are shared with the montages of 3D maps, so both read the same way.
+//! drawing helpers are shared with the montages of 3D maps, so both read the same way. A
+//! caption under the picture says what png.rs did to the map (channels combined, upsampled).
 
 use std::path::Path;
 
@@ -11,6 +12,7 @@ use anyhow::{anyhow, bail, Result};
 use image::{Rgb, RgbImage};
 use tch::{Kind, Tensor};
 
+use super::png::Picture;
 use super::write_atomically;
 
 const MIN_SIDE: u32 = 256;
@@ -19,27 +21,25 @@ pub(super) const GAP: u32 = 8;
 /// Room for a label of up to 9 characters of the 8x8 font, after a small gap.
 pub(super) const LABEL_GAP: u32 = 4;
 pub(super) const LABEL_WIDTH: u32 = 9 * 8;
+/// The caption under the pictures: a gap, then lines of the 8x8 font with 2 pixels between.
+const CAPTION_GAP: u32 = 6;
+const CAPTION_LINE: u32 = 10;
 
-pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
-    save_png(&render(map, input, out)?, out)
-}
-
-/// The heatmap of `map` `[1, C, H, W]` over `input` as an image; `out` names it in errors.
-pub fn render(map: &Tensor, input: &Tensor, out: &Path) -> Result<RgbImage> {
-    let (values, h, w) = plane(map, "the map", out)?;
-    let background = match plane(input, "the input", out) {
-        Ok((bg, bh, bw)) if (bh, bw) == (h, w) => normalise(&bg),
+/// The heatmap of a 2D picture (its map `[1, 1, H, W]` on the input's grid) as an image, its
+/// caption under it; `out` names it in errors.
+pub fn render(picture: &Picture, out: &Path) -> Result<RgbImage> {
+    let (values, h, w) = plane(&picture.map, "the map", out)?;
+    let background = match picture.input.as_ref().map(|i| plane(i, "the input", out)) {
+        Some(Ok((bg, bh, bw))) if (bh, bw) == (h, w) => normalise(&bg),
         _ => vec![0.5; values.len()],
     };
-    let scale = Scale::of(&values);
+    let scale = Scale::of(&[picture.range.0, picture.range.1]);
     let zoom = (MIN_SIDE / h.min(w) as u32).max(1);
     let (pw, ph) = (w as u32 * zoom, h as u32 * zoom);
     let bar = pw + GAP;
-    let mut img = RgbImage::from_pixel(
-        bar + BAR_WIDTH + LABEL_GAP + LABEL_WIDTH,
-        ph,
-        Rgb([255, 255, 255]),
-    );
+    let width = bar + BAR_WIDTH + LABEL_GAP + LABEL_WIDTH;
+    let caption = caption_lines(&picture.notes, width);
+    let mut img = RgbImage::from_pixel(width, ph + caption_height(&caption), Rgb([255, 255, 255]));
     let panel = Panel {
         values: &values,
         grey: &background,
@@ -48,7 +48,40 @@ pub fn render(map: &Tensor, input: &Tensor, out: &Path) -> Result<RgbImage> {
     };
     draw_panel(&mut img, &panel, &scale, (0, 0), zoom);
     draw_colour_bar(&mut img, &scale, (bar, 0), ph);
+    draw_caption(&mut img, &caption, 0, ph);
     Ok(img)
+}
+
+/// The caption's parts joined with "; " into lines that fit `width` pixels of the 8x8 font.
+pub(super) fn caption_lines(notes: &[String], width: u32) -> Vec<String> {
+    let room = (width / 8).max(1) as usize;
+    let mut lines: Vec<String> = Vec::new();
+    for note in notes {
+        match lines.last_mut() {
+            Some(line) if line.len() + 2 + note.len() <= room => {
+                line.push_str("; ");
+                line.push_str(note);
+            }
+            _ => lines.push(note.clone()),
+        }
+    }
+    lines
+}
+
+/// The height the caption takes under the pictures: nothing without one.
+pub(super) fn caption_height(lines: &[String]) -> u32 {
+    if lines.is_empty() {
+        0
+    } else {
+        CAPTION_GAP + lines.len() as u32 * CAPTION_LINE
+    }
+}
+
+/// Draws the caption's lines from `(x, y)`, the bottom of the pictures.
+pub(super) fn draw_caption(img: &mut RgbImage, lines: &[String], x: u32, y: u32) {
+    for (i, line) in lines.iter().enumerate() {
+        draw_text(img, line, x, y + CAPTION_GAP + i as u32 * CAPTION_LINE);
+    }
 }
 
 /// Writes `img` as a PNG under a temporary name, then renames it to `out`.
@@ -138,13 +171,14 @@ pub(super) fn draw_text(img: &mut RgbImage, text: &str, x: u32, y: u32) {
     }
 }
 
-/// `[1, C, H, W]` summed over channels to an `H x W` plane, row-major.
+/// `[1, C, H, W]` summed over channels to an `H x W` plane, row-major (a picture's map has one
+/// channel; the input's channels are summed into its grey).
 fn plane(t: &Tensor, what: &str, out: &Path) -> Result<(Vec<f64>, usize, usize)> {
     let size = t.size();
     if size.len() != 4 || size[0] != 1 || size[2..].contains(&0) {
         bail!(
-            "{}: PNG output draws a map of one example, shape [1, C, H, W] (2D) or \
-             [1, C, D, H, W] (3D); {what} has shape {size:?}. Write .npy for anything else",
+            "{}: a 2D heatmap draws one example, shape [1, C, H, W]; {what} has shape \
+             {size:?}. Write .npy for anything else",
             out.display()
         );
     }

@@ -7,8 +7,9 @@ mod image_file;
 pub mod montage;
 mod nifti_file;
 mod npy;
+pub mod png;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use tch::Tensor;
@@ -115,21 +116,32 @@ fn check_on_input_grid(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
 /// Writes `map` (the attribution, Captum's shape) to `out` in the format its extension names.
 /// `input` is drawn under PNG heatmaps; `nifti` gives NIfTI outputs the source's grid.
 pub fn write_map(map: &Tensor, input: &Input, out: &Path) -> Result<()> {
+    write_map_files(map, input, out, crate::config::PngChannels::Sum).map(drop)
+}
+
+/// [`write_map`] with the PNG's channel choice; returns the files written: `out`, or for a PNG
+/// of several examples or channels, one file per picture (`<stem>_b0.png`, `<stem>_c1.png`).
+pub fn write_map_files(
+    map: &Tensor,
+    input: &Input,
+    out: &Path,
+    channels: crate::config::PngChannels,
+) -> Result<Vec<PathBuf>> {
     let map = map
         .detach()
         .to_device(tch::Device::Cpu)
         .to_kind(tch::Kind::Float)
         .contiguous();
     match extension(out).as_str() {
-        "npy" => npy::write(&map, out),
+        "npy" => npy::write(&map, out)?,
         "nii" | "nii.gz" => {
             check_on_input_grid(&map, input, out)?;
-            nifti_file::write(&map, input.nifti.as_ref(), out)
+            nifti_file::write(&map, input.nifti.as_ref(), out)?
         }
-        "png" if map.dim() == 5 => montage::write(&map, &input.tensor, out),
-        "png" => heatmap::write(&map, &input.tensor, out),
-        _ => check_output(out),
+        "png" => return png::write(&map, &input.tensor, out, channels),
+        _ => check_output(out)?,
     }
+    Ok(vec![out.to_path_buf()])
 }
 
 #[cfg(test)]

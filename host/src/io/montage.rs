@@ -6,6 +6,9 @@
 //! tells negative from positive, over the input's projection in grey. Every panel shares the
 //! scale of heatmap.rs, its blending and the voxel size on screen, so panels compare directly.
 //!
+//! The report's compact figure shows instead the middle slice along i, j and k and the slice
+//! along each through the voxel of largest |map|, above the same projections.
+//!
 //! Panels are drawn in voxel order, the first remaining axis to the right and the second
 //! upward; the affine is not applied, so a volume stored in RAS+ shows in the neurological
 //! convention and others show as stored. Voxels are drawn square: anisotropic spacing is ignored.
@@ -17,9 +20,10 @@ use image::{Rgb, RgbImage};
 use tch::{Kind, Tensor};
 
 use super::heatmap::{
-    draw_colour_bar, draw_panel, draw_text, save_png, Panel, Scale, BAR_WIDTH, GAP, LABEL_GAP,
-    LABEL_WIDTH,
+    caption_height, caption_lines, draw_caption, draw_colour_bar, draw_panel, draw_text, Panel,
+    Scale, BAR_WIDTH, GAP, LABEL_GAP, LABEL_WIDTH,
 };
+use super::png::Picture;
 
 /// More slices than this get small on screen and repeat what their neighbours show.
 const MAX_SLICES: usize = 12;
@@ -34,24 +38,22 @@ const TITLE_HEIGHT: u32 = 8 + 4;
 /// Sets the projections apart from the slices.
 const SECTION_GAP: u32 = 3 * GAP;
 
-/// Writes the montage of `map`, `[1, C, D, H, W]`, over `input`, `[1, C', D, H, W]` (drawn in
-/// mid grey when its shape differs), to `out`.
-pub fn write(map: &Tensor, input: &Tensor, out: &Path) -> Result<()> {
-    save_png(&render(map, input, out, Slices::ByMass)?, out)
-}
-
 /// Which slices a montage shows above its projections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slices {
     /// Up to 12 slices along k, gathered where the attribution is.
     ByMass,
-    /// The middle slice along each of i, j and k (the report's compact figure).
-    Middle,
+    /// The middle slice along each of i, j and k, then the slice along each through the voxel
+    /// of largest |map| (the report's compact figure: the middle alone can miss a small hot
+    /// spot entirely).
+    MiddleAndMax,
 }
 
-/// The montage of `map` over `input` as an image; `out` names it in errors.
-pub fn render(map: &Tensor, input: &Tensor, out: &Path, which: Slices) -> Result<RgbImage> {
-    let size = map.size();
+/// The montage of a 3D picture (its map `[1, 1, D, H, W]`) over its input (drawn in mid grey
+/// when absent or of another shape), its caption under it; `out` names it in errors. Returns
+/// the image and the slice panels' titles (`mid i=4`, `max k=6`, ...).
+pub fn render(picture: &Picture, out: &Path, which: Slices) -> Result<(RgbImage, Vec<String>)> {
+    let size = picture.map.size();
     if size.len() != 5 || size[0] != 1 || size[2..].contains(&0) {
         bail!(
             "{}: a PNG of a 3D map draws one example, shape [1, C, D, H, W]; the map has shape \
@@ -59,38 +61,52 @@ pub fn render(map: &Tensor, input: &Tensor, out: &Path, which: Slices) -> Result
             out.display()
         );
     }
-    let values = volume(map);
-    let grey = match input.size() {
-        s if s.len() == 5 && s[0] == 1 && s[2..] == size[2..] => normalised(&volume(input)),
+    let values = volume(&picture.map);
+    let grey = match picture.input.as_ref() {
+        Some(input) if input.size().len() == 5 && input.size()[2..] == size[2..] => {
+            normalised(&volume(input))
+        }
         _ => values.full_like(0.5),
     };
-    let (lo, hi) = (
-        values.min().double_value(&[]),
-        values.max().double_value(&[]),
-    );
-    // The scale of the whole volume: a projection may hide a sign its panel does not show.
-    let scale = Scale::of(&[lo, hi]);
+    // The scale of the whole volume (and of the example's other channels): a projection may
+    // hide a sign its panel does not show.
+    let scale = Scale::of(&[picture.range.0, picture.range.1]);
 
     let [d, h, w] = [size[2], size[3], size[4]];
-    let mass = Vec::<f64>::try_from(values.abs().sum_dim_intlist(
-        &[0i64, 1][..],
-        false,
-        Kind::Double,
-    ))?;
-    let slices: Vec<(i64, i64)> = match which {
-        Slices::ByMass => pick_slices(&mass, MAX_SLICES)
-            .into_iter()
-            .map(|k| (2, k as i64))
-            .collect(),
-        Slices::Middle => vec![(0, d / 2), (1, h / 2), (2, w / 2)],
+    let slices: Vec<(String, i64, i64)> = match which {
+        Slices::ByMass => {
+            let mass = Vec::<f64>::try_from(values.abs().sum_dim_intlist(
+                &[0i64, 1][..],
+                false,
+                Kind::Double,
+            ))?;
+            pick_slices(&mass, MAX_SLICES)
+                .into_iter()
+                .map(|k| (format!("k={k}"), 2, k as i64))
+                .collect()
+        }
+        Slices::MiddleAndMax => {
+            let at = values.abs().argmax(None, false).int64_value(&[]);
+            let peak = [at / (h * w), at / w % h, at % w];
+            let mut s: Vec<(String, i64, i64)> = [d / 2, h / 2, w / 2]
+                .iter()
+                .enumerate()
+                .map(|(axis, &m)| (format!("mid {}={m}", AXES[axis]), axis as i64, m))
+                .collect();
+            s.extend(
+                peak.iter()
+                    .enumerate()
+                    .map(|(axis, &m)| (format!("max {}={m}", AXES[axis]), axis as i64, m)),
+            );
+            s
+        }
     };
     let mut panels = Vec::new();
-    for &(axis, at) in &slices {
-        let (v, g) = (values.select(axis, at), grey.select(axis, at));
-        let name = ["i", "j", "k"][axis as usize];
-        panels.push((format!("{name}={at}"), view(&v)?, view(&g)?));
+    for (title, axis, at) in &slices {
+        let (v, g) = (values.select(*axis, *at), grey.select(*axis, *at));
+        panels.push((title.clone(), view(&v)?, view(&g)?));
     }
-    for (axis, name) in ["i", "j", "k"].iter().enumerate() {
+    for (axis, name) in AXES.iter().enumerate() {
         let axis = axis as i64;
         let strongest = values.abs().argmax(axis, true);
         let v = values.gather(axis, &strongest, false).squeeze_dim(axis);
@@ -103,7 +119,9 @@ pub fn render(map: &Tensor, input: &Tensor, out: &Path, which: Slices) -> Result
 
     let zoom = zoom(d.min(h).min(w) as u32, d.max(h).max(w) as u32);
     let layout = Layout::of(&panels, slices.len(), zoom);
-    let mut img = RgbImage::from_pixel(layout.width, layout.height, Rgb([255, 255, 255]));
+    let caption = caption_lines(&picture.notes, layout.width - 2 * MARGIN);
+    let height = layout.height + caption_height(&caption);
+    let mut img = RgbImage::from_pixel(layout.width, height, Rgb([255, 255, 255]));
     for ((title, (values, pw, ph), (grey, ..)), &(x, y)) in panels.iter().zip(&layout.at) {
         let panel = Panel {
             values,
@@ -118,8 +136,11 @@ pub fn render(map: &Tensor, input: &Tensor, out: &Path, which: Slices) -> Result
         draw_panel(&mut img, &panel, &scale, (x, y), zoom);
     }
     draw_colour_bar(&mut img, &scale, layout.bar, layout.bar_height);
-    Ok(img)
+    draw_caption(&mut img, &caption, MARGIN, layout.height - MARGIN);
+    Ok((img, slices.into_iter().map(|(t, ..)| t).collect()))
 }
+
+const AXES: [&str; 3] = ["i", "j", "k"];
 
 /// Where each panel goes (top-left corners), the colour bar and the image's size.
 struct Layout {
@@ -182,7 +203,8 @@ fn zoom(short: u32, long: u32) -> u32 {
         .max(1)
 }
 
-/// `[1, C, D, H, W]` summed over channels to `[D, H, W]`.
+/// `[1, C, D, H, W]` summed over channels to `[D, H, W]` (a picture's map has one channel; the
+/// input's are summed into its grey).
 fn volume(t: &Tensor) -> Tensor {
     t.to_device(tch::Device::Cpu)
         .to_kind(Kind::Double)
@@ -263,8 +285,7 @@ mod tests {
         sum
     }
 
-    #[test]
-    fn a_blob_shows_in_its_slice_and_not_in_an_empty_one() {
+    fn blob() -> (Tensor, Tensor) {
         let map = Tensor::zeros([1, 2, 8, 8, 8], (Kind::Float, tch::Device::Cpu));
         let _ = map
             .narrow(2, 5, 2)
@@ -272,18 +293,26 @@ mod tests {
             .narrow(4, 6, 2)
             .fill_(1.0);
         let input = Tensor::arange(512, (Kind::Float, tch::Device::Cpu)).view([1, 1, 8, 8, 8]);
+        (map, input)
+    }
+
+    #[test]
+    fn a_blob_shows_in_its_slice_and_not_in_an_empty_one() {
+        let (map, input) = blob();
         let out = std::env::temp_dir().join(format!("esegeta-montage-{}.png", std::process::id()));
-        write(&map, &input, &out).unwrap();
+        crate::io::png::write(&map, &input, &out, crate::config::PngChannels::Sum).unwrap();
         let img = image::open(&out).unwrap().to_rgb8();
         let _ = std::fs::remove_file(&out);
 
-        // 8 slices as 2 rows of 4 panels of 8 voxels x12, then the row of projections.
+        // 8 slices as 2 rows of 4 panels of 8 voxels x12, then the row of projections, then
+        // the caption's line ("sum of 2 ch").
         let side = 96;
         let grid = 4 * side + 3 * GAP;
         let width = MARGIN + grid + 2 * GAP + BAR_WIDTH + LABEL_GAP + LABEL_WIDTH + MARGIN;
         let slices = 2 * (TITLE_HEIGHT + side) + GAP;
         let height = MARGIN + slices + SECTION_GAP + TITLE_HEIGHT + side + MARGIN;
-        assert_eq!(img.dimensions(), (width, height));
+        let caption = caption_height(&["sum of 2 ch".to_string()]);
+        assert_eq!(img.dimensions(), (width, height + caption));
 
         // k=6 is the third panel of the second row; k=1 the second of the first.
         let second_row = MARGIN + 2 * TITLE_HEIGHT + side + GAP;
@@ -294,15 +323,44 @@ mod tests {
     }
 
     #[test]
-    fn maps_of_other_shapes_are_refused_with_the_file_name() {
-        let map = Tensor::zeros([2, 1, 4, 4, 4], (Kind::Float, tch::Device::Cpu));
-        let err = write(&map, &map, Path::new("out/map.png"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("out/map.png") && err.contains("[1, C, D, H, W]"),
-            "{err}"
+    fn the_compact_figure_slices_through_the_maximum_as_well_as_the_middle() {
+        let (map, input) = blob();
+        let pictures = crate::io::png::pictures(
+            &map,
+            &input,
+            crate::config::PngChannels::Sum,
+            Path::new("m.png"),
+        )
+        .unwrap();
+        let (img, titles) = render(&pictures[0], Path::new("m.png"), Slices::MiddleAndMax).unwrap();
+        assert_eq!(
+            titles,
+            ["mid i=4", "mid j=4", "mid k=4", "max i=5", "max j=1", "max k=6"]
         );
+        // One row of six 96-pixel panels: the middle ones miss the blob, the others hold it.
+        let side = 96;
+        for (n, coloured) in [false, false, false, true, true, true].iter().enumerate() {
+            let x = MARGIN + n as u32 * (side + GAP);
+            let c = colourfulness(&img, (x, MARGIN + TITLE_HEIGHT), side);
+            assert_eq!(c > 0, *coloured, "panel {n} ({})", titles[n]);
+        }
+    }
+
+    #[test]
+    fn a_batch_gives_one_montage_per_example() {
+        let map = Tensor::zeros([2, 1, 4, 4, 4], (Kind::Float, tch::Device::Cpu));
+        let dir = std::env::temp_dir().join(format!("esegeta-montage-b-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files = crate::io::png::write(
+            &map,
+            &map,
+            &dir.join("m.png"),
+            crate::config::PngChannels::Sum,
+        )
+        .unwrap();
+        assert_eq!(files, [dir.join("m_b0.png"), dir.join("m_b1.png")]);
+        assert!(files.iter().all(|f| f.is_file()));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

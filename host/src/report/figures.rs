@@ -1,66 +1,100 @@
 //! The report's pictures as PNG data URIs, drawn by the same code as the run's PNG outputs
 //! (io::heatmap, io::montage), so the page and the files read the same way.
 //!
-//! - A 3D map: the middle slice along i, j and k and the maximum-intensity projection along
-//!   each, over the scan, one colour scale for the six panels and its colour bar.
-//! - A 2D map: the heatmap over the image.
+//! - A 3D map: the middle slice along i, j and k, the slice along each through the voxel of
+//!   largest |map|, and the maximum-intensity projection along each, over the scan, one colour
+//!   scale for the nine panels and its colour bar.
+//! - A 2D map: the heatmap over the image (a layer's map upsampled onto it, as in the PNGs).
+//! - A batch: one figure per example, up to four.
 //! - A thumbnail (randomisation strips): the projection along k of a 3D map (the value of
 //!   largest magnitude, with its sign) over the scan's projection, or the 2D heatmap.
 
 use std::io::Cursor;
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use base64::Engine;
 use image::RgbImage;
 use tch::{Kind, Tensor};
 
+use crate::config::PngChannels;
+use crate::io::png::{self, Picture};
 use crate::io::{heatmap, montage};
 
-/// The figure of `map` over `input` (both on the input's grid) as a data URI.
-pub fn figure(map: &Tensor, input: &Tensor, name: &Path) -> Result<String> {
-    let img = match map.dim() {
-        5 => montage::render(map, input, name, montage::Slices::Middle)?,
-        4 => heatmap::render(map, input, name)?,
-        _ => bail!(
-            "{}: no figure for a map of shape {:?}",
-            name.display(),
-            map.size()
-        ),
+/// More examples than this of one batch would bury the page; the npy holds them all.
+const MAX_EXAMPLES: usize = 4;
+
+/// One drawn picture and what the page says under it.
+pub struct Figure {
+    pub uri: String,
+    /// What was drawn: channels combined, upsampled, the example, the slices.
+    pub caption: String,
+}
+
+/// The figures of `map` over `input`, one per example (the first few of a batch).
+pub fn figures(map: &Tensor, input: &Tensor, name: &Path) -> Result<Vec<Figure>> {
+    png::pictures(map, input, PngChannels::Sum, name)?
+        .iter()
+        .take(MAX_EXAMPLES)
+        .map(|p| {
+            let (img, slices) = png::render(p, name, montage::Slices::MiddleAndMax)?;
+            let mut caption = p.notes.clone();
+            if !slices.is_empty() {
+                caption.push(slice_caption(&slices));
+            }
+            Ok(Figure {
+                uri: data_uri(&img)?,
+                caption: caption.join("; "),
+            })
+        })
+        .collect()
+}
+
+/// `mid i=4`, ..., `max k=6` as "middle slices i=4, j=4, k=4; through the largest |map|: ...".
+fn slice_caption(titles: &[String]) -> String {
+    let of = |prefix: &str| {
+        titles
+            .iter()
+            .filter_map(|t| t.strip_prefix(prefix))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    data_uri(&img)
+    format!(
+        "middle slices {}; slices through the largest |map| {}",
+        of("mid "),
+        of("max ")
+    )
 }
 
-/// A small picture of `map` for a strip of maps.
+/// A small picture of `map` (its first example) for a strip of maps.
 pub fn thumbnail(map: &Tensor, input: &Tensor, name: &Path) -> Result<String> {
-    match map.dim() {
-        5 => {
-            let (m, g) = (projection(map), projection_of_input(input, map));
-            data_uri(&heatmap::render(&m, &g, name)?)
-        }
-        _ => figure(map, input, name),
+    let pictures = png::pictures(map, input, PngChannels::Sum, name)?;
+    let first = pictures.first().context("an empty map")?;
+    if first.map.dim() != 5 {
+        return data_uri(&heatmap::render(first, name)?);
     }
-}
-
-/// `[1, C, D, H, W]` to its projection along k, `[1, 1, D, H]`, keeping the value of largest
-/// magnitude (summed over channels) with its sign.
-fn projection(map: &Tensor) -> Tensor {
-    let v = map
-        .to_kind(Kind::Double)
-        .sum_dim_intlist(1, true, Kind::Double);
-    let strongest = v.abs().argmax(4, true);
-    v.gather(4, &strongest, false).squeeze_dim(4)
-}
-
-fn projection_of_input(input: &Tensor, map: &Tensor) -> Tensor {
-    if input.size()[2..] == map.size()[2..] && input.dim() == 5 {
-        input
-            .to_kind(Kind::Double)
+    let m = projection(&first.map);
+    let g = first.input.as_ref().map(|i| {
+        i.to_kind(Kind::Double)
             .sum_dim_intlist(1, true, Kind::Double)
             .amax(4, false)
-    } else {
-        projection(map).zeros_like()
-    }
+    });
+    let range = (m.min().double_value(&[]), m.max().double_value(&[]));
+    let projected = Picture {
+        suffix: String::new(),
+        map: m,
+        input: g,
+        range,
+        notes: first.notes.clone(),
+    };
+    data_uri(&heatmap::render(&projected, name)?)
+}
+
+/// `[1, 1, D, H, W]` to its projection along k, `[1, 1, D, H]`, keeping the value of largest
+/// magnitude with its sign.
+fn projection(map: &Tensor) -> Tensor {
+    let strongest = map.abs().argmax(4, true);
+    map.gather(4, &strongest, false).squeeze_dim(4)
 }
 
 fn data_uri(img: &RgbImage) -> Result<String> {

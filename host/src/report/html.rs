@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use tch::Tensor;
 
 use super::data::{distinct, metric_value, Entry, Kind};
-use super::figures;
 use super::svg::{similarity_chart, Series};
 use super::tables::Table;
+use super::{details, figures};
 use crate::run::manifest::{Manifest, Status};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}
@@ -21,16 +21,25 @@ th{background:#f0f0f0}th.sort{cursor:pointer}th.sort:after{content:' \\2195';col
 td.num{text-align:right;font-family:monospace}.fail{color:#b00}.flag{color:#b00;font-weight:bold}
 .grid img{max-width:400px}.strip{display:flex;flex-wrap:wrap;gap:4px;align-items:flex-end}
 .strip figure{margin:0;text-align:center;font-size:11px}.strip img{max-height:150px}
-.note{color:#555;font-size:.9em;max-width:60em}";
+.note{color:#555;font-size:.9em;max-width:60em}
+figure.fig{margin:0 0 .5em 0}figure.fig figcaption{font-size:11px;color:#555;max-width:400px}
+img.zoom{cursor:zoom-in}ul.warn{color:#a60;margin:.3em 0;padding-left:1.2em;max-width:400px;font-size:.9em}
+#lightbox{display:none;position:fixed;top:0;left:0;right:0;bottom:0;background:rgba(0,0,0,.85);overflow:auto;cursor:zoom-out;text-align:center;z-index:10}
+#lightbox img{margin:2em auto;background:#fff;max-width:none}";
 
 /// Sorts a table by the clicked header: numbers as numbers, the rest as text; a second click
-/// reverses.
+/// reverses. A click on a figure shows it at full size over the page (Escape or a click closes
+/// it): the figures are inline, so this works offline.
 const SCRIPT: &str = "document.querySelectorAll('th.sort').forEach(function(th){th.onclick=function(){
 var t=th.closest('table'),i=Array.prototype.indexOf.call(th.parentNode.children,th),b=t.tBodies[0],
 r=Array.prototype.slice.call(b.rows),d=th.dataset.dir==='a'?-1:1;th.dataset.dir=d>0?'a':'d';
 r.sort(function(x,y){var p=x.cells[i].dataset.v||x.cells[i].textContent,q=y.cells[i].dataset.v||y.cells[i].textContent,
 m=parseFloat(p),n=parseFloat(q);return d*(isNaN(m)||isNaN(n)?p.localeCompare(q):m-n);});
-r.forEach(function(x){b.appendChild(x);});};});";
+r.forEach(function(x){b.appendChild(x);});};});
+var lb=document.getElementById('lightbox');document.querySelectorAll('img.zoom').forEach(function(i){
+i.onclick=function(){lb.firstChild.src=i.src;lb.style.display='block';};});
+lb.onclick=function(){lb.style.display='none';};
+document.addEventListener('keydown',function(e){if(e.key==='Escape')lb.style.display='none';});";
 
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
@@ -42,15 +51,23 @@ pub fn escape(text: &str) -> String {
 /// Builds the page. `inputs` caches loaded scans for the overlays.
 pub struct Page<'a> {
     pub manifest: &'a Manifest,
+    /// The run folder, where the page is written: file links are relative to it.
+    pub folder: &'a Path,
     pub entries: Vec<Entry<'a>>,
     pub tables: Vec<Table>,
     inputs: HashMap<PathBuf, Option<Tensor>>,
 }
 
 impl<'a> Page<'a> {
-    pub fn new(manifest: &'a Manifest, entries: Vec<Entry<'a>>, tables: Vec<Table>) -> Self {
+    pub fn new(
+        manifest: &'a Manifest,
+        folder: &'a Path,
+        entries: Vec<Entry<'a>>,
+        tables: Vec<Table>,
+    ) -> Self {
         Page {
             manifest,
+            folder,
             entries,
             tables,
             inputs: HashMap::new(),
@@ -65,7 +82,8 @@ impl<'a> Page<'a> {
         body += &self.jobs();
         format!(
             "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>esegeta report</title>\
-             <style>{STYLE}</style></head><body>\n{body}\n<script>{SCRIPT}</script></body></html>\n"
+             <style>{STYLE}</style></head><body>\n{body}\n<div id=\"lightbox\"><img alt=\"the figure at full size\"></div>\
+             <script>{SCRIPT}</script></body></html>\n"
         )
     }
 
@@ -73,13 +91,20 @@ impl<'a> Page<'a> {
         let count = |s: Status| self.manifest.jobs.iter().filter(|r| r.status == s).count();
         format!(
             "<h1>esegeta report</h1><p>Run of <code>{}</code>: {} job(s): {} done, {} failed, {} timed out.</p>\
-             <p><a href=\"#maps\">Maps</a> · <a href=\"#metrics\">Metrics</a> · \
+{}<p><a href=\"#maps\">Maps</a> · <a href=\"#metrics\">Metrics</a> · \
              <a href=\"#randomisation\">Cascading randomisation</a> · <a href=\"#jobs\">Jobs</a></p>\n",
             escape(&self.manifest.config.display().to_string()),
             self.manifest.jobs.len(),
             count(Status::Done),
             count(Status::Failed),
-            count(Status::TimedOut)
+            count(Status::TimedOut),
+            match self.manifest.jobs.iter().filter(|r| !r.warnings.is_empty()).count() {
+                0 => String::new(),
+                n => format!(
+                    "<p class=\"flag\">{n} job(s) with warnings: see them under their figures \
+                     and in the <a href=\"#jobs\">jobs table</a>.</p>"
+                ),
+            }
         )
     }
 
@@ -94,9 +119,10 @@ impl<'a> Page<'a> {
     /// Per input, a grid of methods (rows) x models (columns).
     fn maps(&mut self) -> String {
         let mut out = String::from(
-            "<h2 id=\"maps\">Maps</h2><p class=\"note\">3D maps: the middle slice along i, j and k, \
-             then the maximum-intensity projection along each (the value of largest magnitude, with \
-             its sign), over the scan in grey; the six panels of a map share its colour scale. \
+            "<h2 id=\"maps\">Maps</h2><p class=\"note\">Click a figure to see it at full size. 3D maps: \
+             the middle slice along i, j and k, the slice along each through the voxel of largest \
+             |map|, then the maximum-intensity projection along each (the value of largest magnitude, with \
+             its sign), over the scan in grey; the nine panels of a map share its colour scale. A layer's map is upsampled onto the input, and a map of several channels drawn as their sum; the caption says so. \
              Voxels are drawn square, in voxel order.</p>\n",
         );
         let maps: Vec<usize> = (0..self.entries.len())
@@ -142,30 +168,44 @@ impl<'a> Page<'a> {
             let e = &self.entries[i];
             (e.record, e.done(), e.file(".npy").cloned())
         };
+        let warnings = details::warnings(record);
         if !done {
-            return failure(record.status, record.error.as_deref());
+            return failure(record.status, record.error.as_deref()) + &warnings;
         }
         let Some(npy) = npy else {
-            return "<span class=\"note\">no .npy written (add \"npy\" to the formats to see it here)</span>".into();
+            return "<span class=\"note\">no .npy written (add \"npy\" to the formats to see it here)</span>".to_string() + &warnings;
         };
-        let picture = crate::io::load_tensor(&npy).and_then(|map| {
+        let pictures = crate::io::load_tensor(&npy).and_then(|map| {
             let input = self
                 .input_tensor(&record.input)
                 .unwrap_or_else(|| map.zeros_like());
-            figures::figure(&map, &input, &npy)
+            figures::figures(&map, &input, &npy)
         });
-        match picture {
-            Ok(uri) => format!(
-                "<img alt=\"{}\" src=\"{uri}\"><br><span class=\"note\">{:.2} s</span>",
-                escape(&record.id),
-                record.duration_s
-            ),
+        let mut out = match pictures {
+            Ok(figures) => figures
+                .iter()
+                .map(|f| {
+                    format!(
+                        "<figure class=\"fig\"><img class=\"zoom\" title=\"click to enlarge\" alt=\"{}\" src=\"{}\"><figcaption>{}</figcaption></figure>",
+                        escape(&record.id),
+                        f.uri,
+                        escape(&f.caption)
+                    )
+                })
+                .collect::<String>(),
             Err(e) => format!(
-                "<span class=\"fail\">cannot draw {}: {}</span>",
+                "<span class=\"fail\">cannot draw {}: {}</span><br>",
                 escape(&npy.display().to_string()),
                 escape(&format!("{e:#}"))
             ),
-        }
+        };
+        let _ = write!(
+            out,
+            "<span class=\"note\">{:.2} s · {}</span>{warnings}",
+            record.duration_s,
+            details::file_links(record, self.folder)
+        );
+        out
     }
 
     fn metrics(&self) -> String {
@@ -236,6 +276,7 @@ impl<'a> Page<'a> {
             escape(&record.name),
             record.target
         );
+        out += &details::warnings(record);
         if !done {
             return out + &failure(record.status, record.error.as_deref());
         }
@@ -264,7 +305,7 @@ impl<'a> Page<'a> {
             });
             match picture {
                 Ok(uri) => {
-                    let _ = write!(out, "<figure><img alt=\"{0}\" src=\"{uri}\"><figcaption>{0}</figcaption></figure>", escape(&label));
+                    let _ = write!(out, "<figure><img class=\"zoom\" title=\"click to enlarge\" alt=\"{0}\" src=\"{uri}\"><figcaption>{0}</figcaption></figure>", escape(&label));
                 }
                 Err(e) => {
                     let _ = write!(
@@ -309,14 +350,17 @@ impl<'a> Page<'a> {
 
     fn jobs(&self) -> String {
         let mut out = String::from(
-            "<h2 id=\"jobs\">Jobs</h2><p class=\"note\">Click a header to sort.</p><table><thead><tr>\
-             <th class=\"sort\">job</th><th class=\"sort\">status</th><th class=\"sort\">seconds</th>\
-             <th class=\"sort\">peak MiB</th><th class=\"sort\">device</th><th>message</th></tr></thead><tbody>\n",
+            "<h2 id=\"jobs\">Jobs</h2><p class=\"note\">Click a header to sort. Extras: what the \
+             method reported beside its map (Captum's convergence delta, ...); long lists are \
+             summarised, and results.json holds them whole. Files are relative to this page.</p>\
+             <table><thead><tr><th class=\"sort\">job</th><th class=\"sort\">status</th>\
+             <th class=\"sort\">seconds</th><th class=\"sort\">peak MiB</th><th class=\"sort\">device</th>\
+             <th>message</th><th class=\"sort\">warnings</th><th>extras</th><th>files</th></tr></thead><tbody>\n",
         );
         for r in &self.manifest.jobs {
             let _ = writeln!(
                 out,
-                "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.0}</td><td>{} {}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"{}\">{}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.0}</td><td>{} {}</td><td>{}</td><td data-v=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&r.id),
                 if r.status == Status::Done { "" } else { "fail" },
                 status_text(r.status),
@@ -324,7 +368,11 @@ impl<'a> Page<'a> {
                 r.peak_rss_mib,
                 escape(&r.device),
                 escape(&r.precision),
-                escape(r.error.as_deref().unwrap_or(""))
+                escape(r.error.as_deref().unwrap_or("")),
+                r.warnings.len(),
+                details::warnings(r),
+                details::extras(r),
+                details::file_links(r, self.folder)
             );
         }
         out + "</tbody></table>\n"

@@ -4,6 +4,7 @@
 //! go to `tables/<metric>.csv`.
 
 mod data;
+mod details;
 mod figures;
 pub mod html;
 mod svg;
@@ -22,7 +23,7 @@ pub fn write(folder: &Path) -> Result<PathBuf> {
     for t in &tables {
         t.write_csv(folder)?;
     }
-    let page = html::Page::new(&manifest, entries, tables).render();
+    let page = html::Page::new(&manifest, folder, entries, tables).render();
     let path = folder.join("report.html");
     crate::io::write_atomically(&path, |tmp| Ok(std::fs::write(tmp, page.as_bytes())?))?;
     Ok(path)

@@ -13,12 +13,17 @@ use tch::{Device, Kind, Tensor};
 
 use super::manifest::{JobRecord, Status};
 use super::plan::PlannedJob;
-use crate::config::{Format, Loaded, Precision};
+use crate::config::{Loaded, Precision};
 use crate::explain::{attribute, check_needs, Request};
 use crate::host_services::Progress;
 use crate::model::{self, Model};
 use crate::patch::PatchSpec;
 use crate::plugins::Registry;
+
+// Declared here rather than in run/mod.rs only to keep this change out of that file; it is a
+// sibling module in spirit (run::worker::outputs).
+#[path = "outputs.rs"]
+mod outputs;
 
 /// A job's execution settings: the method's overrides, else the run's.
 #[derive(Clone, Debug)]
@@ -245,41 +250,28 @@ fn execute(
     // A metric's "map" is its score per example: only npy holds it, and no grid applies.
     let is_metric = provided.info.kind == esegeta_plugin_api::MethodKind::Metric;
     let map = map.to_kind(Kind::Float);
-    let warnings = super::caveats::collect(&map, &mut extras, is_metric);
+    let warnings: Vec<String> = super::caveats::collect(&map, &mut extras, is_metric);
     for w in &warnings {
         tracing::warn!("{}: {w}", job.id);
     }
     // A layer's map lies on the layer's grid: the input's crop and resize are not undone on
-    // it, and NIfTI is skipped (the scan's affine would misplace it).
+    // it, and NIfTI is skipped (the scan's affine would misplace it; see outputs.rs).
     let on_input_grid = map.size().get(2..) == prepared.size().get(2..);
-    if !is_metric && !on_input_grid && job.outputs.iter().any(|(f, _)| *f == Format::NiiGz) {
-        tracing::warn!(
-            "{}: the map {:?} is on the layer's grid, not the input's {:?}; no NIfTI written \
-             (for GradCAM, \"upsample_to_input\": true puts it on the input's grid)",
-            job.id,
-            map.size(),
-            prepared.size()
-        );
-    }
     let map = if is_metric || !on_input_grid {
         map
     } else {
         undo.map(&map)?
     };
-    let mut files = Vec::new();
-    for (_, path) in job.outputs.iter().filter(|(f, _)| match f {
-        Format::Npy => true,
-        Format::NiiGz => !is_metric && on_input_grid,
-        Format::Png => !is_metric,
-    }) {
-        crate::io::write_map(&map, &input, path)?;
-        files.push(path.clone());
-    }
+    let grid = outputs::Grid {
+        is_metric,
+        on_input_grid,
+    };
+    let written = outputs::write(job, &map, &input, grid, config.output.png_channels)?;
     Ok(Produced {
-        files,
+        files: written.files,
         extras,
         precision_fallback,
-        warnings,
+        warnings: warnings.into_iter().chain(written.warnings).collect(),
     })
 }
 
