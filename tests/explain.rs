@@ -224,7 +224,11 @@ fn a_batch_gets_one_png_per_example_and_each_channel_its_own() {
     );
     assert!(stdout.contains("one PNG per example"), "{stdout}");
     let first = image::open(&b0).unwrap().to_rgb8();
-    assert_ne!(first, image::open(&b1).unwrap().to_rgb8(), "two examples, two maps");
+    assert_ne!(
+        first,
+        image::open(&b1).unwrap().to_rgb8(),
+        "two examples, two maps"
+    );
 
     let out = dir.join("each.png");
     let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");

@@ -152,8 +152,18 @@ fn the_report_shows_warnings_extras_file_links_and_slices_through_the_maximum() 
     assert_eq!(page.matches("<li>no nii.gz written").count(), 2, "{page}");
     assert!(page.contains("1 job(s) with warnings"));
     // IG's convergence delta per example, listed.
-    let delta = page.find("<code>convergence_delta</code>: [").expect("the delta");
-    assert_eq!(page[delta..].split(']').next().unwrap().matches(", ").count(), 1);
+    let delta = page
+        .find("<code>convergence_delta</code>: [")
+        .expect("the delta");
+    assert_eq!(
+        page[delta..]
+            .split(']')
+            .next()
+            .unwrap()
+            .matches(", ")
+            .count(),
+        1
+    );
     // Links to the npy and both PNGs, relative to the page, that resolve.
     let hrefs: Vec<&str> = page
         .split("<a href=\"")

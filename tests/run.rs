@@ -758,7 +758,10 @@ fn a_batch_keeps_its_npy_gets_a_png_per_example_and_a_warning_for_the_nifti() {
         .map(|f| f.as_str().unwrap())
         .collect();
     assert_eq!(files.len(), 3, "{files:?}");
-    assert!(files[0].ends_with("saliency_target1.npy"), "npy first: {files:?}");
+    assert!(
+        files[0].ends_with("saliency_target1.npy"),
+        "npy first: {files:?}"
+    );
     assert!(files[1].ends_with("saliency_target1_b0.png"), "{files:?}");
     assert!(files[2].ends_with("saliency_target1_b1.png"), "{files:?}");
     assert!(files.iter().all(|f| Path::new(f).is_file()), "{files:?}");
@@ -766,7 +769,10 @@ fn a_batch_keeps_its_npy_gets_a_png_per_example_and_a_warning_for_the_nifti() {
     let warnings = j["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{j}");
     let w = warnings[0].as_str().unwrap();
-    assert!(w.starts_with("no nii.gz written") && w.contains("[2, 3, 8, 8]"), "{w}");
+    assert!(
+        w.starts_with("no nii.gz written") && w.contains("[2, 3, 8, 8]"),
+        "{w}"
+    );
 }
 
 /// A layer's 4x4 Grad-CAM is drawn over the 8x8 input: resampled (so its 64-pixel blocks are
@@ -794,10 +800,16 @@ fn a_layer_grid_png_is_upsampled_over_the_input_and_captioned() {
         .map(|f| f.as_str().unwrap())
         .find(|f| f.ends_with(".png"))
         .unwrap();
-    assert_eq!(load(Path::new(png.replace(".png", ".npy").as_str())).size(), [1, 1, 4, 4]);
+    assert_eq!(
+        load(Path::new(png.replace(".png", ".npy").as_str())).size(),
+        [1, 1, 4, 4]
+    );
     let img = image::open(png).unwrap().to_rgb8();
     // 8x8 input pixels drawn 32 screen pixels each, a caption line under them.
     assert!(img.height() > 256, "no caption: {:?}", img.dimensions());
     let (a, b) = (img.get_pixel(16, 16), img.get_pixel(48, 16));
-    assert_ne!(a, b, "one 4x4 cell spans two input pixels, which differ when resampled");
+    assert_ne!(
+        a, b,
+        "one 4x4 cell spans two input pixels, which differ when resampled"
+    );
 }

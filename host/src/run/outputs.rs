@@ -59,6 +59,11 @@ pub fn write(
                 map.size(),
                 input.tensor.size()
             ))),
+            Format::NiiGz if map.dim() != 5 || map.size()[0] != 1 => Err(skip(format!(
+                "a NIfTI file holds a 3D map of one example, [1, C, i, j, k], and this map has \
+                 shape {:?}; the .npy holds it",
+                map.size()
+            ))),
             _ => crate::io::write_map_files(map, input, path, channels)
                 .map_err(|e| skip(format!("{e:#}"))),
         };
