@@ -212,6 +212,7 @@ fn ten_thousand_calls_neither_leak_nor_double_free() {
         progress: None,
         device: tch::Device::Cpu,
         near: Default::default(),
+        warnings: Default::default(),
     };
     let inputs = Tensor::rand([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
     let call = || {
