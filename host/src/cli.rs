@@ -225,8 +225,10 @@ fn init_logging(level: &str, file: Option<PathBuf>) {
     use tracing_subscriber::{fmt, prelude::*, EnvFilter};
     let console_filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    // Colour codes only for a person at a terminal, never into a pipe or a log file.
     let console = fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .with_filter(console_filter);
     let file_layer = file
