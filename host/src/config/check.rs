@@ -342,18 +342,30 @@ fn graph_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Strin
     if needy.is_empty() {
         return;
     }
-    let several = config.models.is_some();
-    for (m, model) in config.model_list().iter().enumerate() {
-        let at = if several {
-            format!("models[{m}]")
-        } else {
-            "model".to_string()
-        };
-        let path = loaded.resolve(&model.path);
-        if path.is_file() {
-            model_graph_problems(loaded, &needy, &at, &path, model.output_index, problems);
-        }
+    for (_, at, path, model) in existing_models(loaded) {
+        model_graph_problems(loaded, &needy, &at, &path, model.output_index, problems);
     }
+}
+
+/// Each model whose file exists: its index, config path (`model`, `models[i]`), file and
+/// settings.
+pub(super) fn existing_models(
+    loaded: &Loaded,
+) -> Vec<(usize, String, std::path::PathBuf, &super::ModelConfig)> {
+    let several = loaded.config.models.is_some();
+    let list = loaded.config.model_list();
+    list.into_iter()
+        .enumerate()
+        .map(|(m, model)| {
+            let at = if several {
+                format!("models[{m}]")
+            } else {
+                "model".to_string()
+            };
+            (m, at, loaded.resolve(&model.path), model)
+        })
+        .filter(|(_, _, path, _)| path.is_file())
+        .collect()
 }
 
 /// The problems of one model file with the methods in `needy` (index, id, needs layers).

@@ -19,18 +19,8 @@ pub fn problems(loaded: &Loaded) -> Vec<String> {
     }) else {
         return Vec::new();
     };
-    let several = config.models.is_some();
     let mut problems = Vec::new();
-    for (m, model) in config.model_list().iter().enumerate() {
-        let at = if several {
-            format!("models[{m}]")
-        } else {
-            "model".to_string()
-        };
-        let path = loaded.resolve(&model.path);
-        if !path.is_file() {
-            continue;
-        }
+    for (m, at, path, model) in super::check::existing_models(loaded) {
         match columns(loaded, m, spec_index, &first) {
             Err(e) => problems.push(format!(
                 "{at}: the dry run of {} through {} failed: {e:#}",
