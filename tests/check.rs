@@ -59,3 +59,61 @@ fn an_input_a_fixed_size_export_cannot_take_fails_the_check() {
         "{e}"
     );
 }
+
+/// Four mistakes of different kinds come out in one listing: a value the schema refuses does
+/// not hide the method id, the parameters or the files after it.
+#[test]
+fn every_problem_of_a_config_is_listed_in_one_pass() {
+    let config = json!({
+        "model": {"path": fixture("onnx/segmenter3d.onnx"), "task": "segmentaton"},
+        "inputs": [{"path": fixture("onnx/segmenter3d_x1.npy"), "targets": [5], "mask": "nowhere.npy"}],
+        "methods": [{"id": "captum.saliancy"}, {"id": "captum.occlusion"}],
+        "output": {"folder": "out"}
+    });
+    let e = fails(esegeta().arg("check").arg(write("check-one-pass", config)));
+    for expected in [
+        "model.task",
+        "methods[0].id: unknown method `captum.saliancy`",
+        "methods[1].params",
+        "sliding_window_shapes",
+        "inputs[0].mask",
+        "runs once the problems under model",
+    ] {
+        assert!(e.contains(expected), "{expected} missing from:\n{e}");
+    }
+    // Problems in the methods alone do not keep the dry run from checking the targets.
+    let config = json!({
+        "model": {"path": fixture("onnx/segmenter3d.onnx"), "task": "segmentation"},
+        "inputs": [{"path": fixture("onnx/segmenter3d_x1.npy"), "targets": [5]}],
+        "methods": [{"id": "captum.saliancy"}, {"id": "captum.occlusion", "params": {"strides": "x"}}],
+        "output": {"folder": "out"}
+    });
+    let e = fails(esegeta().arg("check").arg(write("check-one-pass-methods", config)));
+    for expected in [
+        "methods[0].id: unknown method",
+        "methods[1].params.strides",
+        "inputs[0].targets[0]: target 5 is outside",
+    ] {
+        assert!(e.contains(expected), "{expected} missing from:\n{e}");
+    }
+}
+
+/// A model whose activations are not all ReLUs: `check` says before the run that a rule
+/// method's rule will not act on all of them.
+#[test]
+fn check_warns_of_activations_a_rule_passes_through() {
+    let config = json!({
+        "model": {"path": fixture("onnx/less_common.onnx")},
+        "inputs": [{"path": fixture("onnx/less_common_x1.npy"), "targets": [0]}],
+        "methods": [{"id": "captum.guided_backprop"}, {"id": "captum.saliency"}],
+        "output": {"folder": "out"}
+    });
+    let (ok, stdout, stderr) = run(esegeta().arg("check").arg(write("check-activations", config)));
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("methods[0] (captum.guided_backprop) runs backward rules on model")
+            && stderr.contains("PRelu x1")
+            && !stderr.contains("methods[1]"),
+        "{stderr}"
+    );
+}

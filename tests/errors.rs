@@ -268,3 +268,148 @@ fn an_unknown_output_format_is_refused_before_any_work() {
         &["unknown output format `.tiff`", ".npy, .nii.gz or .png"],
     );
 }
+
+#[test]
+fn a_fixed_size_onnx_names_the_flags_and_keys_that_fit_an_input_to_it() {
+    // The graph takes [B, 3, 8, 8]; this input is 16x16.
+    let input = scratch("errors-fixed-size").join("x16.npy");
+    tch::Tensor::rand([1, 3, 16, 16], (tch::Kind::Float, tch::Device::Cpu))
+        .write_npy(&input)
+        .unwrap();
+    let model = fixture("onnx/classifier2d.onnx");
+    let e = explain(&model, &input, "captum.saliency", &[]);
+    assert_contains(
+        &e,
+        &[
+            "expects an input of shape [B, 3, 8, 8]",
+            "--resize",
+            "--patch",
+            "preprocessing.resize",
+            "execution.patching",
+        ],
+    );
+    // What it says works: the map comes back on the input's 16x16 grid.
+    let out = scratch("errors-fixed-size-resized").join("map.npy");
+    let mut cmd = esegeta();
+    cmd.arg("explain")
+        .arg("--model")
+        .arg(&model)
+        .arg("--input")
+        .arg(&input)
+        .args(["--method", "captum.saliency", "--resize", "8,8", "--out"])
+        .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    assert_eq!(load(&out).size(), vec![1, 3, 16, 16]);
+}
+
+#[test]
+fn a_layer_method_without_a_layer_says_how_to_give_one() {
+    let e = explain(&ok_model(), &ok_input(), "captum.layer_activation", &[]);
+    assert_contains(
+        &e,
+        &[
+            "\"layer\" is a required property",
+            "--layer NAME",
+            "esegeta layers MODEL",
+        ],
+    );
+}
+
+#[test]
+fn bad_preprocessing_and_patch_flags_are_named_with_an_example() {
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--resize", "8,0"],
+    );
+    assert_contains(&e, &["--resize", "e.g. 224,224"]);
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--patch", "4x4,2"],
+    );
+    assert_contains(&e, &["--patch", "less than 1"]);
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--patch", "4x4x4"],
+    );
+    assert_contains(
+        &e,
+        &["--patch gives 3 window sizes", "2 spatial dimensions"],
+    );
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--mean", "0.5", "--std", "0.2"],
+    );
+    assert_contains(
+        &e,
+        &[
+            "--mean has 1 value(s)",
+            "has 3 channel(s)",
+            "one mean per channel",
+        ],
+    );
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--mean", "0,0,0", "--std", "1,0,1"],
+    );
+    assert_contains(&e, &["--std[1] is 0", "> 0"]);
+    let e = explain(
+        &ok_model(),
+        &ok_input(),
+        "captum.saliency",
+        &["--crop", "9,9"],
+    );
+    assert_contains(&e, &["--crop [9, 9] is larger than"]);
+}
+
+#[test]
+fn logs_off_a_terminal_carry_no_colour_codes() {
+    // Occlusion logs its incremental evaluation at debug level.
+    let stderr = occlusion_log(
+        "incremental/resnet_like.onnx",
+        "incremental/resnet_like_x.npy",
+        r#"{"sliding_window_shapes": [3, 8, 8], "strides": [3, 8, 8]}"#,
+        &["--target", "2"],
+    );
+    assert!(
+        stderr.contains("DEBUG"),
+        "debug logging writes something:\n{stderr}"
+    );
+    assert!(!stderr.contains('\x1b'), "colour codes in:\n{stderr}");
+}
+
+/// `esegeta methods | head -1`: the reader goes away before esegeta writes. The process ends
+/// as `cat` would (killed by SIGPIPE, 141 in a shell) or succeeds, without an error message.
+#[test]
+fn closing_stdout_early_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    for args in [&["methods"][..], &["schema", "captum.saliency"][..]] {
+        let mut child = esegeta()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}, {stderr}",
+            out.status
+        );
+        for noise in ["Broken pipe", "error", "panicked"] {
+            assert!(!stderr.contains(noise), "{args:?}: {stderr}");
+        }
+    }
+}

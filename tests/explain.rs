@@ -243,3 +243,113 @@ fn a_batch_gets_one_png_per_example_and_each_channel_its_own() {
     let e = fails(&mut bad);
     assert!(e.contains("max-abs") && e.contains("each"), "{e}");
 }
+
+/// `esegeta explain` of saliency (signed) on `input` with `extra` flags; the map.
+fn saliency(dir: &Path, name: &str, input: &str, extra: &[&str]) -> Tensor {
+    let out = dir.join(name);
+    let mut args = vec!["--params", r#"{"abs": false}"#, "--target", "1"];
+    args.extend_from_slice(extra);
+    explain_to(&out, "classifier2d.pt", input, &args);
+    load(&out)
+}
+
+#[test]
+fn crop_and_normalise_flags_give_the_runs_map_on_the_inputs_grid() {
+    let dir = scratch("explain-crop");
+    let map = saliency(
+        &dir,
+        "map.npy",
+        "classifier2d_x.npy",
+        &["--crop", "6,6", "--normalize", "minmax"],
+    );
+    assert_eq!(map.size(), vec![1, 3, 8, 8], "on the input's grid");
+    assert_eq!(
+        map.narrow(3, 7, 1).abs().max().double_value(&[]),
+        0.0,
+        "zero where the crop cut"
+    );
+    // By hand: the centre 6x6, min-max normalised, explained as is.
+    let x = load(&fixture("classifier2d_x.npy"))
+        .narrow(2, 1, 6)
+        .narrow(3, 1, 6);
+    let x = (&x - x.min()) / (x.max() - x.min());
+    let prepared = dir.join("prepared.npy");
+    x.write_npy(&prepared).unwrap();
+    let single = saliency(&dir, "single.npy", prepared.to_str().unwrap(), &[]);
+    let (diff, scale) = max_diff(&map.narrow(2, 1, 6).narrow(3, 1, 6), &single);
+    // Same arithmetic in the same order: float rounding only.
+    assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+}
+
+#[test]
+fn a_resized_input_is_explained_and_its_map_resized_back() {
+    let dir = scratch("explain-resize");
+    let map = saliency(
+        &dir,
+        "map.npy",
+        "classifier2d_x.npy",
+        &["--resize", "16,16"],
+    );
+    assert_eq!(map.size(), vec![1, 3, 8, 8]);
+    // By hand with libtorch's bilinear resize (corners not aligned, as MONAI's Resize).
+    let x = load(&fixture("classifier2d_x.npy")).upsample_bilinear2d([16, 16], false, None, None);
+    let prepared = dir.join("prepared.npy");
+    x.write_npy(&prepared).unwrap();
+    let single = saliency(&dir, "single.npy", prepared.to_str().unwrap(), &[]).upsample_bilinear2d(
+        [8, 8],
+        false,
+        None,
+        None,
+    );
+    let (diff, scale) = max_diff(&map, &single);
+    assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+}
+
+#[test]
+fn a_patch_covering_the_input_gives_the_unpatched_map_and_smaller_ones_cover_it() {
+    let dir = scratch("explain-patch");
+    let whole = saliency(&dir, "whole.npy", "classifier2d_x.npy", &[]);
+    let one = saliency(&dir, "one.npy", "classifier2d_x.npy", &["--patch", "8"]);
+    let (diff, scale) = max_diff(&one, &whole);
+    // One window of the whole input, blended with itself: float rounding only.
+    assert!(diff <= 1e-6 * scale, "{diff} of {scale}");
+    let tiles = saliency(
+        &dir,
+        "tiles.npy",
+        "classifier2d_x.npy",
+        &["--patch", "4x4,0.5"],
+    );
+    assert_eq!(tiles.size(), vec![1, 3, 8, 8]);
+    let (diff, _) = max_diff(&tiles, &whole);
+    assert!(diff > 0.0, "windows see less context than the whole input");
+}
+
+#[test]
+fn several_outs_write_every_format_and_one_bad_extension_writes_none() {
+    let dir = scratch("explain-outs");
+    let (npy, png) = (dir.join("map.npy"), dir.join("map.png"));
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    cmd.arg("--out").arg(&npy).arg("--out").arg(&png);
+    let (ok, stdout, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.matches("wrote").count(), 2, "{stdout}");
+    assert_eq!(load(&npy).size(), vec![1, 3, 8, 8]);
+    assert!(image::open(&png).is_ok());
+    let (good, bad) = (dir.join("again.npy"), dir.join("map.tiff"));
+    let mut cmd = explain_cmd("classifier2d.pt", "classifier2d_x.npy", "captum.saliency");
+    cmd.arg("--out").arg(&good).arg("--out").arg(&bad);
+    assert!(fails(&mut cmd).contains("unknown output format `.tiff`"));
+    assert!(!good.exists(), "refused before any work");
+}
+
+#[test]
+fn a_wrapper_implies_segmentation() {
+    let dir = scratch("explain-wrapper-task");
+    let (implied, explicit) = (dir.join("implied.npy"), dir.join("explicit.npy"));
+    let wrapper = ["--wrapper", "argmax", "--target", "1"];
+    explain_to(&implied, "segmenter3d.pt", "vol.nii.gz", &wrapper);
+    let mut explicit_args = wrapper.to_vec();
+    explicit_args.extend(["--task", "segmentation"]);
+    explain_to(&explicit, "segmenter3d.pt", "vol.nii.gz", &explicit_args);
+    same(&load(&implied), &load(&explicit));
+}

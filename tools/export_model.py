@@ -14,12 +14,18 @@ input's shape with its batch dimension. It writes ``<out>.onnx`` (with ``<out>.o
 when the exporter keeps the weights outside) and ``<out>.pt``, and checks both against the
 PyTorch module on a random input.
 
+``--dynamic-spatial`` also makes the ONNX graph's spatial dimensions dynamic, where the model
+allows it, so that esegeta takes inputs of other sizes without ``--resize`` or ``--patch``;
+a model that fixes them (a flatten before a linear layer, a reshape to a constant) is exported
+for the example's shape instead, with a message saying so.
+
 Needs torch, plus ``onnx`` and ``onnxscript`` for the ONNX export
 (``pip install onnx onnxscript``).
 """
 
 import argparse
 import importlib.util
+import math
 import sys
 from pathlib import Path
 
@@ -69,6 +75,70 @@ def check(name, got, want):
             sys.exit(f"error: the {name} export does not reproduce the PyTorch module")
 
 
+def require_onnx():
+    missing = []
+    for name in ("onnx", "onnxscript"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        sys.exit(f"error: the ONNX export needs {' and '.join(missing)}: "
+                 f"pip install {' '.join(missing)} (into the Python that has torch, "
+                 f"e.g. {sys.executable} -m pip install {' '.join(missing)})")
+
+
+def export_onnx(model, example, path, args):
+    """Exports with a dynamic batch, and with --dynamic-spatial dynamic spatial dims where the
+    model allows; returns whether the spatial dims are dynamic."""
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    shapes = {0: batch}
+    if args.dynamic_spatial:
+        # DYNAMIC, not AUTO: a dim the model fixes is an error here, not a silent constant.
+        shapes.update({d: torch.export.Dim.DYNAMIC for d in range(2, example.dim())})
+
+    def export(dynamic_shapes):
+        with torch.no_grad():
+            torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=["input"],
+                              dynamic_shapes=(dynamic_shapes,), opset_version=args.opset,
+                              optimize=args.optimize)
+
+    if not args.dynamic_spatial:
+        export(shapes)
+        return False
+    try:
+        # The exporter may keep dims symbolic under a relation between them (a flatten
+        # before a linear layer fixes H*W): only a forward at another size shows that.
+        with torch.no_grad():
+            model(torch.rand(other_shape(example.shape)))
+        export(shapes)
+        return True
+    except Exception as e:  # noqa: BLE001 - torch names the dim or the op and the reason
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"warning: the model does not take other spatial sizes ({reason}); exporting "
+              f"for the example's spatial shape {tuple(example.shape[2:])} instead, so crop, "
+              f"resize or patch inputs to it (esegeta explain --resize / --patch)",
+              file=sys.stderr)
+        export({0: batch})
+        return False
+
+
+def other_shape(shape):
+    """A second input size, keeping each spatial dim's power-of-two factors (up to 32) as
+    pooling and strided layers need."""
+    shape = tuple(shape)
+    return shape[:2] + tuple(s + math.gcd(s, 32) for s in shape[2:])
+
+
+def check_onnx(path, model, example):
+    from onnx.reference import ReferenceEvaluator
+    session = ReferenceEvaluator(str(path))
+    with torch.no_grad():
+        want = outputs(model(example))
+    check(f"ONNX {tuple(example.shape)}",
+          session.run(None, {session.input_names[0]: example.numpy()}), want)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="path/to/file.py:factory")
@@ -83,7 +153,12 @@ def main():
                              "conv's weight name holds the folded values) and merges equal "
                              "weights; off by default so that layers and parameter names match "
                              "the PyTorch module")
+    parser.add_argument("--dynamic-spatial", action="store_true",
+                        help="make the ONNX graph's spatial dims dynamic where the model allows "
+                             "(checked at a second input size); else the graph takes only the "
+                             "example's spatial shape")
     args = parser.parse_args()
+    require_onnx()
 
     model = load_factory(args.model)()
     if args.weights:
@@ -96,18 +171,13 @@ def main():
         want = model(example)
 
     onnx_path = args.out.with_suffix(".onnx")
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad():
-        torch.onnx.export(model, (example,), str(onnx_path), dynamo=True, input_names=["input"],
-                          dynamic_shapes=({0: batch},), opset_version=args.opset,
-                          optimize=args.optimize)
-    print(f"wrote {onnx_path}")
-    try:
-        from onnx.reference import ReferenceEvaluator
-        session = ReferenceEvaluator(str(onnx_path))
-        check("ONNX", session.run(None, {session.input_names[0]: example.numpy()}), outputs(want))
-    except ImportError:
-        print("onnx is not installed: the ONNX file was not checked")
+    dynamic = export_onnx(model, example, onnx_path, args)
+    print(f"wrote {onnx_path}" + (" (dynamic batch and spatial dims)" if dynamic
+                                  else " (dynamic batch)"))
+    check_onnx(onnx_path, model, example)
+    if dynamic:
+        check_onnx(onnx_path, model,
+                   torch.rand(other_shape(shape), generator=torch.Generator().manual_seed(1)))
 
     ts_path = args.out.with_suffix(".pt")
     with torch.no_grad():

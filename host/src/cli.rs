@@ -7,7 +7,10 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
 use crate::config::check::InvalidConfig;
+use crate::config::{ChannelOrder, ChannelStats, Normalize, Preprocessing, WholeNormalize};
 use crate::explain::{explain, Job};
+use crate::flags::{Channels, Size};
+use crate::patch::PatchSpec;
 use crate::plugins::Registry;
 use crate::run::plan::Shard;
 use crate::run::JobsFailed;
@@ -91,19 +94,28 @@ enum Command {
     /// Runs one planned job of a config and prints its record (the worker of isolation: process).
     #[command(hide = true)]
     Job {
+        /// The run config.
         config: PathBuf,
+        /// The planned job's id.
         #[arg(long)]
         id: String,
+        /// The device slot to run it on: cpu or cuda:N.
         #[arg(long)]
         device: String,
+        /// libtorch's intra-op thread count.
         #[arg(long)]
         threads: Option<i32>,
     },
-    /// Prints one method's parameter JSON Schema, or writes every method's into a folder.
+    /// Prints one method's parameter JSON Schema (or with --text, a table of its parameters),
+    /// or writes every method's into a folder.
     Schema {
         /// The method id, e.g. captum.integrated_gradients.
         #[arg(required_unless_present = "write_dir")]
         id: Option<String>,
+        /// Print a table of the parameters (name, type, default, description) instead of the
+        /// JSON Schema; nested groups read `noise_tunnel.nt_type`.
+        #[arg(long, conflicts_with = "write_dir")]
+        text: bool,
         /// Write `methods/<id>.json` for every method, and `run-config.json` (the run config's
         /// schema with every method's parameters embedded), into this folder (how schemas/ is
         /// made).
@@ -123,25 +135,31 @@ struct ExplainArgs {
     /// The method id, e.g. captum.integrated_gradients (`esegeta methods` lists them).
     #[arg(long)]
     method: String,
-    /// The method's parameters as a JSON object, with Captum's keyword names.
+    /// The method's parameters as a JSON object, with Captum's keyword names
+    /// (`esegeta schema ID --text` lists them).
     #[arg(long, default_value = "{}")]
     params: String,
     /// The score column to explain (class index).
     #[arg(long, default_value_t = 0)]
     target: i64,
-    #[arg(long, value_enum, default_value = "classification")]
-    task: TaskKind,
-    /// How a segmentation output becomes class scores (default argmax).
+    /// What the model's output is: classification ([B, K] scores) or segmentation
+    /// ([B, K, ...spatial] maps, made scores by --wrapper). Default: segmentation with
+    /// --wrapper or --mask, else classification.
+    #[arg(long, value_enum)]
+    task: Option<TaskKind>,
+    /// How a segmentation output becomes class scores (default argmax); implies
+    /// --task segmentation.
     #[arg(long, value_enum)]
     wrapper: Option<WrapperKind>,
-    /// The region (npy or NIfTI) of the `mask` wrapper.
+    /// The region (npy or NIfTI, on the input's grid) of the `mask` wrapper; implies
+    /// --task segmentation.
     #[arg(long)]
     mask: Option<PathBuf>,
     /// Compute the segmentation mask once on the unperturbed input instead of on every
     /// perturbed one.
     #[arg(long)]
     fixed_mask: bool,
-    /// The layer of a layer method.
+    /// The layer of a layer method (`esegeta layers MODEL` lists them).
     #[arg(long)]
     layer: Option<String>,
     /// cpu or cuda:N.
@@ -153,9 +171,37 @@ struct ExplainArgs {
     /// Seed of sampling methods (noise tunnel, permutations); the same seed repeats a run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Where to write the map; the extension picks the format.
-    #[arg(long)]
-    out: PathBuf,
+    /// Centre crop of the spatial dims, H,W or D1,D2,D3 (as a config's preprocessing.crop);
+    /// the map is padded back onto the input's grid with zeros.
+    #[arg(long, value_name = "H,W[,D]")]
+    crop: Option<Size>,
+    /// Linear resize of the (cropped) spatial dims, H,W or D1,D2,D3 (as a config's
+    /// preprocessing.resize), e.g. to a fixed-size model's input; the map is resized back.
+    #[arg(long, value_name = "H,W[,D]")]
+    resize: Option<Size>,
+    /// Intensity normalisation over the whole input: none, minmax (to [0, 1]) or zscore.
+    #[arg(long, value_parser = ["none", "minmax", "zscore"], conflicts_with = "mean")]
+    normalize: Option<String>,
+    /// Per-channel means subtracted before the model sees the input, one per channel, e.g.
+    /// ImageNet's 0.485,0.456,0.406; needs --std.
+    #[arg(long, value_name = "M1,M2,...", requires = "std")]
+    mean: Option<Channels>,
+    /// Per-channel standard deviations (each > 0) the channels are divided by, e.g.
+    /// ImageNet's 0.229,0.224,0.225; needs --mean.
+    #[arg(long, value_name = "S1,S2,...", requires = "mean")]
+    std: Option<Channels>,
+    /// Channel order of a 2D image as the model expects it (rgb or bgr).
+    #[arg(long, value_enum, default_value = "rgb")]
+    channel_order: ChannelOrder,
+    /// Sliding-window patching (as a config's execution.patching): the window size, 64 for
+    /// every spatial dimension or 96x96x64 for each, then optionally ,OVERLAP in [0, 1)
+    /// (default 0.25), e.g. 96x96x64,0.5.
+    #[arg(long, value_name = "SIZE[,OVERLAP]", value_parser = crate::flags::patch)]
+    patch: Option<PatchSpec>,
+    /// Where to write the map; the extension picks the format (.npy, .nii.gz, .png). Repeat
+    /// it for several formats: --out map.npy --out map.png.
+    #[arg(long, required = true)]
+    out: Vec<PathBuf>,
     /// How a PNG shows a map of several channels: sum them, keep the value of largest
     /// magnitude (max-abs), or write one PNG per channel (each: `<stem>_c0.png`, ...).
     #[arg(long, value_enum, default_value = "sum")]
@@ -174,8 +220,39 @@ struct ExplainArgs {
     repeat: u16,
 }
 
+impl ExplainArgs {
+    /// `--task`, else segmentation when a segmentation flag says so.
+    fn task(&self) -> TaskKind {
+        self.task
+            .unwrap_or(if self.wrapper.is_some() || self.mask.is_some() {
+                TaskKind::Segmentation
+            } else {
+                TaskKind::Classification
+            })
+    }
+
+    fn preprocessing(&self) -> Preprocessing {
+        let normalize = match (&self.mean, &self.std, self.normalize.as_deref()) {
+            (Some(mean), Some(std), _) => Normalize::Channels(ChannelStats {
+                mean: mean.0.clone(),
+                std: std.0.clone(),
+            }),
+            (_, _, Some("minmax")) => Normalize::Whole(WholeNormalize::Minmax),
+            (_, _, Some("zscore")) => Normalize::Whole(WholeNormalize::Zscore),
+            _ => Normalize::Whole(WholeNormalize::None),
+        };
+        Preprocessing {
+            crop: self.crop.as_ref().map(|s| s.0.clone()),
+            resize: self.resize.as_ref().map(|s| s.0.clone()),
+            normalize,
+            channel_order: self.channel_order,
+        }
+    }
+}
+
 /// Runs the command line; returns the process exit code.
 pub fn main() -> i32 {
+    quiet_on_closed_stdout();
     let cli = Cli::parse();
     init_logging(&cli.log_level, run_log(&cli));
     // Every panic is caught below and reported as an error; keep the default hook's
@@ -193,6 +270,17 @@ pub fn main() -> i32 {
             eprintln!("error: {e:#}");
             exit_code(&e)
         }
+    }
+}
+
+/// `esegeta methods | head -1`: a reader that stops early ends the process as it ends `cat`'s
+/// (SIGPIPE, status 141 in the shell), instead of `println!` panicking on the broken pipe.
+/// Rust ignores SIGPIPE by default; this restores the default action.
+fn quiet_on_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: resets one signal's disposition, before any other thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -326,19 +414,29 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&record)?);
             Ok(())
         }
-        Command::Schema { id: Some(id), .. } => {
-            println!("{}", registry.method(&id)?.info.params_schema);
+        Command::Schema {
+            id: Some(id), text, ..
+        } => {
+            let schema = registry.method(&id)?.info.params_schema.as_str();
+            if text {
+                print!("{}", crate::schema_text::table(&id, schema)?);
+            } else {
+                println!("{schema}");
+            }
             Ok(())
         }
         Command::Schema {
             id: None,
             write_dir,
+            ..
         } => write_schemas(&registry, &write_dir.unwrap_or_default()),
     }
 }
 
 fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
-    crate::io::check_output(&args.out)?;
+    for out in &args.out {
+        crate::io::check_output(out)?;
+    }
     if let Some(n) = args.threads {
         anyhow::ensure!(n >= 1, "--threads must be at least 1, got {n}");
         tch::set_num_threads(n);
@@ -346,12 +444,14 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
     let params: Value = serde_json::from_str(&args.params)
         .with_context(|| format!("--params is not valid JSON: {}", args.params))?;
     let job = Job {
+        task: args.task(),
+        preprocessing: args.preprocessing(),
+        patching: args.patch,
         model: args.model,
         input: args.input,
         method: args.method,
         params,
         target: args.target,
-        task: args.task,
         wrapper: args.wrapper,
         mask: args.mask,
         fixed_mask: args.fixed_mask,
@@ -363,19 +463,21 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         repeats: args.repeat.into(),
     };
     let done = explain(registry, &job)?;
-    let files =
-        crate::io::write_map_files(&done.attribution, &done.input, &args.out, args.png_channels)?;
-    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    println!(
-        "wrote {} (shape {:?}{})",
-        names.join(", "),
-        done.attribution.size(),
-        if files.len() > 1 {
-            "; one PNG per example and channel drawn"
-        } else {
-            ""
-        }
-    );
+    for out in &args.out {
+        let files =
+            crate::io::write_map_files(&done.attribution, &done.input, out, args.png_channels)?;
+        let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        println!(
+            "wrote {} (shape {:?}{})",
+            names.join(", "),
+            done.attribution.size(),
+            if files.len() > 1 {
+                "; one PNG per example and channel drawn"
+            } else {
+                ""
+            }
+        );
+    }
     if done.attribution.dim() == 1 {
         // A metric: one score per example.
         let scores = Vec::<f32>::try_from(done.attribution.to_kind(tch::Kind::Float))?;

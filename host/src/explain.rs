@@ -9,13 +9,16 @@ use abi_stable::std_types::RStr;
 use anyhow::{bail, Context, Result};
 use esegeta_plugin_api::abi::RunRequest;
 use esegeta_plugin_api::TensorRef;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tch::{Device, Tensor};
 
+use crate::config::Preprocessing;
 use crate::host_services::JobHost;
 use crate::io::Input;
 use crate::model::{self, Model};
+use crate::patch::PatchSpec;
 use crate::plugins::{Provided, Registry};
+use crate::preprocess;
 use crate::task::{TaskKind, TaskWrapper, WrapperKind};
 
 /// What to explain and how; the flags of `esegeta explain`.
@@ -37,6 +40,12 @@ pub struct Job {
     pub memory_budget: u64,
     /// How many times to run the method on the loaded model (at least 1; benchmarks).
     pub repeats: usize,
+    /// Crop, resize, normalisation and channel order before the model sees the input; the
+    /// map is brought back onto the input's grid.
+    pub preprocessing: Preprocessing,
+    /// Sliding-window patching; a `size` of one entry stands for that size along every
+    /// spatial dimension.
+    pub patching: Option<PatchSpec>,
 }
 
 /// A finished job: the attribution (Captum's shape) and the method's extras.
@@ -67,12 +76,23 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         "params",
     )?;
     let input = crate::io::load_input(&job.input)?;
+    let (prepared, undo) = preprocess::apply_labelled(
+        &input.tensor,
+        &job.preprocessing,
+        &job.input,
+        &preprocess::FLAGS,
+    )?;
+    let patching = job
+        .patching
+        .clone()
+        .map(|spec| every_dimension(spec, &input.tensor.size()[2..], &job.input))
+        .transpose()?;
     let model = model::load(&job.model, job.device, tch::Kind::Float, job.output_index)?;
     check_needs(method, model.as_ref(), &job.method, &job.model)?;
     let region = job
         .mask
         .as_ref()
-        .map(|p| crate::io::load_tensor(p))
+        .map(|p| preprocess::region_like(p, &input.tensor, &job.preprocessing))
         .transpose()?;
     let request = Request {
         method: &job.method,
@@ -88,18 +108,44 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         progress: None,
     };
     let cancelled = AtomicBool::new(false);
-    let inputs = input.tensor.to_device(job.device);
-    let (mut attribution, mut extras, method_seconds) =
-        attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+    let inputs = prepared.to_device(job.device);
+    let once = || -> Result<(Tensor, Value, f64)> {
+        match &patching {
+            None => attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled),
+            Some(spec) => {
+                // Timed around every window, each with its task wrapper's reference forward.
+                let started = std::time::Instant::now();
+                let (map, extras) = crate::run::worker::attribute_maybe_patched(
+                    registry,
+                    model.as_ref(),
+                    &inputs,
+                    &request,
+                    Some(spec),
+                    &cancelled,
+                )?;
+                // Windows without extras of their own make no `patches` list to print.
+                let empty = extras["patches"]
+                    .as_array()
+                    .is_some_and(|p| p.iter().all(|e| e.as_object().is_none_or(|m| m.is_empty())));
+                let extras = if empty { json!({}) } else { extras };
+                Ok((map, extras, started.elapsed().as_secs_f64()))
+            }
+        }
+    };
+    let (mut attribution, mut extras, method_seconds) = once()?;
     let peak_rss_mib = crate::run::worker::peak_rss_mib();
     let mut warm = Vec::new();
     for _ in 1..job.repeats {
         let seconds;
-        (attribution, extras, seconds) =
-            attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled)?;
+        (attribution, extras, seconds) = once()?;
         warm.push(seconds);
     }
     warm.sort_by(f64::total_cmp);
+    // A layer's map lies on the layer's grid and a metric's is one score per example: only a
+    // map on the preprocessed input's grid is brought back onto the input's.
+    if attribution.size().get(2..) == prepared.size().get(2..) {
+        attribution = undo.map(&attribution)?;
+    }
     Ok(Explained {
         input,
         attribution,
@@ -108,6 +154,29 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         warm_seconds: warm.get(warm.len() / 2).copied(),
         peak_rss_mib,
     })
+}
+
+/// A window size given once (`--patch 64`) is that size along every spatial dimension; else
+/// `--patch` must give one size per dimension.
+fn every_dimension(
+    mut spec: PatchSpec,
+    spatial: &[i64],
+    input: &std::path::Path,
+) -> Result<PatchSpec> {
+    if spec.size.len() == 1 {
+        spec.size = vec![spec.size[0]; spatial.len()];
+    }
+    if spec.size.len() != spatial.len() {
+        bail!(
+            "--patch gives {} window sizes but {} has {} spatial dimensions {spatial:?}; give one \
+             size per dimension ({}) or a single size for all",
+            spec.size.len(),
+            input.display(),
+            spatial.len(),
+            vec!["N"; spatial.len()].join("x")
+        );
+    }
+    Ok(spec)
 }
 
 /// One method call on a loaded model, whatever drives it (the CLI, a run's worker, a patch).
@@ -161,6 +230,7 @@ pub fn attribute_timed(
         &tch::no_grad(|| wrapper.scores(&reference))?,
         request.target,
     )?;
+    let empty_mask = wrapper.empty_mask(&reference, request.target)?;
     let host = JobHost {
         model,
         wrapper: &wrapper,
@@ -172,7 +242,7 @@ pub fn attribute_timed(
         progress: request.progress,
         device: inputs.device(),
         near: Default::default(),
-        warnings: Default::default(),
+        warnings: std::sync::Mutex::new(empty_mask.into_iter().collect()),
     };
     let params_json = request.params.to_string();
     let run = RunRequest {

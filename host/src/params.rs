@@ -64,12 +64,13 @@ fn describe(
         .collect();
     let place = json_path(at, &segments);
     let rule_node = rule(schema, &segments);
-    // An optional object (`anyOf: [X, null]`) that is not null must be a valid X: say why it
-    // is not, instead of "not valid under any of the schemas".
+    // A value that must match one of several forms (`anyOf: [X, null]` for an option, or
+    // `"zscore"` or `{"mean": .., "std": ..}`) and has the JSON type of only one of them must
+    // be a valid one of that: say why it is not, instead of "not valid under any of the
+    // schemas".
     if let (ValidationErrorKind::AnyOf { .. }, Some(node)) = (error.kind(), rule_node) {
-        if node.get("anyOf").is_none() {
-            if let Some(value) = instance.pointer(error.instance_path().as_str()) {
-                let mut branch = node.clone();
+        if let Some(value) = instance.pointer(error.instance_path().as_str()) {
+            if let Some(mut branch) = branch_for(schema, node, value) {
                 if let (Value::Object(b), Some(defs)) = (&mut branch, schema.get("$defs")) {
                     b.insert("$defs".into(), defs.clone());
                 }
@@ -77,13 +78,17 @@ fn describe(
             }
         }
     }
+    // Method parameters are "parameters" (Captum's keyword arguments); the config's own
+    // fields are "keys".
+    let in_params = |p: &str| p == "params" || p.starts_with("params.") || p.contains(".params");
+    let noun = if in_params(at) { "parameter" } else { "key" };
     if let ValidationErrorKind::AdditionalProperties { unexpected } = error.kind() {
         let names = property_names(rule_node.unwrap_or(schema));
         return vec![unexpected
             .iter()
             .map(|u| {
                 format!(
-                    "{}: unknown parameter.{} Known parameters: {}",
+                    "{}: unknown {noun}.{} Known {noun}s: {}",
                     json_path(&place, &[u.as_str()]),
                     did_you_mean(u, names.iter().map(String::as_str)),
                     names.join(", ")
@@ -92,10 +97,50 @@ fn describe(
             .collect::<Vec<_>>()
             .join("\n  ")];
     }
+    if let ValidationErrorKind::Required { property } = error.kind() {
+        if property == "layer" {
+            return vec![format!(
+                "{place}: {error}: this method explains a layer; pass --layer NAME to esegeta \
+                 explain, or give the method entry of a config a \"layer\" (`esegeta layers \
+                 MODEL` lists a model's layers)"
+            )];
+        }
+        return vec![format!("{place}: {error}")];
+    }
     let rule_text = rule_node
         .map(|r| format!(" (rule: {})", compact(schema, r)))
         .unwrap_or_default();
     vec![format!("{place}: {error}{rule_text}")]
+}
+
+/// The one form of `node` (itself, when `resolve` already chose it, or one of its `anyOf`)
+/// whose JSON type is `value`'s; none when several or none are.
+fn branch_for(root: &Value, node: &Value, value: &Value) -> Option<Value> {
+    let Some(Value::Array(options)) = node.get("anyOf") else {
+        return Some(node.clone());
+    };
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let fits = |o: &&Value| {
+        let o = resolve(root, o);
+        let declared = o.get("type").and_then(Value::as_str).or_else(|| {
+            o.get("properties")
+                .map(|_| "object")
+                .or_else(|| o.get("enum").or_else(|| o.get("oneOf")).map(|_| "string"))
+        });
+        declared == Some(kind) || (kind == "number" && declared == Some("integer"))
+    };
+    let matching: Vec<&Value> = options.iter().filter(fits).collect();
+    match matching.as_slice() {
+        [one] => Some(resolve(root, one).clone()),
+        _ => None,
+    }
 }
 
 /// `methods[3].params.n_steps` from `at` and a JSON pointer's segments.
@@ -200,6 +245,67 @@ mod tests {
         assert!(
             err.contains("params.methd: unknown parameter. Did you mean `method`?"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn config_keys_are_keys_with_suggestions_too() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"inputs": {"type": "array", "items": {"$ref": "#/$defs/Input"}}},
+            "$defs": {"Input": {
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {"path": {"type": "string"}, "targets": {"type": "array"}}
+            }}
+        });
+        let errs = validate(
+            &schema,
+            &json!({"inputs": [{"path": "x", "target": 1}]}),
+            "",
+        );
+        assert_eq!(
+            errs,
+            vec![
+                "inputs[0].target: unknown key. Did you mean `targets`? Known keys: path, targets"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_layer_says_how_to_give_one() {
+        let schema = json!({"type": "object", "required": ["layer"],
+            "properties": {"layer": {"type": "string"}}})
+        .to_string();
+        let err = check("m", &schema, &json!({}), "params")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"layer\" is a required property"), "{err}");
+        assert!(err.contains("pass --layer NAME"), "{err}");
+        assert!(err.contains("`esegeta layers MODEL`"), "{err}");
+        assert!(!err.contains("see the schema)"), "{err}");
+    }
+
+    #[test]
+    fn of_several_forms_the_one_of_the_values_type_explains_the_error() {
+        let schema = json!({
+            "type": "object",
+            "properties": {"normalize": {"anyOf": [
+                {"type": "string", "enum": ["none", "zscore"]},
+                {"type": "object", "additionalProperties": false,
+                 "properties": {"mean": {"type": "array"}, "std": {"type": "array",
+                     "items": {"type": "number", "exclusiveMinimum": 0.0}}}}
+            ]}}
+        });
+        let errs = validate(
+            &schema,
+            &json!({"normalize": {"mean": [0], "std": [0]}}),
+            "",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("normalize.std[0]: 0 is less than or equal to"),
+            "{errs:?}"
         );
     }
 

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::Path;
 
-use esegeta_plugin_api::MethodKind;
+use esegeta_plugin_api::{MethodKind, Needs};
 use serde_json::{json, Value};
 
 use super::{Loaded, RunConfig};
@@ -48,12 +48,17 @@ pub fn check_with(path: &Path, registry: &Registry, dry_run: bool) -> anyhow::Re
     };
     let raw = super::read(path).map_err(|e| invalid(vec![format!("{e:#}")]))?;
     let schema = serde_json::to_value(schemars::schema_for!(RunConfig))?;
-    let problems = crate::params::validate(&schema, &raw, "");
-    if !problems.is_empty() {
-        return Err(invalid(problems).into());
-    }
-    let config: RunConfig =
-        serde_json::from_value(raw.clone()).map_err(|e| invalid(vec![e.to_string()]))?;
+    let structural = crate::params::validate(&schema, &raw, "");
+    // With the refused values taken out, the rest of the config is still checked in this pass.
+    let (usable, taken_out) = match structural.is_empty() {
+        true => (raw.clone(), Vec::new()),
+        false => super::prune::without_invalid(&schema, &raw),
+    };
+    let config: RunConfig = match serde_json::from_value(usable) {
+        Ok(config) => config,
+        Err(_) if !structural.is_empty() => return Err(invalid(structural).into()),
+        Err(e) => return Err(invalid(vec![e.to_string()]).into()),
+    };
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let loaded = Loaded {
         config,
@@ -61,15 +66,40 @@ pub fn check_with(path: &Path, registry: &Registry, dry_run: bool) -> anyhow::Re
         base_dir,
         path: path.to_path_buf(),
     };
-    let mut problems = semantic_problems(&loaded, registry);
-    // A dry run of models whose files or methods are wrong would only repeat those problems.
-    if dry_run && problems.is_empty() {
-        problems.extend(super::dry_run::problems(&loaded));
+    let mut problems = structural;
+    problems.extend(
+        semantic_problems(&loaded, registry)
+            .into_iter()
+            .filter(|p| !taken_out.iter().any(|t| super::prune::is_under(p, t))),
+    );
+    if dry_run {
+        dry_run_unless_blocked(&loaded, &mut problems);
     }
     if !problems.is_empty() {
         return Err(invalid(problems).into());
     }
     Ok(loaded)
+}
+
+/// The config paths whose problems make a dry run meaningless: it would fail on them again, or
+/// run a model with settings the user did not mean. Problems elsewhere (methods) do not stop it.
+const DRY_RUN_NEEDS: &[&str] = &["model", "models", "inputs", "preprocessing", "execution"];
+
+fn dry_run_unless_blocked(loaded: &Loaded, problems: &mut Vec<String>) {
+    let blocking: Vec<&str> = DRY_RUN_NEEDS
+        .iter()
+        .copied()
+        .filter(|at| problems.iter().any(|p| super::prune::is_under(p, at)))
+        .collect();
+    if blocking.is_empty() {
+        problems.extend(super::dry_run::problems(loaded));
+    } else {
+        problems.push(format!(
+            "(the dry run of the first input through the models, which checks targets and input \
+             shapes, runs once the problems under {} are fixed)",
+            blocking.join(", ")
+        ));
+    }
 }
 
 fn semantic_problems(loaded: &Loaded, registry: &Registry) -> Vec<String> {
@@ -330,13 +360,13 @@ fn method_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Stri
 /// and the layers that layer methods name. Loads a model only when such a method is asked.
 fn graph_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<String>) {
     let config = &loaded.config;
-    let needy: Vec<(usize, &str, bool)> = config
+    let needy: Vec<(usize, &str, Needs)> = config
         .methods
         .iter()
         .enumerate()
         .filter_map(|(i, m)| {
             let needs = registry.methods.get(&m.id)?.info.needs;
-            (needs.layers || needs.backward_rules).then_some((i, m.id.as_str(), needs.layers))
+            (needs.layers || needs.backward_rules).then_some((i, m.id.as_str(), needs))
         })
         .collect();
     if needy.is_empty() {
@@ -368,10 +398,10 @@ pub(super) fn existing_models(
         .collect()
 }
 
-/// The problems of one model file with the methods in `needy` (index, id, needs layers).
+/// The problems of one model file with the methods in `needy` (index, id, needs).
 fn model_graph_problems(
     loaded: &Loaded,
-    needy: &[(usize, &str, bool)],
+    needy: &[(usize, &str, Needs)],
     at: &str,
     path: &std::path::Path,
     output_index: usize,
@@ -382,11 +412,11 @@ fn model_graph_problems(
         Err(e) => return problems.push(format!("{at}.path: {e:#}")),
     };
     let Some(graph) = model.graph() else {
-        for (i, id, layers) in needy {
+        for (i, id, needs) in needy {
             problems.push(format!(
                 "methods[{i}]: {id} needs {} but {} ({at}) is a TorchScript model, a black box; \
                  export it to ONNX (tools/export_model.py) and point {at}.path at the .onnx file",
-                if *layers {
+                if needs.layers {
                     "named layers"
                 } else {
                     "backward rules"
@@ -396,6 +426,7 @@ fn model_graph_problems(
         }
         return;
     };
+    warn_of_activations(graph, needy, at);
     let names: Vec<&str> = graph.layer_list().iter().map(|l| l.name.as_str()).collect();
     for (i, _, _) in needy {
         let method = &loaded.config.methods[*i];
@@ -412,6 +443,30 @@ fn model_graph_problems(
                 path.display()
             ));
         }
+    }
+}
+
+/// A backward rule acts only on the op types it is defined for (Captum's guided backprop and
+/// deconvolution on ReLU; DeepLift's rescale on ReLU, ELU, Sigmoid, Tanh), and other
+/// activations pass plain gradients, as Captum's module hooks do: said before the run when the
+/// model has activations other than ReLU, as each job's manifest entry says it after.
+fn warn_of_activations(
+    graph: &dyn crate::model::graph::GraphModel,
+    needy: &[(usize, &str, Needs)],
+    at: &str,
+) {
+    let census = crate::rules::activations(graph);
+    if census.keys().all(|op| op == "Relu") {
+        return;
+    }
+    let list: Vec<String> = census.iter().map(|(op, n)| format!("{op} x{n}")).collect();
+    for (i, id, _) in needy.iter().filter(|(_, _, n)| n.backward_rules) {
+        tracing::warn!(
+            "methods[{i}] ({id}) runs backward rules on {at}, whose activations are {}: a rule \
+             acts only on the op types it is defined for and the others pass plain gradients \
+             (each job's manifest entry gives the count of activations its rule acted on)",
+            list.join(", ")
+        );
     }
 }
 

@@ -69,7 +69,7 @@ fn columns(loaded: &Loaded, m: usize, spec_index: usize, input: &std::path::Path
         .mask
         .as_ref()
         .map(|p| {
-            crate::run::worker::region_like(&loaded.resolve(p), &loaded_input.tensor, preprocessing)
+            crate::preprocess::region_like(&loaded.resolve(p), &loaded_input.tensor, preprocessing)
         })
         .transpose()?;
     // Patching feeds the model windows, not the whole input: the first window is what the

@@ -4,6 +4,7 @@
 
 pub mod check;
 mod dry_run;
+mod prune;
 
 use std::path::{Path, PathBuf};
 
@@ -170,7 +171,8 @@ pub struct Preprocessing {
     /// the input's grid, for display and overlay (resizing does not preserve their sums).
     #[serde(default)]
     pub resize: Option<Vec<i64>>,
-    /// Intensity normalisation of each input before the model sees it.
+    /// Intensity normalisation of each input before the model sees it: `"none"`, `"minmax"`,
+    /// `"zscore"`, or per channel `{"mean": [...], "std": [...]}`.
     #[serde(default)]
     pub normalize: Normalize,
     /// Channel order of 2D images as the model expects it.
@@ -178,9 +180,26 @@ pub struct Preprocessing {
     pub channel_order: ChannelOrder,
 }
 
+/// Intensity normalisation: `"none"`, `"minmax"` or `"zscore"` over the whole input, or
+/// `{"mean": [...], "std": [...]}` per channel.
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum Normalize {
+    /// One statistic over the whole input.
+    Whole(WholeNormalize),
+    /// Per channel, as torchvision's `Normalize` (`(x - mean[c]) / std[c]`).
+    Channels(ChannelStats),
+}
+
+impl Default for Normalize {
+    fn default() -> Self {
+        Normalize::Whole(WholeNormalize::None)
+    }
+}
+
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
-pub enum Normalize {
+pub enum WholeNormalize {
     /// The values as loaded.
     #[default]
     None,
@@ -190,7 +209,23 @@ pub enum Normalize {
     Zscore,
 }
 
-#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A model's training statistics, one value per input channel in the order the model takes
+/// them (after `channel_order`), e.g. ImageNet's `{"mean": [0.485, 0.456, 0.406], "std":
+/// [0.229, 0.224, 0.225]}` for images loaded in [0, 1].
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelStats {
+    /// Subtracted from each channel.
+    #[schemars(length(min = 1))]
+    pub mean: Vec<f64>,
+    /// Each channel is divided by its value after the mean is subtracted; every value > 0.
+    #[schemars(length(min = 1), extend("items" = {"type": "number", "exclusiveMinimum": 0.0}))]
+    pub std: Vec<f64>,
+}
+
+#[derive(
+    Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelOrder {
     #[default]

@@ -146,6 +146,9 @@ pub trait GraphModel {
     /// The node at `index` (execution order), for rules that work after the forward pass.
     fn node(&self, index: usize) -> NodeView<'_>;
 
+    /// How many nodes the graph has (`node` takes 0 to this, exclusive).
+    fn node_count(&self) -> usize;
+
     /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
     /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;

@@ -43,6 +43,18 @@ const ACTIVATIONS: &[&str] = &[
     "ThresholdedRelu",
 ];
 
+/// How many nodes of each activation op type the graph has.
+pub fn activations(graph: &dyn GraphModel) -> std::collections::BTreeMap<String, usize> {
+    let mut census = std::collections::BTreeMap::new();
+    for index in 0..graph.node_count() {
+        let op = graph.node(index).op_type;
+        if ACTIVATIONS.contains(&op) {
+            *census.entry(op.to_string()).or_default() += 1;
+        }
+    }
+    census
+}
+
 /// How many of the graph's activations take a rule, when the composite names an activation
 /// op type (so it is meant for them): "rule on 3 of 17 activations; PRelu x14 pass plain
 /// gradients, as in Captum".

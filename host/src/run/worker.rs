@@ -275,33 +275,10 @@ fn execute(
     })
 }
 
-/// The region file of the `mask` wrapper as `[1, 1, ...spatial]` on the input's grid, then
-/// cropped and resized like the input.
-pub(crate) fn region_like(
-    path: &std::path::Path,
-    input: &Tensor,
-    preprocessing: &crate::config::Preprocessing,
-) -> Result<Tensor> {
-    let region = crate::io::load_tensor(path)?;
-    let spatial = &input.size()[2..];
-    if region.numel() as i64 != spatial.iter().product::<i64>() {
-        anyhow::bail!(
-            "the region {} has shape {:?}, but the input's spatial shape is {spatial:?}; give a mask on the input's grid",
-            path.display(),
-            region.size()
-        );
-    }
-    let shape: Vec<i64> = [1, 1].iter().chain(spatial).copied().collect();
-    Ok(super::preprocess::reshape_spatially(
-        &region.reshape(shape.as_slice()),
-        preprocessing,
-        path,
-    )?
-    .0)
-}
+pub(crate) use crate::preprocess::region_like;
 
 /// The method on the whole input, or on each sliding window stitched back together.
-pub(super) fn attribute_maybe_patched(
+pub fn attribute_maybe_patched(
     registry: &Registry,
     model: &dyn Model,
     inputs: &Tensor,
@@ -327,7 +304,29 @@ pub(super) fn attribute_maybe_patched(
         extras.push(e);
         Ok(map)
     })?;
-    Ok((map, json!({ "patches": extras })))
+    let warnings = empty_windows(&mut extras);
+    Ok((map, json!({ "patches": extras, "warnings": warnings })))
+}
+
+/// A window without the target's class is normal (a vessel crosses few of them): its
+/// empty-mask warning is dropped, and the job warns only when every window's mask was empty.
+fn empty_windows(extras: &mut [Value]) -> Vec<String> {
+    let mut empty = 0;
+    for e in extras.iter_mut() {
+        if let Some(Value::Array(list)) = e.get_mut("warnings") {
+            let before = list.len();
+            list.retain(|w| !w.as_str().is_some_and(crate::task::is_empty_mask_warning));
+            empty += usize::from(list.len() < before);
+        }
+    }
+    match empty == extras.len() && empty > 0 {
+        true => vec![format!(
+            "the target's mask is empty in each of the {empty} windows: no pixel of the model's \
+             output on the unperturbed input belongs to it, so the map explains nothing; pick a \
+             target the model segments here"
+        )],
+        false => Vec::new(),
+    }
 }
 
 /// The part of a region (spatial dims last) under a window.

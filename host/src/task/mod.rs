@@ -117,6 +117,55 @@ impl TaskWrapper {
     }
 }
 
+impl TaskWrapper {
+    /// A sentence when the target's mask is empty on the unperturbed output of some example:
+    /// its score is then 0 whatever the input, and the map explains nothing. Found as a score
+    /// that does not depend on any output element, which covers every wrapper alike.
+    pub fn empty_mask(&self, reference: &Tensor, target: i64) -> Result<Option<String>> {
+        let name = match self {
+            TaskWrapper::Classification => return Ok(None),
+            TaskWrapper::Argmax(_) => "argmax",
+            TaskWrapper::Threshold(_) => "threshold",
+            TaskWrapper::Mask(_) => "region",
+        };
+        let output = reference
+            .detach()
+            .to_kind(tch::Kind::Float)
+            .set_requires_grad(true);
+        let score = self
+            .scores(&output)?
+            .select(1, target)
+            .sum(tch::Kind::Float);
+        let grad = Tensor::f_run_backward(&[score], &[&output], false, false)?.remove(0);
+        let batch = grad.size()[0];
+        let reach = Vec::<f64>::try_from(
+            grad.abs()
+                .reshape([batch, -1])
+                .amax(1, false)
+                .to_kind(tch::Kind::Double),
+        )?;
+        let empty: Vec<String> = (0..batch as usize)
+            .filter(|&b| reach[b] == 0.0)
+            .map(|b| b.to_string())
+            .collect();
+        Ok((!empty.is_empty()).then(|| {
+            format!(
+                "the {name} mask of target {target} {EMPTY_MASK} {}: no pixel of the \
+                 model's output on the unperturbed input belongs to it, so its score is 0 and \
+                 the map explains nothing; pick a target the model segments here",
+                empty.join(", ")
+            )
+        }))
+    }
+}
+
+/// Whether a warning is [`TaskWrapper::empty_mask`]'s.
+pub fn is_empty_mask_warning(sentence: &str) -> bool {
+    sentence.contains(EMPTY_MASK)
+}
+
+const EMPTY_MASK: &str = "is empty on example";
+
 fn check_segmentation_output(output: &Tensor) -> Result<()> {
     if output.dim() < 3 {
         bail!(

@@ -8,14 +8,14 @@ use esegeta_plugin_api::{
     TensorOrScalar,
 };
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::{Kind, Tensor};
 
 use crate::noise_tunnel::{with_noise_tunnel, NoiseTunnel};
 
 /// Captum's approximation methods for the path integral.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     #[default]

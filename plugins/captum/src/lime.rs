@@ -9,7 +9,7 @@ use esegeta_plugin_api::{
 use rand::rngs::StdRng;
 use rand::Rng;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::lime_base::{attribute, Fit, Sampler};
@@ -56,7 +56,7 @@ pub struct Params {
     pub kernel_width: f64,
 }
 
-#[derive(Deserialize, JsonSchema, Clone, Copy, Default, Debug)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Default, Debug)]
 #[serde(rename_all = "snake_case")]
 pub enum DistanceMode {
     #[default]

@@ -7,11 +7,12 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 /// How the attributions of the noisy copies are combined.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+// Serialize lets schemars write the default into the schema (it serialises the value).
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum NtType {
     /// Mean of the attributions (Smilkov et al., 2017).

@@ -17,7 +17,7 @@ use esegeta_plugin_api::{
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
 
 use crate::param::ImageParam;
@@ -84,7 +84,7 @@ pub enum Transforms {
     None,
 }
 
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
 #[serde(rename_all = "snake_case")]
 pub enum Preprocess {
     #[default]

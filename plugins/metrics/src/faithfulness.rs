@@ -20,7 +20,7 @@
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{register_method, Attribution, Context, Method, MethodMeta, Pass};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
@@ -55,7 +55,7 @@ fn default_steps() -> usize {
 }
 
 /// The order in which voxels are replaced.
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Order {
     /// Highest relevance first.

@@ -111,7 +111,9 @@ impl OnnxModel {
             bail!(
                 "the model {} expects an input of shape [{}], got {size:?}; the graph was \
                  exported for that shape (B is the batch size), so crop, resize or patch the \
-                 input to it",
+                 input to it (esegeta explain: --crop, --resize or --patch; a run config: \
+                 preprocessing.crop, preprocessing.resize or execution.patching), or export \
+                 the model with dynamic spatial dims (tools/export_model.py --dynamic-spatial)",
                 self.name,
                 shown.join(", ")
             );
@@ -187,6 +189,10 @@ impl GraphModel for OnnxModel {
 
     fn node(&self, index: usize) -> NodeView<'_> {
         self.graph.view(index)
+    }
+
+    fn node_count(&self) -> usize {
+        self.graph.nodes.len()
     }
 
     fn layer(&self, name: &str) -> Result<&LayerInfo> {
