@@ -1,0 +1,135 @@
+//! TorchRay's layer saliency methods: the target score's gradient G at a layer's output A,
+//! combined by the method into one map per example on the layer's grid, `[B, 1, ...layer
+//! spatial dims]`, then smoothed and resized as [`Post`] says. One [`LayerSaliency`] value per
+//! method: Grad-CAM and the linear approximation differ only in the combination.
+
+use anyhow::{ensure, Result};
+use esegeta_plugin_api::{Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+use crate::saliency::{Post, ResizeMode};
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The layer (TorchRay's `saliency_layer`), by its PyTorch module path (`esegeta layers
+    /// MODEL` lists them; `--layer` sets it).
+    pub layer: String,
+    /// Resample the map from the layer's grid to the input's (TorchRay's `resize=True`).
+    #[serde(default)]
+    pub resize: bool,
+    /// The resampling of `resize`: `bilinear` (trilinear in 3D, `align_corners=False`) or
+    /// `nearest`. Default: bilinear.
+    #[serde(default)]
+    pub resize_mode: ResizeMode,
+    /// Standard deviation, in pixels of the layer's grid, of a Gaussian blur of the map before
+    /// any resizing (TorchRay's `smooth`); 0 (the default) leaves it as it is.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub smooth: f64,
+}
+
+impl Params {
+    pub fn post(&self) -> Post {
+        Post {
+            resize: self.resize,
+            resize_mode: self.resize_mode,
+            smooth: self.smooth,
+        }
+    }
+}
+
+/// One layer saliency method: its description and how it combines G and A (`[B, C, ...]`)
+/// into `[B, 1, ...]`.
+pub struct LayerSaliency {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub summary: &'static str,
+    pub reference: &'static str,
+    pub combine: fn(&Tensor, &Tensor) -> Tensor,
+}
+
+impl Method for LayerSaliency {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: self.id,
+            title: self.title,
+            summary: self.summary,
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                ..Needs::default()
+            },
+            reference: self.reference,
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        ensure_spatial(&activation, &p.layer)?;
+        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+        let map = p.post().apply(&(self.combine)(&grad, &activation), inputs)?;
+        Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
+    }
+}
+
+/// A layer map needs the layer's spatial dimensions.
+pub fn ensure_spatial(activation: &Tensor, layer: &str) -> Result<()> {
+    ensure!(
+        (4..=5).contains(&activation.dim()),
+        "TorchRay's layer methods need a 2D or 3D convolutional layer, but layer `{layer}` \
+         gives shape {:?}; pick one with spatial dimensions (`esegeta layers MODEL --input X` \
+         lists them with shapes)",
+        activation.size()
+    );
+    Ok(())
+}
+
+/// The spatial dimensions of `[B, C, ...]`.
+fn spatial(t: &Tensor) -> Vec<i64> {
+    (2..t.dim() as i64).collect()
+}
+
+/// Grad-CAM: `ReLU(sum over channels of mean_spatial(G)_c * A_c)`.
+fn grad_cam(grad: &Tensor, activation: &Tensor) -> Tensor {
+    let weights = grad.mean_dim(spatial(grad).as_slice(), true, Kind::Float);
+    (weights * activation).sum_dim_intlist(1, true, Kind::Float).relu()
+}
+
+/// The linear approximation: `sum over channels of G_c * A_c`, the first-order Taylor term
+/// of the score in the layer's output, position by position.
+fn linear_approx(grad: &Tensor, activation: &Tensor) -> Tensor {
+    (grad * activation).sum_dim_intlist(1, true, Kind::Float)
+}
+
+esegeta_plugin_api::register_method!(LayerSaliency {
+    id: "torchray.grad_cam",
+    title: "Grad-CAM (TorchRay)",
+    summary: "A layer's output weighted per channel by the spatial mean of the target score's \
+              gradient, summed over channels and rectified, as TorchRay computes it.",
+    reference: "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via \
+                Gradient-based Localization, ICCV 2017; TorchRay torchray.attribution.grad_cam",
+    combine: grad_cam,
+});
+
+esegeta_plugin_api::register_method!(LayerSaliency {
+    id: "torchray.linear_approx",
+    title: "Linear approximation (TorchRay)",
+    summary: "A layer's output times the target score's gradient, summed over channels: the \
+              score's first-order approximation in the layer, position by position.",
+    reference: "Fong, Patrick and Vedaldi, Understanding Deep Networks via Extremal \
+                Perturbations and Smooth Masks, ICCV 2019 (its baselines); TorchRay \
+                torchray.attribution.linear_approx",
+    combine: linear_approx,
+});

@@ -1,0 +1,186 @@
+//! The torchray plugin on 3D volumes and through the segmentation wrappers, which TorchRay
+//! itself does not take: each method checked against what it promises, computed
+//! independently (Captum's layer methods on the same layer, the weighted mask sum of RISE
+//! computed here from the model's own outputs), and its bad parameters refused by name.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use tch::{Kind, Tensor};
+
+const SEG: [&str; 6] = ["--task", "segmentation", "--wrapper", "argmax", "--target", "1"];
+
+/// `esegeta explain` of `method` on the 3D segmenter of tests/fixtures/layers, with `extra`.
+fn explain3d(dir: &Path, name: &str, method: &str, extra: &[&str]) -> Tensor {
+    explain_model(dir, name, "segmenter3d.onnx", method, extra)
+}
+
+/// [`explain3d`] on another `model` (a path from tests/fixtures/layers).
+fn explain_model(dir: &Path, name: &str, model: &str, method: &str, extra: &[&str]) -> Tensor {
+    let out = dir.join(name);
+    let mut cmd = esegeta();
+    cmd.current_dir(fixture("layers"))
+        .args(["explain", "--model", model, "--input", "s3d_x.npy"])
+        .args(["--method", method])
+        .args(extra)
+        .arg("--out")
+        .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{method}: {stderr}");
+    load(&out)
+}
+
+fn close(ours: &Tensor, reference: &Tensor, what: &str) {
+    assert_eq!(ours.size(), reference.size(), "{what}");
+    let (diff, scale) = max_diff(ours, reference);
+    assert!(scale > 0.0, "{what}: an all-zero reference tests nothing");
+    // The same float32 arithmetic in another order: rounding only.
+    assert!(diff <= 1e-5 * scale, "{what}: {diff:e} of {scale:e}");
+}
+
+#[test]
+fn gradient_grad_cam_and_linear_approx_in_3d_equal_their_captum_counterparts() {
+    let dir = scratch("torchray-3d-layers");
+    let args = |extra: &[&'static str]| [&SEG[..], extra].concat();
+    let ours = explain3d(&dir, "g.npy", "torchray.gradient", &args(&[]));
+    // One input channel: the largest |gradient| over channels is |gradient|.
+    let captum = explain3d(&dir, "s.npy", "captum.saliency", &args(&[]));
+    close(&ours, &captum, "gradient");
+
+    let layer = ["--layer", "mid"];
+    let ours = explain3d(&dir, "gc.npy", "torchray.grad_cam", &args(&layer));
+    let relu = ["--layer", "mid", "--params", r#"{"relu_attributions": true}"#];
+    let captum = explain3d(&dir, "lgc.npy", "captum.layer_grad_cam", &args(&relu));
+    close(&ours, &captum, "grad_cam");
+    assert_eq!(ours.size(), [1, 1, 4, 4, 4]);
+    let resized = explain3d(
+        &dir,
+        "gcr.npy",
+        "torchray.grad_cam",
+        &args(&["--layer", "mid", "--params", r#"{"resize": true}"#]),
+    );
+    let by_hand = ours.upsample_trilinear3d([8, 8, 8], false, None, None, None);
+    close(&resized, &by_hand, "grad_cam resized");
+
+    let ours = explain3d(&dir, "la.npy", "torchray.linear_approx", &args(&layer));
+    let gxa = explain3d(
+        &dir,
+        "gxa.npy",
+        "captum.layer_gradient_x_activation",
+        &args(&layer),
+    );
+    close(&ours, &gxa.sum_dim_intlist(1, true, Kind::Float), "linear_approx");
+}
+
+#[test]
+fn smoothing_a_3d_map_blurs_it_along_every_axis_and_keeps_its_mass_inside() {
+    let dir = scratch("torchray-3d-smooth");
+    let plain = explain3d(&dir, "p.npy", "torchray.gradient", &SEG);
+    let params = ["--params", r#"{"smooth": 1.0}"#];
+    let smooth = explain3d(&dir, "s.npy", "torchray.gradient", &[&SEG[..], &params].concat());
+    assert_eq!(smooth.size(), plain.size());
+    // A blur lowers the peak, and with zero padding loses mass only over the border.
+    let peak = |t: &Tensor| t.max().double_value(&[]);
+    assert!(peak(&smooth) < peak(&plain));
+    let total = |t: &Tensor| t.sum(Kind::Double).double_value(&[]);
+    assert!(total(&smooth) <= total(&plain) * (1.0 + 1e-5) && total(&smooth) > 0.3 * total(&plain));
+}
+
+/// The masks of a 3D RISE run: four boxes and their complements, `[8, 1, 8, 8, 8]`.
+fn box_masks(path: &Path) -> Tensor {
+    let masks = Tensor::zeros([8, 1, 8, 8, 8], (Kind::Float, tch::Device::Cpu));
+    for i in 0..4 {
+        let m = masks.get(i);
+        let _ = m.narrow(1 + (i % 3), 0, 4).fill_(1.0);
+        masks.get(i + 4).copy_(&(1.0 - &m));
+    }
+    masks.write_npy(path).unwrap();
+    masks
+}
+
+#[test]
+fn rise_with_given_masks_is_the_score_weighted_mask_sum_in_3d() {
+    let dir = scratch("torchray-3d-rise");
+    let masks_path = dir.join("masks.npy");
+    let masks = box_masks(&masks_path);
+    let params = format!(
+        r#"{{"filter_masks": "{}", "p": 0.5}}"#,
+        masks_path.display()
+    );
+    let mask_wrapper = ["--task", "segmentation", "--wrapper", "mask", "--mask"];
+    let region = fixture("layers/s3d_x.npy");
+    let region_path = dir.join("region.npy");
+    // The region: the voxels of the input above its median.
+    let x = load(&region);
+    let r = x.gt(x.median().double_value(&[])).to_kind(Kind::Float).squeeze();
+    r.write_npy(&region_path).unwrap();
+    let ours = explain_model(
+        &dir,
+        "rise.npy",
+        "../segmenter3d.pt",
+        "torchray.rise",
+        &[
+            &mask_wrapper[..],
+            &[region_path.to_str().unwrap(), "--target", "0", "--params", &params],
+        ]
+        .concat(),
+    );
+    // By hand: score_i = sum over the region of the model's channel 0 on x * M_i.
+    let model = tch::CModule::load(fixture("segmenter3d.pt")).unwrap();
+    let scores = tch::no_grad(|| model.forward_ts(&[&x * &masks]).unwrap());
+    let s = (scores.narrow(1, 0, 1) * &r).sum_dim_intlist([1, 2, 3, 4].as_slice(), false, Kind::Float);
+    let by_hand = (s.view([8, 1, 1, 1, 1]) * &masks).sum_dim_intlist(0, true, Kind::Float) / (8.0 * 0.5);
+    close(&ours, &by_hand, "rise");
+}
+
+fn rise_error(dir: &Path, params: &str) -> String {
+    let mut cmd = esegeta();
+    cmd.current_dir(fixture("layers"))
+        .args(["explain", "--model", "segmenter3d.onnx", "--input", "s3d_x.npy"])
+        .args(["--method", "torchray.rise", "--params", params])
+        .args(SEG)
+        .arg("--out")
+        .arg(dir.join("never.npy"));
+    fails(&mut cmd)
+}
+
+#[test]
+fn bad_rise_masks_are_refused_naming_filter_masks() {
+    let dir = scratch("torchray-3d-rise-bad");
+    let missing = rise_error(&dir, r#"{"filter_masks": "nowhere.npy"}"#);
+    assert!(missing.contains("filter_masks") && missing.contains("nowhere.npy"), "{missing}");
+    let text: PathBuf = dir.join("text.npy");
+    std::fs::write(&text, "not an array").unwrap();
+    let e = rise_error(&dir, &format!(r#"{{"filter_masks": "{}"}}"#, text.display()));
+    assert!(e.contains("filter_masks"), "{e}");
+    let wrong = dir.join("wrong.npy");
+    Tensor::ones([4, 1, 8, 8], (Kind::Float, tch::Device::Cpu))
+        .write_npy(&wrong)
+        .unwrap();
+    let e = rise_error(&dir, &format!(r#"{{"filter_masks": "{}"}}"#, wrong.display()));
+    assert!(e.contains("filter_masks") && e.contains("[N, 1, 8, 8, 8]"), "{e}");
+    let e = rise_error(&dir, r#"{"p": 1.5}"#);
+    assert!(e.contains("p"), "{e}");
+}
+
+#[test]
+fn rise_with_random_masks_repeats_with_its_seed() {
+    let dir = scratch("torchray-3d-rise-random");
+    let params = |seed: u64| format!(r#"{{"num_masks": 64, "num_cells": 3, "seed": {seed}}}"#);
+    let args = |p: &str| -> Vec<String> {
+        SEG.iter().map(|s| s.to_string()).chain(["--params".into(), p.to_string()]).collect()
+    };
+    let run_seed = |name: &str, seed: u64| {
+        let a = args(&params(seed));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        explain3d(&dir, name, "torchray.rise", &a)
+    };
+    let a = run_seed("a.npy", 3);
+    let b = run_seed("b.npy", 3);
+    let c = run_seed("c.npy", 4);
+    assert_eq!(a.size(), [1, 1, 8, 8, 8]);
+    assert!(a.equal(&b), "the same seed gives the same masks");
+    assert!(!a.equal(&c), "another seed gives other masks");
+}
