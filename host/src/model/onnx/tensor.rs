@@ -32,7 +32,6 @@ impl TensorReader {
                 proto.name
             )
         })?;
-        let numel: i64 = proto.dims.iter().product();
         if proto.dims.iter().any(|&d| d < 0) {
             bail!(
                 "the tensor `{}` has a negative dimension {:?}",
@@ -40,6 +39,7 @@ impl TensorReader {
                 proto.dims
             );
         }
+        let numel = element_count(proto, kind)?;
         let bytes = if proto.data_location == DATA_LOCATION_EXTERNAL {
             self.external_bytes(proto)?
         } else if !proto.raw_data.is_empty() || numel == 0 {
@@ -47,7 +47,7 @@ impl TensorReader {
         } else {
             typed_bytes(proto, kind)?
         };
-        let expected = numel as usize * kind.elt_size_in_bytes();
+        let expected = numel * kind.elt_size_in_bytes();
         if bytes.len() != expected {
             bail!(
                 "the tensor `{}` of shape {:?} should hold {expected} bytes but holds {}; the \
@@ -79,7 +79,7 @@ impl TensorReader {
             format!("the tensor `{}` has a bad external data offset", proto.name)
         })?;
         let folder = self.model_path.parent().unwrap_or(Path::new("."));
-        let path = folder.join(location);
+        let path = confined(folder, location, &proto.name)?;
         let data = self.file(&path, &proto.name)?;
         let length: usize = match entry("length") {
             Some(l) => l.parse().with_context(|| {
@@ -118,6 +118,55 @@ impl TensorReader {
         files.insert(path.to_path_buf(), data.clone());
         Ok(data)
     }
+}
+
+/// The number of elements of `proto`, refused when its bytes could not even be counted.
+fn element_count(proto: &TensorProto, kind: Kind) -> Result<usize> {
+    proto
+        .dims
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d as usize))
+        .and_then(|n| n.checked_mul(kind.elt_size_in_bytes()).map(|_| n))
+        .ok_or_else(|| {
+            anyhow!(
+                "the tensor `{}` declares the shape {:?}, whose size overflows; the model file \
+                 is damaged or hostile",
+                proto.name,
+                proto.dims
+            )
+        })
+}
+
+/// The external data file `location` of tensor `tensor`, which must lie inside the model's
+/// `folder`: a model from elsewhere must not read other files (an absolute path, `..`, or a
+/// symbolic link that leads out of the folder), as ONNX's own loader refuses them.
+pub fn confined(folder: &Path, location: &str, tensor: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let relative = Path::new(location);
+    let escapes = relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    if location.is_empty() || escapes {
+        bail!(
+            "the tensor `{tensor}` names the external data file `{location}`, which is not a \
+             plain file name inside the model's folder (absolute paths and `..` are refused, \
+             so that a model cannot read other files); keep the data file beside the .onnx \
+             file and name it relative to it"
+        );
+    }
+    let path = folder.join(relative);
+    if let (Ok(real), Ok(real_folder)) = (path.canonicalize(), folder.canonicalize()) {
+        if !real.starts_with(&real_folder) {
+            bail!(
+                "the tensor `{tensor}` names the external data file `{location}`, a link to {} \
+                 outside the model's folder {}; refused, so that a model cannot read other \
+                 files: copy the data file itself beside the .onnx file",
+                real.display(),
+                real_folder.display()
+            );
+        }
+    }
+    Ok(path)
 }
 
 /// The libtorch kind of an ONNX element type.
@@ -168,4 +217,63 @@ fn typed_bytes(proto: &TensorProto, kind: Kind) -> Result<Vec<u8>> {
         Kind::Int8 | Kind::Uint8 | Kind::Bool => ints32().iter().map(|&v| v as u8).collect(),
         other => bail!("no typed storage for {other:?}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::proto::StringStringEntryProto;
+    use super::*;
+
+    /// A float tensor of `dims` stored in the external file `location`.
+    fn external(dims: &[i64], location: &str, extra: &[(&str, &str)]) -> TensorProto {
+        let entry = |k: &str, v: &str| StringStringEntryProto {
+            key: k.into(),
+            value: v.into(),
+        };
+        let mut external_data = vec![entry("location", location)];
+        external_data.extend(extra.iter().map(|(k, v)| entry(k, v)));
+        TensorProto {
+            dims: dims.to_vec(),
+            data_type: dt::FLOAT,
+            name: "w".into(),
+            external_data,
+            data_location: DATA_LOCATION_EXTERNAL,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn external_data_outside_the_models_folder_or_past_its_end_is_refused() {
+        let root = std::env::temp_dir().join(format!("esegeta-hostile-{}", std::process::id()));
+        let folder = root.join("model");
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(root.join("secret.bin"), [7u8; 16]).unwrap();
+        std::fs::write(folder.join("model.onnx.data"), [0u8; 16]).unwrap();
+        std::os::unix::fs::symlink(root.join("secret.bin"), folder.join("link.data")).unwrap();
+        let reader = TensorReader::new(&folder.join("model.onnx"));
+        let refused = |proto: TensorProto, words: &[&str]| {
+            let e = format!("{:#}", reader.read(&proto).unwrap_err());
+            for w in words {
+                assert!(e.contains(w), "{w:?} missing from: {e}");
+            }
+        };
+        let secret = root.join("secret.bin").display().to_string();
+        refused(external(&[4], &secret, &[]), &["tensor `w`", "absolute paths"]);
+        refused(external(&[4], "../secret.bin", &[]), &["`../secret.bin`", "`..`"]);
+        refused(external(&[4], "link.data", &[]), &["a link to", "outside the model's folder"]);
+        refused(
+            external(&[4], "model.onnx.data", &[("offset", "8"), ("length", "16")]),
+            &["too short for the tensor `w`"],
+        );
+        // 16 bytes are 4 floats, not 8.
+        refused(external(&[8], "model.onnx.data", &[]), &["should hold 32 bytes but holds 16"]);
+        refused(
+            external(&[1 << 40, 1 << 40], "model.onnx.data", &[]),
+            &["overflows"],
+        );
+        // The same file named plainly is read.
+        let ok = reader.read(&external(&[4], "./model.onnx.data", &[])).unwrap();
+        assert_eq!(ok.size(), [4]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
