@@ -78,9 +78,13 @@ impl Term {
     /// `input * d(z . scale)/d(input)`: the relevance this term gives its input for
     /// `scale` (the output relevance over the rule's denominator).
     pub fn relevance(&self, scale: &Tensor) -> Result<Tensor> {
+        Ok(self.leaf.detach() * self.gradient(scale)?)
+    }
+
+    /// `d(z . scale)/d(input)`: the term's plain backward of `scale`.
+    pub fn gradient(&self, scale: &Tensor) -> Result<Tensor> {
         let objective = (&self.z * scale).sum(tch::Kind::Float);
-        let grad = Tensor::f_run_backward(&[objective], &[&self.leaf], false, false)?.remove(0);
-        Ok(self.leaf.detach() * grad)
+        Ok(Tensor::f_run_backward(&[objective], &[&self.leaf], false, false)?.remove(0))
     }
 }
 

@@ -166,8 +166,12 @@ pub enum RuleSpec {
     },
     /// Relevance passes unchanged (LRP on activations).
     PassThrough,
-    /// Excitation backprop on linear nodes (z⁺ without bias).
-    ExcitationBackprop,
+    /// Excitation backprop on linear nodes (z⁺ without bias); with `contrast`, the dual unit's
+    /// (the weights negated, as contrastive excitation backprop's classifier takes them).
+    ExcitationBackprop {
+        #[serde(default)]
+        contrast: bool,
+    },
 }
 
 fn default_lrp_epsilon() -> f64 {
@@ -226,7 +230,9 @@ impl RuleSpec {
                 Box::new(lrp_z_box::LrpZBox { low, high, epsilon })
             }
             RuleSpec::PassThrough => Box::new(pass_through::PassThrough),
-            RuleSpec::ExcitationBackprop => Box::new(excitation_backprop::ExcitationBackprop),
+            RuleSpec::ExcitationBackprop { contrast } => {
+                Box::new(excitation_backprop::ExcitationBackprop { contrast })
+            }
         })
     }
 }

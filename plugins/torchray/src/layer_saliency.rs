@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::saliency::{Post, ResizeMode};
+use crate::saliency::{Post, Resize, ResizeMode};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -17,15 +17,16 @@ pub struct Params {
     /// The layer (TorchRay's `saliency_layer`), by its PyTorch module path (`esegeta layers
     /// MODEL` lists them; `--layer` sets it).
     pub layer: String,
-    /// Resample the map from the layer's grid to the input's (TorchRay's `resize=True`).
+    /// Resample the map from the layer's grid: `true` to the input's (TorchRay's
+    /// `resize=True`), or to the given size. Default false.
     #[serde(default)]
-    pub resize: bool,
-    /// The resampling of `resize`: `bilinear` (trilinear in 3D, `align_corners=False`) or
-    /// `nearest`. Default: bilinear.
+    pub resize: Resize,
+    /// The resampling of `resize`: `bilinear` (trilinear in 3D, `align_corners=False`),
+    /// `bicubic` (2D) or `nearest`. Default: bilinear.
     #[serde(default)]
     pub resize_mode: ResizeMode,
-    /// Standard deviation, in pixels of the layer's grid, of a Gaussian blur of the map before
-    /// any resizing (TorchRay's `smooth`); 0 (the default) leaves it as it is.
+    /// A Gaussian blur of the map after any resizing, with a standard deviation of this
+    /// fraction of the map's largest side (TorchRay's `smooth`); 0 (the default): none.
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub smooth: f64,
@@ -34,7 +35,7 @@ pub struct Params {
 impl Params {
     pub fn post(&self) -> Post {
         Post {
-            resize: self.resize,
+            resize: self.resize.clone(),
             resize_mode: self.resize_mode,
             smooth: self.smooth,
         }

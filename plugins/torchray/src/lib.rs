@@ -8,7 +8,10 @@
 //! licence forbids reusing its code, so none of it was read).
 
 mod backprop;
+mod excitation_backprop;
+mod extremal_perturbation;
 mod layer_saliency;
+mod perturbation;
 mod rise;
 mod saliency;
 

@@ -1,6 +1,7 @@
 //! RISE (Petsiuk, Das and Saenko, BMVC 2018): the input is multiplied by N random smooth masks
 //! and the map is the average of the masks weighted by the target's score on each masked
-//! input, `S = sum_i f(x * M_i) M_i / (N p)`, `[B, 1, ...spatial]`. Masks are a grid of
+//! input, `S = sum_i s(f(x * M_i)) M_i / N`, `[B, 1, ...spatial]`, with `s` the sigmoid as in
+//! TorchRay (whose normalisation is 1/N, not the paper's 1/(N p)) or the raw score. Masks are a grid of
 //! `num_cells` cells per dimension, each kept with probability `p`, upsampled (bilinear, or
 //! trilinear in 3D) to `(num_cells + 1)` cell widths and cropped at a random shift, so that
 //! the kept regions fall anywhere; or the masks of a file (`filter_masks`), which makes the
@@ -41,9 +42,23 @@ pub struct Params {
     #[serde(default)]
     pub seed: Option<u64>,
     /// A file (npy or NIfTI) of masks `[N, 1, ...spatial]` on the input's grid to use instead
-    /// of random ones; the map is then `sum_i f(x * M_i) M_i / (N p)` with these masks.
+    /// of random ones; the map is then a deterministic function of them.
     #[serde(default)]
     pub filter_masks: Option<String>,
+    /// How a masked input's score weighs its mask: `sigmoid` of the score (TorchRay's; for
+    /// classifiers' logits) or `raw` (for segmentation wrappers, whose scores are sums over
+    /// many pixels and would saturate a sigmoid).
+    #[serde(default)]
+    pub score: Score,
+}
+
+/// The weight of a mask, from the target's score on the input masked by it.
+#[derive(Deserialize, JsonSchema, Clone, Copy, PartialEq, Debug, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Score {
+    #[default]
+    Sigmoid,
+    Raw,
 }
 
 fn default_num_masks() -> usize {
@@ -114,13 +129,15 @@ impl Method for Rise {
             for (b, map) in maps.iter_mut().enumerate() {
                 let x = inputs.narrow(0, b as i64, 1).to_kind(Kind::Float);
                 let scores = ctx.evaluate(&(&masks * &x).to_kind(inputs.kind()), target)?;
-                let weights = scores.to_kind(Kind::Float).view([n as i64, 1].iter().chain(std::iter::repeat_n(&1, spatial.len())).copied().collect::<Vec<_>>().as_slice());
+                let scores = scores.to_kind(Kind::Float);
+                let scores = if p.score == Score::Sigmoid { scores.sigmoid() } else { scores };
+                let weights = scores.view([n as i64, 1].iter().chain(std::iter::repeat_n(&1, spatial.len())).copied().collect::<Vec<_>>().as_slice());
                 *map += (weights * &masks).sum_dim_intlist(0, true, Kind::Float);
             }
             done += n;
             ctx.progress(done, total);
         }
-        let map = Tensor::cat(&maps, 0) / (total as f64 * p.p);
+        let map = Tensor::cat(&maps, 0) / total as f64;
         Ok(Attribution::new(map.to_kind(inputs.kind())))
     }
 }
