@@ -211,3 +211,15 @@ fn extremal_perturbation_finds_the_region_torchray_finds() {
         "reward {reward} against TorchRay's {their_reward}"
     );
 }
+
+/// Methods that need no graph run on TorchScript too: the same gradient as on the ONNX export.
+#[test]
+fn gradient_on_torchscript_equals_torchrays() {
+    let mut c = case("classifier2d_gradient");
+    c["model"] = json!("classifier2d.pt");
+    let out = scratch("torchray-torchscript").join("map.npy");
+    let (ours, _) = explain(&c, &params(&c), &out);
+    let reference = load(&fixtures().join(c["map"].as_str().unwrap()));
+    let (diff, scale) = max_diff(&ours, &reference);
+    assert!(diff <= 1e-3 * scale + 1e-7, "{diff:e} of {scale:e}");
+}

@@ -95,6 +95,11 @@ pub struct Params {
     #[serde(default = "default_learning_rate")]
     #[schemars(range(min = 0.0))]
     pub learning_rate: f64,
+    /// Divide the reward by its value on the unperturbed input, so that the area term weighs
+    /// the same whatever the scores' scale: for segmentation wrappers, whose scores sum
+    /// thousands of voxels and would drown the area constraint. Default false (TorchRay's).
+    #[serde(default)]
+    pub relative_reward: bool,
     /// The strongest blur of the pyramid, in pixels (TorchRay's default 20).
     #[serde(default = "default_max_blur")]
     #[schemars(range(min = 0.0))]
@@ -168,6 +173,10 @@ fn optimise(ctx: &Context<'_>, x: &Tensor, target: i64, p: &Params, rng: &mut St
     let pyramid = Pyramid::new(x, p.perturbation, p.num_levels, p.max_blur)?;
     let reference = area_reference(&p.areas, spatial.iter().product(), x.device());
     let mut params = Tensor::full(shape.as_slice(), 0.5, (Kind::Float, x.device()));
+    let scale = match p.relative_reward {
+        true => 1.0 / tch::no_grad(|| rewards(ctx, x, target, p.reward_func))?.double_value(&[0]).abs().max(1e-12),
+        false => 1.0,
+    };
     let mut adam = Adam::new(&params);
     for step in 0..p.max_iter {
         if step % 10 == 0 {
@@ -176,7 +185,7 @@ fn optimise(ctx: &Context<'_>, x: &Tensor, target: i64, p: &Params, rng: &mut St
         }
         let leaf = params.detach().set_requires_grad(true);
         let mask = smooth_mask(&leaf, &spatial, p.sigma)?;
-        let energy = energy(ctx, &pyramid, &mask, target, p, jitter(rng, p.jitter, spatial.len()))?;
+        let energy = energy(ctx, &pyramid, &mask, target, p, jitter(rng, p.jitter, spatial.len()))? * scale;
         let sorted = mask.flatten(1, -1).sort(1, false).0;
         let area_loss = (sorted - &reference).square().mean_dim(1, false, Kind::Float);
         let loss = (energy + area_loss * p.area_weight).sum(Kind::Float);
