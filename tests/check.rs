@@ -88,7 +88,11 @@ fn every_problem_of_a_config_is_listed_in_one_pass() {
         "methods": [{"id": "captum.saliancy"}, {"id": "captum.occlusion", "params": {"strides": "x"}}],
         "output": {"folder": "out"}
     });
-    let e = fails(esegeta().arg("check").arg(write("check-one-pass-methods", config)));
+    let e = fails(
+        esegeta()
+            .arg("check")
+            .arg(write("check-one-pass-methods", config)),
+    );
     for expected in [
         "methods[0].id: unknown method",
         "methods[1].params.strides",
@@ -108,7 +112,9 @@ fn check_warns_of_activations_a_rule_passes_through() {
         "methods": [{"id": "captum.guided_backprop"}, {"id": "captum.saliency"}],
         "output": {"folder": "out"}
     });
-    let (ok, stdout, stderr) = run(esegeta().arg("check").arg(write("check-activations", config)));
+    let (ok, stdout, stderr) = run(esegeta()
+        .arg("check")
+        .arg(write("check-activations", config)));
     assert!(ok, "{stdout}{stderr}");
     assert!(
         stderr.contains("methods[0] (captum.guided_backprop) runs backward rules on model")

@@ -171,7 +171,9 @@ fn rise_with_random_masks_converges_to_torchrays_mean() {
     let theirs = load(&fixtures().join(c["map"].as_str().unwrap())).to_kind(Kind::Double);
     let their_spread = load(&fixtures().join(c["std"].as_str().unwrap())).to_kind(Kind::Double);
     let standard_error = ((spread.square() + their_spread.square()) / 10.0).sqrt();
-    let z = ((&mean - &theirs).abs() / standard_error).max().double_value(&[]);
+    let z = ((&mean - &theirs).abs() / standard_error)
+        .max()
+        .double_value(&[]);
     assert!(z <= 4.5, "the largest difference is {z:.2} standard errors");
     // The level of the map (its mean) varies from seed to seed far less than a pixel does;
     // its standard error from our seeds, doubled for TorchRay's.
@@ -179,7 +181,10 @@ fn rise_with_random_masks_converges_to_torchrays_mean() {
     let level_error = levels.std(true).double_value(&[]) * (2.0f64 / 10.0).sqrt();
     let level = |t: &Tensor| t.mean(Kind::Double).double_value(&[]);
     let (a, b) = (level(&mean), level(&theirs));
-    assert!((a - b).abs() <= 4.0 * level_error, "mean level {a} against TorchRay's {b} (standard error {level_error:e})");
+    assert!(
+        (a - b).abs() <= 4.0 * level_error,
+        "mean level {a} against TorchRay's {b} (standard error {level_error:e})"
+    );
 }
 
 /// Extremal perturbation on a trained model (the demo's lesion classifier): the mask's area
@@ -194,16 +199,27 @@ fn extremal_perturbation_finds_the_region_torchray_finds() {
     assert_eq!(ours.size(), [1, 1, 64, 64]);
     let area = ours.mean(Kind::Double).double_value(&[]);
     let their_area = c["area"][0].as_f64().unwrap();
-    assert!((area - 0.05).abs() <= (their_area - 0.05).abs() + 0.01, "area {area}");
+    assert!(
+        (area - 0.05).abs() <= (their_area - 0.05).abs() + 0.01,
+        "area {area}"
+    );
     let k = (0.05 * 64.0 * 64.0) as i64;
     let top = |t: &Tensor| {
         let picked: Vec<i64> = Vec::try_from(t.flatten(0, -1).topk(k, 0, true, true).1).unwrap();
-        picked.into_iter().collect::<std::collections::BTreeSet<i64>>()
+        picked
+            .into_iter()
+            .collect::<std::collections::BTreeSet<i64>>()
     };
     let shared = top(&ours).intersection(&top(&theirs)).count() as i64;
     let iou = shared as f64 / (2 * k - shared) as f64;
     assert!(iou >= 0.5, "IoU {iou}");
-    let extras: Value = serde_json::from_str(stdout.lines().find_map(|l| l.strip_prefix("extras: ")).unwrap()).unwrap();
+    let extras: Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("extras: "))
+            .unwrap(),
+    )
+    .unwrap();
     let reward = extras["reward"][0][0].as_f64().unwrap();
     let their_reward = c["score_preserve_blur"][0].as_f64().unwrap();
     assert!(

@@ -10,7 +10,14 @@ use std::path::{Path, PathBuf};
 use common::*;
 use tch::{Kind, Tensor};
 
-const SEG: [&str; 6] = ["--task", "segmentation", "--wrapper", "argmax", "--target", "1"];
+const SEG: [&str; 6] = [
+    "--task",
+    "segmentation",
+    "--wrapper",
+    "argmax",
+    "--target",
+    "1",
+];
 
 /// `esegeta explain` of `method` on the 3D segmenter of tests/fixtures/layers, with `extra`.
 fn explain3d(dir: &Path, name: &str, method: &str, extra: &[&str]) -> Tensor {
@@ -51,7 +58,12 @@ fn gradient_grad_cam_and_linear_approx_in_3d_equal_their_captum_counterparts() {
 
     let layer = ["--layer", "mid"];
     let ours = explain3d(&dir, "gc.npy", "torchray.grad_cam", &args(&layer));
-    let relu = ["--layer", "mid", "--params", r#"{"relu_attributions": true}"#];
+    let relu = [
+        "--layer",
+        "mid",
+        "--params",
+        r#"{"relu_attributions": true}"#,
+    ];
     let captum = explain3d(&dir, "lgc.npy", "captum.layer_grad_cam", &args(&relu));
     close(&ours, &captum, "grad_cam");
     assert_eq!(ours.size(), [1, 1, 4, 4, 4]);
@@ -71,7 +83,11 @@ fn gradient_grad_cam_and_linear_approx_in_3d_equal_their_captum_counterparts() {
         "captum.layer_gradient_x_activation",
         &args(&layer),
     );
-    close(&ours, &gxa.sum_dim_intlist(1, true, Kind::Float), "linear_approx");
+    close(
+        &ours,
+        &gxa.sum_dim_intlist(1, true, Kind::Float),
+        "linear_approx",
+    );
 }
 
 #[test]
@@ -79,14 +95,27 @@ fn smoothing_a_3d_map_blurs_it_along_every_axis() {
     let dir = scratch("torchray-3d-smooth");
     let plain = explain3d(&dir, "p.npy", "torchray.gradient", &SEG);
     let params = ["--params", r#"{"smooth": 0.1}"#];
-    let smooth = explain3d(&dir, "s.npy", "torchray.gradient", &[&SEG[..], &params].concat());
+    let smooth = explain3d(
+        &dir,
+        "s.npy",
+        "torchray.gradient",
+        &[&SEG[..], &params].concat(),
+    );
     assert_eq!(smooth.size(), plain.size());
     // A blur lowers the peak and raises the trough, and averaging keeps the values between.
-    let (peak, trough) = (|t: &Tensor| t.max().double_value(&[]), |t: &Tensor| t.min().double_value(&[]));
+    let (peak, trough) = (
+        |t: &Tensor| t.max().double_value(&[]),
+        |t: &Tensor| t.min().double_value(&[]),
+    );
     assert!(peak(&smooth) < peak(&plain) && trough(&smooth) >= trough(&plain));
     // Along every axis: the blurred map varies less along each than the map does.
     for axis in 2..5 {
-        let variation = |t: &Tensor| t.diff(1, axis, None::<Tensor>, None::<Tensor>).abs().sum(Kind::Double).double_value(&[]);
+        let variation = |t: &Tensor| {
+            t.diff(1, axis, None::<Tensor>, None::<Tensor>)
+                .abs()
+                .sum(Kind::Double)
+                .double_value(&[])
+        };
         assert!(variation(&smooth) < variation(&plain), "axis {axis}");
     }
 }
@@ -117,7 +146,10 @@ fn rise_with_given_masks_is_the_score_weighted_mask_sum_in_3d() {
     let region_path = dir.join("region.npy");
     // The region: the voxels of the input above its median.
     let x = load(&region);
-    let r = x.gt(x.median().double_value(&[])).to_kind(Kind::Float).squeeze();
+    let r = x
+        .gt(x.median().double_value(&[]))
+        .to_kind(Kind::Float)
+        .squeeze();
     r.write_npy(&region_path).unwrap();
     let ours = explain_model(
         &dir,
@@ -126,14 +158,21 @@ fn rise_with_given_masks_is_the_score_weighted_mask_sum_in_3d() {
         "torchray.rise",
         &[
             &mask_wrapper[..],
-            &[region_path.to_str().unwrap(), "--target", "0", "--params", &params],
+            &[
+                region_path.to_str().unwrap(),
+                "--target",
+                "0",
+                "--params",
+                &params,
+            ],
         ]
         .concat(),
     );
     // By hand: score_i = sum over the region of the model's channel 0 on x * M_i.
     let model = tch::CModule::load(fixture("segmenter3d.pt")).unwrap();
     let scores = tch::no_grad(|| model.forward_ts(&[&x * &masks]).unwrap());
-    let s = (scores.narrow(1, 0, 1) * &r).sum_dim_intlist([1, 2, 3, 4].as_slice(), false, Kind::Float);
+    let s =
+        (scores.narrow(1, 0, 1) * &r).sum_dim_intlist([1, 2, 3, 4].as_slice(), false, Kind::Float);
     let by_hand = (s.view([8, 1, 1, 1, 1]) * &masks).sum_dim_intlist(0, true, Kind::Float) / 8.0;
     close(&ours, &by_hand, "rise");
 }
@@ -141,7 +180,13 @@ fn rise_with_given_masks_is_the_score_weighted_mask_sum_in_3d() {
 fn rise_error(dir: &Path, params: &str) -> String {
     let mut cmd = esegeta();
     cmd.current_dir(fixture("layers"))
-        .args(["explain", "--model", "segmenter3d.onnx", "--input", "s3d_x.npy"])
+        .args([
+            "explain",
+            "--model",
+            "segmenter3d.onnx",
+            "--input",
+            "s3d_x.npy",
+        ])
         .args(["--method", "torchray.rise", "--params", params])
         .args(SEG)
         .arg("--out")
@@ -153,17 +198,29 @@ fn rise_error(dir: &Path, params: &str) -> String {
 fn bad_rise_masks_are_refused_naming_filter_masks() {
     let dir = scratch("torchray-3d-rise-bad");
     let missing = rise_error(&dir, r#"{"filter_masks": "nowhere.npy"}"#);
-    assert!(missing.contains("filter_masks") && missing.contains("nowhere.npy"), "{missing}");
+    assert!(
+        missing.contains("filter_masks") && missing.contains("nowhere.npy"),
+        "{missing}"
+    );
     let text: PathBuf = dir.join("text.npy");
     std::fs::write(&text, "not an array").unwrap();
-    let e = rise_error(&dir, &format!(r#"{{"filter_masks": "{}"}}"#, text.display()));
+    let e = rise_error(
+        &dir,
+        &format!(r#"{{"filter_masks": "{}"}}"#, text.display()),
+    );
     assert!(e.contains("filter_masks"), "{e}");
     let wrong = dir.join("wrong.npy");
     Tensor::ones([4, 1, 8, 8], (Kind::Float, tch::Device::Cpu))
         .write_npy(&wrong)
         .unwrap();
-    let e = rise_error(&dir, &format!(r#"{{"filter_masks": "{}"}}"#, wrong.display()));
-    assert!(e.contains("filter_masks") && e.contains("[N, 1, 8, 8, 8]"), "{e}");
+    let e = rise_error(
+        &dir,
+        &format!(r#"{{"filter_masks": "{}"}}"#, wrong.display()),
+    );
+    assert!(
+        e.contains("filter_masks") && e.contains("[N, 1, 8, 8, 8]"),
+        "{e}"
+    );
     let e = rise_error(&dir, r#"{"p": 1.5}"#);
     assert!(e.contains("p"), "{e}");
 }
@@ -173,7 +230,10 @@ fn rise_with_random_masks_repeats_with_its_seed() {
     let dir = scratch("torchray-3d-rise-random");
     let params = |seed: u64| format!(r#"{{"num_masks": 64, "num_cells": 3, "seed": {seed}}}"#);
     let args = |p: &str| -> Vec<String> {
-        SEG.iter().map(|s| s.to_string()).chain(["--params".into(), p.to_string()]).collect()
+        SEG.iter()
+            .map(|s| s.to_string())
+            .chain(["--params".into(), p.to_string()])
+            .collect()
     };
     let run_seed = |name: &str, seed: u64| {
         let a = args(&params(seed));
@@ -196,7 +256,10 @@ fn rise_with_random_masks_repeats_with_its_seed() {
 #[test]
 fn extremal_perturbation_in_3d_keeps_its_area_and_beats_a_shuffled_mask() {
     let dir = scratch("torchray-3d-extremal");
-    let volume = esegeta::io::load_input(&fixtures().join("../../configs/vessels/vessels_00.nii.gz")).unwrap().tensor;
+    let volume =
+        esegeta::io::load_input(&fixtures().join("../../configs/vessels/vessels_00.nii.gz"))
+            .unwrap()
+            .tensor;
     let crop = (2..5).fold(volume, |t, d| {
         let n = t.size()[d];
         t.narrow(d as i64, (n - 24) / 2, 24)
@@ -207,7 +270,10 @@ fn extremal_perturbation_in_3d_keeps_its_area_and_beats_a_shuffled_mask() {
     let run_method = |name: &str, method: &str, params: &str| {
         let out = dir.join(name);
         let mut cmd = esegeta();
-        cmd.args(["explain", "--model"]).arg(&model).arg("--input").arg(&input)
+        cmd.args(["explain", "--model"])
+            .arg(&model)
+            .arg("--input")
+            .arg(&input)
             .args(["--method", method, "--params", params])
             .args(["--wrapper", "threshold", "--target", "1", "--out"])
             .arg(&out);
@@ -220,23 +286,38 @@ fn extremal_perturbation_in_3d_keeps_its_area_and_beats_a_shuffled_mask() {
     assert_eq!(mask.size(), [1, 1, 24, 24, 24]);
     let area = mask.mean(Kind::Double).double_value(&[]);
     assert!((area - 0.05).abs() <= 0.03, "area {area}");
-    let extras: serde_json::Value = serde_json::from_str(stdout.lines().find_map(|l| l.strip_prefix("extras: ")).unwrap()).unwrap();
+    let extras: serde_json::Value = serde_json::from_str(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("extras: "))
+            .unwrap(),
+    )
+    .unwrap();
     let reward = extras["reward"][0][0].as_f64().unwrap();
     let score_of = |m: &Tensor, name: &str| {
         let path = dir.join(format!("{name}_masks.npy"));
         m.write_npy(&path).unwrap();
-        let params = format!(r#"{{"filter_masks": "{}", "score": "raw"}}"#, path.display());
+        let params = format!(
+            r#"{{"filter_masks": "{}", "score": "raw"}}"#,
+            path.display()
+        );
         let (map, _) = run_method(&format!("{name}_rise.npy"), "torchray.rise", &params);
         map.sum(Kind::Double).double_value(&[]) / m.sum(Kind::Double).double_value(&[])
     };
     // The measurement agrees with the method's own reward (float32 sums of 13824 voxels).
     let own = score_of(&mask, "own");
-    assert!((own - reward).abs() <= 1e-3 * reward.abs(), "{own} against {reward}");
+    assert!(
+        (own - reward).abs() <= 1e-3 * reward.abs(),
+        "{own} against {reward}"
+    );
     tch::manual_seed(0);
     let order = Tensor::randperm(mask.numel() as i64, (Kind::Int64, tch::Device::Cpu));
     let shuffled = mask.flatten(0, -1).index_select(0, &order).view_as(&mask);
     let other = score_of(&shuffled, "shuffled");
-    assert!(reward > other, "the mask keeps {reward}, a shuffled one {other}");
+    assert!(
+        reward > other,
+        "the mask keeps {reward}, a shuffled one {other}"
+    );
 }
 
 #[test]
@@ -245,8 +326,19 @@ fn bad_extremal_parameters_are_refused_by_name() {
     let error = |params: &str| {
         let mut cmd = esegeta();
         cmd.current_dir(fixture("layers"))
-            .args(["explain", "--model", "segmenter3d.onnx", "--input", "s3d_x.npy"])
-            .args(["--method", "torchray.extremal_perturbation", "--params", params])
+            .args([
+                "explain",
+                "--model",
+                "segmenter3d.onnx",
+                "--input",
+                "s3d_x.npy",
+            ])
+            .args([
+                "--method",
+                "torchray.extremal_perturbation",
+                "--params",
+                params,
+            ])
             .args(SEG)
             .arg("--out")
             .arg(dir.join("never.npy"));

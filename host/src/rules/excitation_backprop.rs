@@ -28,9 +28,8 @@ impl Rule for ExcitationBackprop {
         grads: &Grads<'_>,
     ) -> Result<Tensor> {
         let contrast = self.contrast;
-        let weight = move |w: &Tensor| {
-            if contrast { w.neg() } else { w.shallow_clone() }.clamp_min(0.0)
-        };
+        let weight =
+            move |w: &Tensor| if contrast { w.neg() } else { w.shallow_clone() }.clamp_min(0.0);
         let modification = Modification {
             weight: Some(&weight),
             zero_bias: true,
@@ -45,6 +44,12 @@ impl Rule for ExcitationBackprop {
 /// output.
 fn own_plain_share(node: &NodeView<'_>, recorded: &Recorded, grads: &Grads<'_>) -> Result<Tensor> {
     let keep = |p: &Tensor| p.shallow_clone();
-    let term = Term::new(node, recorded, recorded.input()?.detach(), &keep, Some(&keep))?;
+    let term = Term::new(
+        node,
+        recorded,
+        recorded.input()?.detach(),
+        &keep,
+        Some(&keep),
+    )?;
     term.gradient(output_relevance(node, grads)?)
 }

@@ -21,7 +21,9 @@ pub fn collect(map: &Tensor, extras: &mut Value, is_metric: bool) -> Vec<String>
     if is_metric {
         return out;
     }
-    let mask_said = out.iter().any(|w| w.contains("mask") && w.contains("empty"));
+    let mask_said = out
+        .iter()
+        .any(|w| w.contains("mask") && w.contains("empty"));
     if !mask_said && map.numel() > 0 && map.abs().max().double_value(&[]) == 0.0 {
         out.push(
             "the map is all zeros: the target's score does not depend on the input here (a \

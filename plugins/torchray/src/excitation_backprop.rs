@@ -25,13 +25,7 @@ use crate::saliency::{Post, Resize, ResizeMode};
 /// The ONNX op types whose nodes take the excitation rule; batch norms pass the probability
 /// through unchanged, and every other node passes it on as its gradient does (ReLUs, max
 /// pooling: to the winner; residual sums: to both branches), as TorchRay does.
-const LINEAR_OPS: &[&str] = &[
-    "Conv",
-    "Gemm",
-    "MatMul",
-    "AveragePool",
-    "GlobalAveragePool",
-];
+const LINEAR_OPS: &[&str] = &["Conv", "Gemm", "MatMul", "AveragePool", "GlobalAveragePool"];
 
 fn composite(contrast_at: Option<&str>) -> Value {
     let mut rules = Vec::new();
@@ -52,7 +46,12 @@ fn probability_at(
     layer: &str,
     contrast_at: Option<&str>,
 ) -> Result<Tensor> {
-    let pass = ctx.backward_rules(inputs, target, &composite(contrast_at), Some(Tap::capture(layer)))?;
+    let pass = ctx.backward_rules(
+        inputs,
+        target,
+        &composite(contrast_at),
+        Some(Tap::capture(layer)),
+    )?;
     let at_layer = pass.layer.ok_or_else(|| {
         anyhow::anyhow!("the target's score does not depend on layer `{layer}`; pick a layer the model's output comes through")
     })?;
@@ -78,13 +77,23 @@ impl Method for ExcitationBackprop {
             summary: "The target's marginal winning probability passed down the network by \
                       the excitation rule, at a layer, summed over channels.",
             kind: MethodKind::LayerAttribution,
-            needs: Needs { gradients: true, layers: true, backward_rules: true },
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                backward_rules: true,
+            },
             reference: "Zhang et al., Top-down Neural Attention by Excitation Backprop, ECCV \
                         2016; TorchRay torchray.attribution.excitation_backprop",
         }
     }
 
-    fn attribute(&self, ctx: &Context<'_>, inputs: &Tensor, target: i64, p: Params) -> Result<Attribution> {
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
         let probability = probability_at(ctx, inputs, target, &p.layer, None)?;
         let map = p.post().apply(&to_map(&probability), inputs)?;
         Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
@@ -130,26 +139,46 @@ impl Method for ContrastiveExcitationBackprop {
             summary: "Excitation backprop's winning probability of the target less that of its \
                       dual unit (the classifier's weights negated), at a layer.",
             kind: MethodKind::LayerAttribution,
-            needs: Needs { gradients: true, layers: true, backward_rules: true },
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                backward_rules: true,
+            },
             reference: "Zhang et al., Top-down Neural Attention by Excitation Backprop, ECCV \
                         2016; TorchRay torchray.attribution.excitation_backprop",
         }
     }
 
-    fn attribute(&self, ctx: &Context<'_>, inputs: &Tensor, target: i64, p: ContrastiveParams) -> Result<Attribution> {
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: ContrastiveParams,
+    ) -> Result<Attribution> {
         let layers = ctx.layers()?;
         let classifier = match &p.classifier_layer {
             Some(l) => l.clone(),
-            None => layers.last().cloned().ok_or_else(|| anyhow::anyhow!("the model has no named layers; give classifier_layer"))?,
+            None => layers.last().cloned().ok_or_else(|| {
+                anyhow::anyhow!("the model has no named layers; give classifier_layer")
+            })?,
         };
         let order = |name: &str| layers.iter().position(|l| l == name);
         if let (Some(s), Some(c)) = (order(&p.layer), order(&p.contrast_layer)) {
             ensure!(s < c, "layer `{}` must come before contrast_layer `{}`: the contrast is passed down from it", p.layer, p.contrast_layer);
         }
-        ensure!(order(&p.contrast_layer).is_some(), "contrast_layer: the model has no layer `{}` (`esegeta layers MODEL` lists them)", p.contrast_layer);
+        ensure!(
+            order(&p.contrast_layer).is_some(),
+            "contrast_layer: the model has no layer `{}` (`esegeta layers MODEL` lists them)",
+            p.contrast_layer
+        );
         let target_pass = probability_at(ctx, inputs, target, &p.layer, None)?;
         let dual_pass = probability_at(ctx, inputs, target, &p.layer, Some(&classifier))?;
-        let post = Post { resize: p.resize, resize_mode: p.resize_mode, smooth: p.smooth };
+        let post = Post {
+            resize: p.resize,
+            resize_mode: p.resize_mode,
+            smooth: p.smooth,
+        };
         // Only what speaks for the target against its dual is kept (after the channel sum).
         let map = post.apply(&to_map(&(target_pass - dual_pass)).relu(), inputs)?;
         Ok(Attribution::new(map.detach().to_kind(inputs.kind())))

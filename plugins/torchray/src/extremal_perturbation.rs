@@ -106,15 +106,33 @@ pub struct Params {
     pub max_blur: f64,
 }
 
-fn default_areas() -> Vec<f64> { vec![0.1] }
-fn default_max_iter() -> usize { 800 }
-fn default_num_levels() -> i64 { 8 }
-fn default_step() -> i64 { 7 }
-fn default_sigma() -> f64 { 21.0 }
-fn default_true() -> bool { true }
-fn default_area_weight() -> f64 { 300.0 }
-fn default_learning_rate() -> f64 { 0.05 }
-fn default_max_blur() -> f64 { 20.0 }
+fn default_areas() -> Vec<f64> {
+    vec![0.1]
+}
+fn default_max_iter() -> usize {
+    800
+}
+fn default_num_levels() -> i64 {
+    8
+}
+fn default_step() -> i64 {
+    7
+}
+fn default_sigma() -> f64 {
+    21.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_area_weight() -> f64 {
+    300.0
+}
+fn default_learning_rate() -> f64 {
+    0.05
+}
+fn default_max_blur() -> f64 {
+    20.0
+}
 
 pub struct ExtremalPerturbation;
 
@@ -128,16 +146,28 @@ impl Method for ExtremalPerturbation {
             summary: "For each area, the smooth mask of that area that best keeps (or, deleted, \
                       most lowers) the target's score, found by gradient descent.",
             kind: MethodKind::Attribution,
-            needs: Needs { gradients: true, ..Needs::default() },
+            needs: Needs {
+                gradients: true,
+                ..Needs::default()
+            },
             reference: "Fong, Patrick and Vedaldi, Understanding Deep Networks via Extremal \
                         Perturbations and Smooth Masks, ICCV 2019; TorchRay \
                         torchray.attribution.extremal_perturbation",
         }
     }
 
-    fn attribute(&self, ctx: &Context<'_>, inputs: &Tensor, target: i64, p: Params) -> Result<Attribution> {
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
         for (i, &a) in p.areas.iter().enumerate() {
-            ensure!(a > 0.0 && a < 1.0, "areas[{i}] is {a}, but an area is a fraction of the input in (0, 1), e.g. 0.1");
+            ensure!(
+                a > 0.0 && a < 1.0,
+                "areas[{i}] is {a}, but an area is a fraction of the input in (0, 1), e.g. 0.1"
+            );
         }
         let spatial = inputs.size()[2..].to_vec();
         ensure!((2..=3).contains(&spatial.len()), "extremal perturbation takes 2D or 3D inputs `[B, C, ...spatial]`, but the input has shape {:?}", inputs.size());
@@ -147,15 +177,39 @@ impl Method for ExtremalPerturbation {
         let total = inputs.size()[0] as usize * p.max_iter;
         for b in 0..inputs.size()[0] {
             let x = inputs.narrow(0, b, 1);
-            let (m, reward) = optimise(ctx, &x, target, &p, &mut rng, b as usize * p.max_iter, total)?;
-            masks.push(m.view([1, -1].iter().chain(&spatial).copied().collect::<Vec<_>>().as_slice()));
+            let (m, reward) = optimise(
+                ctx,
+                &x,
+                target,
+                &p,
+                &mut rng,
+                b as usize * p.max_iter,
+                total,
+            )?;
+            masks.push(
+                m.view(
+                    [1, -1]
+                        .iter()
+                        .chain(&spatial)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                ),
+            );
             rewards.push(reward);
         }
         let map = Tensor::cat(&masks, 0);
         let side = spatial.iter().copied().max().unwrap_or(1) as f64;
-        let map = if p.smooth > 0.0 { blur(&map, p.smooth * side)? } else { map };
+        let map = if p.smooth > 0.0 {
+            blur(&map, p.smooth * side)?
+        } else {
+            map
+        };
         let dims: Vec<i64> = (2..2 + spatial.len() as i64).collect();
-        let areas = Vec::<f64>::try_from(map.mean_dim(dims.as_slice(), false, Kind::Double).flatten(0, -1))?;
+        let areas = Vec::<f64>::try_from(
+            map.mean_dim(dims.as_slice(), false, Kind::Double)
+                .flatten(0, -1),
+        )?;
         Ok(Attribution::new(map.to_kind(inputs.kind()))
             .with_extra("reward", json!(rewards))
             .with_extra("area", json!(areas)))
@@ -165,16 +219,32 @@ impl Method for ExtremalPerturbation {
 register_method!(ExtremalPerturbation);
 
 /// The masks `[A, 1, ...]` of one example and the reward each reached.
-fn optimise(ctx: &Context<'_>, x: &Tensor, target: i64, p: &Params, rng: &mut StdRng, done: usize, total: usize) -> Result<(Tensor, Vec<f64>)> {
+fn optimise(
+    ctx: &Context<'_>,
+    x: &Tensor,
+    target: i64,
+    p: &Params,
+    rng: &mut StdRng,
+    done: usize,
+    total: usize,
+) -> Result<(Tensor, Vec<f64>)> {
     let spatial = x.size()[2..].to_vec();
     let n_areas = p.areas.len() as i64;
-    let grid: Vec<i64> = spatial.iter().map(|&s| (s + p.step - 1) / p.step + 1).collect();
+    let grid: Vec<i64> = spatial
+        .iter()
+        .map(|&s| (s + p.step - 1) / p.step + 1)
+        .collect();
     let shape: Vec<i64> = [n_areas, 1].iter().chain(&grid).copied().collect();
     let pyramid = Pyramid::new(x, p.perturbation, p.num_levels, p.max_blur)?;
     let reference = area_reference(&p.areas, spatial.iter().product(), x.device());
     let mut params = Tensor::full(shape.as_slice(), 0.5, (Kind::Float, x.device()));
     let scale = match p.relative_reward {
-        true => 1.0 / tch::no_grad(|| rewards(ctx, x, target, p.reward_func))?.double_value(&[0]).abs().max(1e-12),
+        true => {
+            1.0 / tch::no_grad(|| rewards(ctx, x, target, p.reward_func))?
+                .double_value(&[0])
+                .abs()
+                .max(1e-12)
+        }
         false => 1.0,
     };
     let mut adam = Adam::new(&params);
@@ -185,9 +255,18 @@ fn optimise(ctx: &Context<'_>, x: &Tensor, target: i64, p: &Params, rng: &mut St
         }
         let leaf = params.detach().set_requires_grad(true);
         let mask = smooth_mask(&leaf, &spatial, p.sigma)?;
-        let energy = energy(ctx, &pyramid, &mask, target, p, jitter(rng, p.jitter, spatial.len()))? * scale;
+        let energy = energy(
+            ctx,
+            &pyramid,
+            &mask,
+            target,
+            p,
+            jitter(rng, p.jitter, spatial.len()),
+        )? * scale;
         let sorted = mask.flatten(1, -1).sort(1, false).0;
-        let area_loss = (sorted - &reference).square().mean_dim(1, false, Kind::Float);
+        let area_loss = (sorted - &reference)
+            .square()
+            .mean_dim(1, false, Kind::Float);
         let loss = (energy + area_loss * p.area_weight).sum(Kind::Float);
         let grad = Tensor::f_run_backward(&[loss], &[&leaf], false, false)?.remove(0);
         params = adam.step(&params, &grad, p.learning_rate).clamp(0.0, 1.0);
@@ -215,7 +294,13 @@ fn area_reference(areas: &[f64], n: i64, device: tch::Device) -> Tensor {
         .iter()
         .map(|&a| {
             let ones = (a * n as f64).round() as i64;
-            Tensor::cat(&[Tensor::zeros([n - ones], (Kind::Float, device)), Tensor::ones([ones], (Kind::Float, device))], 0)
+            Tensor::cat(
+                &[
+                    Tensor::zeros([n - ones], (Kind::Float, device)),
+                    Tensor::ones([ones], (Kind::Float, device)),
+                ],
+                0,
+            )
         })
         .collect();
     Tensor::stack(&rows, 0)
@@ -223,17 +308,40 @@ fn area_reference(areas: &[f64], n: i64, device: tch::Device) -> Tensor {
 
 /// The pixels to shift the perturbed input by this step, per spatial dimension.
 fn jitter(rng: &mut StdRng, on: bool, dims: usize) -> Vec<i64> {
-    (0..dims).map(|_| if on { rng.random_range(0..2) } else { 0 }).collect()
+    (0..dims)
+        .map(|_| if on { rng.random_range(0..2) } else { 0 })
+        .collect()
 }
 
 /// `[A]`: what the optimisation minimises for each mask, before the area term.
-fn energy(ctx: &Context<'_>, pyramid: &Pyramid, mask: &Tensor, target: i64, p: &Params, shift: Vec<i64>) -> Result<Tensor> {
+fn energy(
+    ctx: &Context<'_>,
+    pyramid: &Pyramid,
+    mask: &Tensor,
+    target: i64,
+    p: &Params,
+    shift: Vec<i64>,
+) -> Result<Tensor> {
     let shifted = |t: Tensor| {
         let dims: Vec<i64> = (2..2 + shift.len() as i64).collect();
         t.roll(shift.as_slice(), dims.as_slice())
     };
-    let preserve = || -> Result<Tensor> { Ok(-rewards(ctx, &shifted(pyramid.apply(mask)), target, p.reward_func)?) };
-    let delete = || -> Result<Tensor> { rewards(ctx, &shifted(pyramid.apply(&(1.0 - mask))), target, p.reward_func) };
+    let preserve = || -> Result<Tensor> {
+        Ok(-rewards(
+            ctx,
+            &shifted(pyramid.apply(mask)),
+            target,
+            p.reward_func,
+        )?)
+    };
+    let delete = || -> Result<Tensor> {
+        rewards(
+            ctx,
+            &shifted(pyramid.apply(&(1.0 - mask))),
+            target,
+            p.reward_func,
+        )
+    };
     Ok(match p.variant {
         Variant::Preserve => preserve()?,
         Variant::Delete => delete()?,
@@ -248,7 +356,11 @@ fn rewards(ctx: &Context<'_>, perturbed: &Tensor, target: i64, reward: Reward) -
     Ok(match reward {
         Reward::Simple => own,
         Reward::Contrastive => {
-            let others = scores.index_fill(1, &Tensor::from_slice(&[target]).to_device(scores.device()), f64::NEG_INFINITY);
+            let others = scores.index_fill(
+                1,
+                &Tensor::from_slice(&[target]).to_device(scores.device()),
+                f64::NEG_INFINITY,
+            );
             own - others.amax(1, false)
         }
     })
@@ -263,7 +375,11 @@ struct Adam {
 
 impl Adam {
     fn new(like: &Tensor) -> Self {
-        Adam { first: like.zeros_like(), second: like.zeros_like(), steps: 0 }
+        Adam {
+            first: like.zeros_like(),
+            second: like.zeros_like(),
+            steps: 0,
+        }
     }
 
     fn step(&mut self, params: &Tensor, grad: &Tensor, rate: f64) -> Tensor {

@@ -80,7 +80,9 @@ impl Method for LayerSaliency {
         let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
         ensure_spatial(&activation, &p.layer)?;
         let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
-        let map = p.post().apply(&(self.combine)(&grad, &activation), inputs)?;
+        let map = p
+            .post()
+            .apply(&(self.combine)(&grad, &activation), inputs)?;
         Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
     }
 }
@@ -105,7 +107,9 @@ fn spatial(t: &Tensor) -> Vec<i64> {
 /// Grad-CAM: `ReLU(sum over channels of mean_spatial(G)_c * A_c)`.
 fn grad_cam(grad: &Tensor, activation: &Tensor) -> Tensor {
     let weights = grad.mean_dim(spatial(grad).as_slice(), true, Kind::Float);
-    (weights * activation).sum_dim_intlist(1, true, Kind::Float).relu()
+    (weights * activation)
+        .sum_dim_intlist(1, true, Kind::Float)
+        .relu()
 }
 
 /// The linear approximation: `sum over channels of G_c * A_c`, the first-order Taylor term

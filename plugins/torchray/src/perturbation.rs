@@ -27,7 +27,12 @@ pub struct Pyramid {
 }
 
 impl Pyramid {
-    pub fn new(input: &Tensor, kind: PerturbationKind, num_levels: i64, max_blur: f64) -> Result<Self> {
+    pub fn new(
+        input: &Tensor,
+        kind: PerturbationKind,
+        num_levels: i64,
+        max_blur: f64,
+    ) -> Result<Self> {
         let x = input.to_kind(Kind::Float);
         let mut levels = Vec::with_capacity(num_levels as usize);
         for l in 0..num_levels {
@@ -41,7 +46,9 @@ impl Pyramid {
             };
             levels.push(level);
         }
-        Ok(Pyramid { levels: Tensor::stack(&levels, 0) })
+        Ok(Pyramid {
+            levels: Tensor::stack(&levels, 0),
+        })
     }
 
     /// The input perturbed by `masks` `[A, 1, ...]` (differentiable in the masks): `[A, C, ...]`.

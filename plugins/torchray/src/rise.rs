@@ -115,7 +115,17 @@ impl Method for Rise {
         let mut rng = StdRng::seed_from_u64(p.seed.unwrap_or_else(|| ctx.seed()));
         let batch = inputs.size()[0];
         let mut maps: Vec<Tensor> = (0..batch)
-            .map(|_| Tensor::zeros([1, 1].iter().chain(&spatial).copied().collect::<Vec<_>>().as_slice(), (Kind::Float, inputs.device())))
+            .map(|_| {
+                Tensor::zeros(
+                    [1, 1]
+                        .iter()
+                        .chain(&spatial)
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                    (Kind::Float, inputs.device()),
+                )
+            })
             .collect();
         let mut done = 0;
         while done < total {
@@ -130,8 +140,19 @@ impl Method for Rise {
                 let x = inputs.narrow(0, b as i64, 1).to_kind(Kind::Float);
                 let scores = ctx.evaluate(&(&masks * &x).to_kind(inputs.kind()), target)?;
                 let scores = scores.to_kind(Kind::Float);
-                let scores = if p.score == Score::Sigmoid { scores.sigmoid() } else { scores };
-                let weights = scores.view([n as i64, 1].iter().chain(std::iter::repeat_n(&1, spatial.len())).copied().collect::<Vec<_>>().as_slice());
+                let scores = if p.score == Score::Sigmoid {
+                    scores.sigmoid()
+                } else {
+                    scores
+                };
+                let weights = scores.view(
+                    [n as i64, 1]
+                        .iter()
+                        .chain(std::iter::repeat_n(&1, spatial.len()))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                );
                 *map += (weights * &masks).sum_dim_intlist(0, true, Kind::Float);
             }
             done += n;
@@ -164,8 +185,13 @@ fn random_masks(
         let kept: Vec<f32> = (0..grid_len)
             .map(|_| f32::from(u8::from(rng.random::<f64>() < p)))
             .collect();
-        let shape: Vec<i64> = [1, 1].into_iter().chain(std::iter::repeat_n(cells, d)).collect();
-        let grid = Tensor::from_slice(&kept).view(shape.as_slice()).to_device(device);
+        let shape: Vec<i64> = [1, 1]
+            .into_iter()
+            .chain(std::iter::repeat_n(cells, d))
+            .collect();
+        let grid = Tensor::from_slice(&kept)
+            .view(shape.as_slice())
+            .to_device(device);
         let smooth = if d == 2 {
             grid.upsample_bilinear2d(up.as_slice(), false, None, None)
         } else {
@@ -182,16 +208,20 @@ fn random_masks(
 
 /// The masks of `filter_masks`, checked against the input's grid.
 fn load_masks(ctx: &Context<'_>, path: &str, spatial: &[i64]) -> Result<Tensor> {
-    let masks = ctx.load_tensor(path).map_err(|e| {
-        anyhow::anyhow!("filter_masks: {e:#}")
-    })?;
+    let masks = ctx
+        .load_tensor(path)
+        .map_err(|e| anyhow::anyhow!("filter_masks: {e:#}"))?;
     let size = masks.size();
     let fits = size.len() == spatial.len() + 2 && size[1] == 1 && size[2..] == *spatial;
     if !fits || size[0] == 0 {
         bail!(
             "filter_masks: {path} has shape {size:?}, but RISE needs masks [N, 1, {}] on the \
              input's grid (N >= 1)",
-            spatial.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            spatial
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(masks)

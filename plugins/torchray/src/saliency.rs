@@ -94,9 +94,9 @@ pub fn resize(map: &Tensor, size: &[i64], mode: ResizeMode) -> Result<Tensor> {
         (ResizeMode::Bicubic, 2) => map.f_upsample_bicubic2d(size, false, None, None)?,
         (ResizeMode::Nearest, 2) => map.f_upsample_nearest2d(size, None, None)?,
         (ResizeMode::Nearest, 3) => map.f_upsample_nearest3d(size, None, None, None)?,
-        (ResizeMode::Bicubic, 3) => bail!(
-            "resize_mode bicubic is for 2D maps; use bilinear (trilinear) or nearest in 3D"
-        ),
+        (ResizeMode::Bicubic, 3) => {
+            bail!("resize_mode bicubic is for 2D maps; use bilinear (trilinear) or nearest in 3D")
+        }
         (_, n) => bail!(
             "resize takes 2D or 3D maps, but this map has {n} spatial dimension(s) (shape {:?})",
             map.size()

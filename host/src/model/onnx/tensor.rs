@@ -258,21 +258,39 @@ mod tests {
             }
         };
         let secret = root.join("secret.bin").display().to_string();
-        refused(external(&[4], &secret, &[]), &["tensor `w`", "absolute paths"]);
-        refused(external(&[4], "../secret.bin", &[]), &["`../secret.bin`", "`..`"]);
-        refused(external(&[4], "link.data", &[]), &["a link to", "outside the model's folder"]);
         refused(
-            external(&[4], "model.onnx.data", &[("offset", "8"), ("length", "16")]),
+            external(&[4], &secret, &[]),
+            &["tensor `w`", "absolute paths"],
+        );
+        refused(
+            external(&[4], "../secret.bin", &[]),
+            &["`../secret.bin`", "`..`"],
+        );
+        refused(
+            external(&[4], "link.data", &[]),
+            &["a link to", "outside the model's folder"],
+        );
+        refused(
+            external(
+                &[4],
+                "model.onnx.data",
+                &[("offset", "8"), ("length", "16")],
+            ),
             &["too short for the tensor `w`"],
         );
         // 16 bytes are 4 floats, not 8.
-        refused(external(&[8], "model.onnx.data", &[]), &["should hold 32 bytes but holds 16"]);
+        refused(
+            external(&[8], "model.onnx.data", &[]),
+            &["should hold 32 bytes but holds 16"],
+        );
         refused(
             external(&[1 << 40, 1 << 40], "model.onnx.data", &[]),
             &["overflows"],
         );
         // The same file named plainly is read.
-        let ok = reader.read(&external(&[4], "./model.onnx.data", &[])).unwrap();
+        let ok = reader
+            .read(&external(&[4], "./model.onnx.data", &[]))
+            .unwrap();
         assert_eq!(ok.size(), [4]);
         std::fs::remove_dir_all(&root).unwrap();
     }
