@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas bench
+.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -40,3 +40,13 @@ schemas: build
 ## --quick (about 2 minutes), --all (adds the vessel UNet), --reps N, --cases/--methods SUBSTR.
 bench: build
 	$(ENV) python bench/run.py $(BENCH_ARGS)
+
+## esegeta's TorchRay plugin against TorchRay itself (RISE, extremal perturbation); needs
+## `pip install torchray==1.0.0.2` in the venv (tools/README.md). BENCH_ARGS: --quick, --reps N.
+bench-torchray: build
+	$(ENV) python bench/torchray.py $(BENCH_ARGS)
+
+## Every reader of outside files fed mutated valid files (tests/fuzz.rs) for longer than the
+## test suite does: FUZZ_ITERATIONS inputs per reader (default 20000).
+fuzz: build
+	$(ENV) ESEGETA_FUZZ_ITERATIONS=$${FUZZ_ITERATIONS:-20000} cargo test --release -p esegeta --test fuzz -- --nocapture

@@ -69,6 +69,26 @@ fn load(path: &Path) -> Result<Input> {
     }
 }
 
+/// The most values an input file may declare: 2^31, 8 GiB as float32 (a 1024^3 volume is
+/// 2^30). A header claiming more is refused before anything is allocated.
+pub const MAX_INPUT_VALUES: u64 = 1 << 31;
+
+/// The number of values a header declares for `shape`, refused above [`MAX_INPUT_VALUES`].
+pub fn declared_values(shape: &[u64], path: &Path) -> Result<u64> {
+    let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
+    match count {
+        Some(n) if n <= MAX_INPUT_VALUES => Ok(n),
+        _ => bail!(
+            "{} declares the shape {shape:?}, {} values, {} as float32; esegeta reads inputs \
+             of at most 2^31 values (8 GiB): crop or downsample the data first, or check that \
+             the file is what it claims",
+            path.display(),
+            count.map_or("more than 2^64".into(), |n| n.to_string()),
+            count.map_or("more than 2^66 bytes".into(), |n| format!("{} GiB", (n >> 28).max(1)))
+        ),
+    }
+}
+
 fn check_finite(t: &Tensor, path: &Path) -> Result<()> {
     let bad = t
         .isfinite()

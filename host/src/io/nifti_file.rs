@@ -15,6 +15,12 @@ use super::write_atomically;
 pub fn read(path: &Path) -> Result<(Tensor, NiftiHeader)> {
     let not_nifti =
         |e: nifti::NiftiError| anyhow!("{} is not a valid NIfTI file: {e}", path.display());
+    // The header alone first: a volume's declared size is checked before it is read (a
+    // gzip bomb, or a header claiming 10^12 voxels, allocates nothing).
+    let header = NiftiHeader::from_file(path).map_err(not_nifti)?;
+    let rank = usize::from(header.dim[0]).min(7);
+    let dims: Vec<u64> = header.dim[1..=rank].iter().map(|&d| u64::from(d)).collect();
+    super::declared_values(&dims, path)?;
     let object = ReaderOptions::new().read_file(path).map_err(not_nifti)?;
     let header = object.header().clone();
     let volume: ArrayD<f32> = object

@@ -22,6 +22,19 @@ pub fn read(path: &Path) -> Result<Tensor> {
             path.display()
         );
     };
+    // The header is the file's word only: what it promises must be in the file before
+    // anything of that size is allocated.
+    let declared = super::declared_values(npy.shape(), path)?;
+    let needed = declared.saturating_mul(ty.size_field());
+    if needed > bytes.len() as u64 {
+        bail!(
+            "{} is truncated or damaged: its header declares {declared} values of {} bytes \
+             ({needed} bytes), but the file holds {} bytes",
+            path.display(),
+            ty.size_field(),
+            bytes.len()
+        );
+    }
     let values = as_f32(npy, ty.type_char(), ty.size_field())
         .with_context(|| format!("{} is not a valid .npy file", path.display()))?;
     let expected: i64 = shape.iter().product();
