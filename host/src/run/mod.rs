@@ -5,6 +5,7 @@ mod cascade;
 mod caveats;
 mod child;
 pub mod identity;
+mod lock;
 pub mod manifest;
 pub mod plan;
 pub(crate) mod preprocess;
@@ -61,6 +62,7 @@ pub fn run(
     let folder = loaded.output_folder();
     std::fs::create_dir_all(&folder)?;
     let manifest_path = folder.join(manifest::file_name(shard));
+    let _lock = lock::acquire(&manifest_path)?;
     let mut manifest = Manifest::load_or_new(&manifest_path, &loaded.path)?;
     manifest.config = loaded.path.clone();
     manifest.config_as_run = loaded.raw.clone();
