@@ -123,3 +123,25 @@ fn check_warns_of_activations_a_rule_passes_through() {
         "{stderr}"
     );
 }
+
+/// A config whose lists multiply past what one run takes is refused before any job is made.
+#[test]
+fn a_config_that_plans_too_many_jobs_is_refused_with_the_count() {
+    let targets: Vec<i64> = (0..250_000).collect();
+    let config = json!({
+        "model": {"path": fixture("classifier2d.pt")},
+        "inputs": [{"path": fixture("classifier2d_x.npy"), "targets": targets}],
+        "methods": [{"id": "captum.saliency"}],
+        "output": {"folder": "out"}
+    });
+    let e = fails(
+        esegeta()
+            .arg("check")
+            .arg("--no-model")
+            .arg(write("check-too-many", config)),
+    );
+    assert!(
+        e.contains("plans 250000 jobs") && e.contains("200000"),
+        "{e}"
+    );
+}

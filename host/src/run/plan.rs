@@ -67,6 +67,7 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
     let config = &loaded.config;
     let folder = loaded.output_folder();
     let models: Vec<String> = config.model_list().iter().map(|m| m.label()).collect();
+    check_job_count(loaded, randomised, models.len())?;
     let mut jobs = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for spec in &config.inputs {
@@ -120,6 +121,33 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
     }
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(jobs)
+}
+
+/// The most jobs one run plans: a config's lists multiply (inputs x models x methods x
+/// targets), and a typo in a glob or a target range must not allocate millions of jobs.
+pub const MAX_JOBS: usize = 200_000;
+
+/// Counts the jobs before any is made, and refuses more than [`MAX_JOBS`].
+fn check_job_count(loaded: &Loaded, randomised: &[bool], models: usize) -> Result<()> {
+    let config = &loaded.config;
+    let per_target = models * (config.methods.len() + randomised.iter().filter(|&&r| r).count());
+    let mut total = 0usize;
+    for spec in &config.inputs {
+        let files = expand(loaded, &spec.path)?.len();
+        total = total.saturating_add(
+            files
+                .saturating_mul(spec.targets.len())
+                .saturating_mul(per_target),
+        );
+    }
+    if total > MAX_JOBS {
+        bail!(
+            "the config plans {total} jobs (inputs x targets x models x methods), more than \
+             the {MAX_JOBS} one run takes; check the input globs and target lists, or split \
+             the study into several configs"
+        );
+    }
+    Ok(())
 }
 
 /// Which methods the config's `randomisation` section re-runs: those it names, else every

@@ -6,9 +6,11 @@
 //! `layer`, summed over channels, `[B, 1, ...layer spatial dims]`, then smoothed and resized.
 //!
 //! The contrastive form subtracts the probability the target's dual unit sends (the
-//! classifier's weights negated) from the target's at `contrast_layer`, and passes the
-//! difference on down to `layer`. The rule is linear in what it passes down, so the difference
-//! passed down equals the difference of the two passes at `layer`: two rule passes.
+//! classifier's weights negated) from the target's at `contrast_layer`, passes the difference
+//! on down to `layer`, and keeps the positive part of its channel sum. The rule is linear in
+//! what it passes down, so the difference passed down equals the difference of the two passes
+//! at `layer` (two rule passes), and where `contrast_layer` sits does not change the map, as
+//! TorchRay's outputs show too.
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
