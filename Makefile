@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz
+.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz soak
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -50,3 +50,8 @@ bench-torchray: build
 ## test suite does: FUZZ_ITERATIONS inputs per reader (default 20000).
 fuzz: build
 	$(ENV) ESEGETA_FUZZ_ITERATIONS=$${FUZZ_ITERATIONS:-20000} cargo test --release -p esegeta --test fuzz -- --nocapture
+
+## A run of 2100 jobs (every method family, the small ONNX classifier) with resident memory
+## and open files sampled (tools/soak.py); SOAK_ARGS: --inputs N (x 42 jobs), --methods SUBSTR.
+soak: build
+	$(ENV) python tools/soak.py $(SOAK_ARGS)
