@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz soak
+.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz soak cluster-test
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -55,3 +55,9 @@ fuzz: build
 ## and open files sampled (tools/soak.py); SOAK_ARGS: --inputs N (x 42 jobs), --methods SUBSTR.
 soak: build
 	$(ENV) python tools/soak.py $(SOAK_ARGS)
+
+## Shards on a real Slurm cluster (a single node on localhost, started as root in a temporary
+## folder): a job array and its merge against a single-process run, and a task cancelled and
+## submitted again. Needs `apt-get install slurm-wlm munge`. About 2 minutes.
+cluster-test: build
+	$(ENV) bash tools/cluster_test.sh
