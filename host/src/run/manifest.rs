@@ -117,9 +117,16 @@ impl Manifest {
         self.jobs.sort_by(|a, b| a.id.cmp(&b.id));
     }
 
+    /// Written after every job: streamed to the file, not built as one string first, which
+    /// for a long run is megabytes allocated and freed per job (a soak run's memory grew with
+    /// it).
     pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)?;
-        write_atomically(path, |tmp| Ok(std::fs::write(tmp, text.as_bytes())?))
+        write_atomically(path, |tmp| {
+            let mut file = std::io::BufWriter::with_capacity(64 << 10, std::fs::File::create(tmp)?);
+            serde_json::to_writer_pretty(&mut file, self)?;
+            std::io::Write::flush(&mut file)?;
+            Ok(())
+        })
     }
 }
 
