@@ -40,3 +40,29 @@ fn an_array_task_runs_its_shard_of_the_run() {
     // A task submitted again alone says how many shards the run has.
     assert_eq!(task(&[("SHARDS", "8")]), "run study.json --shard 2/8");
 }
+
+/// The Indexed Job runs as many shards as it has completions, one per pod index.
+#[test]
+fn the_kubernetes_indexed_job_runs_one_shard_per_completion() {
+    let yaml =
+        std::fs::read_to_string(fixtures().join("../../examples/kubernetes/indexed-job.yaml"))
+            .unwrap();
+    let value = |key: &str| {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(value("completionMode:"), "Indexed");
+    let n = value("completions:");
+    assert_eq!(value("parallelism:"), n);
+    assert!(
+        yaml.contains(&format!("--shard ${{JOB_COMPLETION_INDEX}}/{n}")),
+        "the command's shard count is not {n}"
+    );
+    let merge =
+        std::fs::read_to_string(fixtures().join("../../examples/kubernetes/merge-job.yaml"))
+            .unwrap();
+    assert!(merge.contains(r#"["esegeta", "merge", "/data/out"]"#));
+}
