@@ -29,6 +29,10 @@ pub struct OnnxModel {
     fixed_batch: Option<i64>,
 }
 
+/// The most nodes a graph may have: a model from elsewhere must not make the importer build
+/// (and every method walk) millions of nodes.
+pub const MAX_NODES: usize = 200_000;
+
 /// A hook that changes nothing: plain forward.
 struct PassThrough;
 
@@ -52,6 +56,15 @@ impl OnnxModel {
                 path.display()
             );
         };
+        if graph.node.len() > MAX_NODES {
+            bail!(
+                "{} holds a graph of {} nodes, more than esegeta imports ({MAX_NODES}; the \
+                 largest vision transformers have tens of thousands): the file is damaged or \
+                 not what it claims",
+                path.display(),
+                graph.node.len()
+            );
+        }
         let opset = model
             .opset_import
             .iter()
@@ -225,5 +238,38 @@ impl GraphModel for OnnxModel {
             }
         }
         self.graph.run(inputs, hook, self.output_index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn a_graph_of_a_million_nodes_is_refused_before_it_is_built() {
+        let node = proto::NodeProto {
+            op_type: "Identity".into(),
+            ..Default::default()
+        };
+        let model = proto::ModelProto {
+            graph: Some(proto::GraphProto {
+                node: vec![node; 1_000_000],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let path = std::env::temp_dir().join(format!("esegeta-nodes-{}.onnx", std::process::id()));
+        std::fs::write(&path, model.encode_to_vec()).unwrap();
+        let error = OnnxModel::load(&path, Device::Cpu, Kind::Float, 0)
+            .err()
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let e = format!("{error:#}");
+        assert!(
+            e.contains("a graph of 1000000 nodes") && e.contains("200000"),
+            "{e}"
+        );
     }
 }
