@@ -51,17 +51,21 @@ impl Pyramid {
         })
     }
 
-    /// The input perturbed by `masks` `[A, 1, ...]` (differentiable in the masks): `[A, C, ...]`.
+    /// The input perturbed by `masks` `[A, 1, ...]` (differentiable in the masks): `[A, C, ...]`,
+    /// each position blended linearly between the two levels its mask value falls between.
+    /// Two gathers, not a weighted sum over every level: a few milliseconds less per step of
+    /// extremal perturbation on a 224 px image.
     pub fn apply(&self, masks: &Tensor) -> Tensor {
         let n = self.levels.size()[0];
         let position = masks.clamp(0.0, 1.0) * (n - 1) as f64;
-        // A hat function per level: weight 1 at its position, falling to 0 at the next.
-        (0..n)
-            .map(|l| {
-                let hat: Tensor = ((&position - l as f64).abs() * -1.0 + 1.0).clamp_min(0.0);
-                hat * self.levels.get(l)
-            })
-            .reduce(|a, b| a + b)
-            .expect("at least one level")
+        let below = position.detach().floor().clamp(0.0, (n - 2).max(0) as f64);
+        let fraction = &position - &below;
+        let levels = self.levels.squeeze_dim(1); // [L, C, ...]
+        let mut shape = levels.size();
+        shape[0] = masks.size()[0];
+        let index = below.to_kind(Kind::Int64).expand(shape.as_slice(), false);
+        let lower = levels.gather(0, &index, false);
+        let upper = levels.gather(0, &(&index + 1).clamp_max(n - 1), false);
+        &lower + (upper - &lower) * fraction
     }
 }
