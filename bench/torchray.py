@@ -7,7 +7,7 @@ process with the same model file and thread count), alternating, `--reps` times;
 gives medians and esegeta's time as a fraction of TorchRay's. TorchRay is only run, never
 read (its licence forbids reusing its code): `pip install torchray==1.0.0.2`.
 
-Usage: python bench/torchray.py [--reps N] [--threads N] [--quick]
+Usage: python bench/torchray.py [--reps N] [--threads N] [--quick] [--only NAME]
   --quick: 400 masks and 30 iterations, to see the ratio in a minute.
 """
 
@@ -77,12 +77,15 @@ def main():
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="only the methods whose name contains this")
     args = parser.parse_args()
     if not MODEL.exists():
         subprocess.run([sys.executable, str(HERE / "make_models.py")], check=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, method, ours, theirs in cases(args.quick):
+            if args.only not in name:
+                continue
             e, t = [], []
             for _ in range(args.reps):
                 e.append(esegeta_seconds(method, ours, args.threads, f"{tmp}/{name}.npy"))
