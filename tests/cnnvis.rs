@@ -154,3 +154,64 @@ fn a_layer_without_the_inputs_grid_is_refused_by_name() {
     }
     assert!(!out.exists());
 }
+
+/// CNN-vis's gradient maps are Captum's Saliency(abs=False) and InputXGradient: the Captum
+/// fixtures of tests/fixtures/cases.json (TorchScript 2D, and the 3D segmenter through the
+/// argmax wrapper) checked with the cnnvis method in their place.
+#[test]
+fn vanilla_backprop_and_grad_times_image_equal_captum() {
+    let captum = fixture_cases("cases.json", "");
+    for (name, method) in [
+        ("classifier2d_saliency_noabs", "cnnvis.vanilla_backprop"),
+        ("classifier2d_input_x_gradient", "cnnvis.grad_times_image"),
+        ("seg3d_argmax_input_x_gradient", "cnnvis.grad_times_image"),
+    ] {
+        let mut c = fixture_case(captum.clone(), name);
+        c["method"] = serde_json::json!(method);
+        c["params"] = serde_json::json!({});
+        check_captum_case(&c, "");
+    }
+}
+
+/// `grayscale`: |map| summed over channels, scaled from its minimum to its 99th percentile
+/// (numpy's linear interpolation) and clipped, computed here from Captum's signed saliency.
+#[test]
+fn vanilla_backprop_in_grayscale_is_cnn_vis_convert_to_grayscale() {
+    let out = scratch("cnnvis-grayscale").join("grey.npy");
+    let mut cmd = esegeta();
+    cmd.current_dir(fixtures())
+        .args([
+            "explain",
+            "--model",
+            "classifier2d.pt",
+            "--input",
+            "classifier2d_x.npy",
+        ])
+        .args([
+            "--method",
+            "cnnvis.vanilla_backprop",
+            "--params",
+            r#"{"grayscale": true}"#,
+        ])
+        .args(["--target", "1", "--out"])
+        .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{stderr}");
+    let ours = load(&out);
+    let signed = load(&fixture("classifier2d_saliency_noabs.npy"));
+    let summed = signed.abs().sum_dim_intlist(1, true, Kind::Double);
+    let mut values: Vec<f64> = Vec::try_from(summed.flatten(0, -1)).unwrap();
+    values.sort_by(f64::total_cmp);
+    let rank = 0.99 * (values.len() - 1) as f64;
+    let (low, high) = (rank.floor() as usize, rank.ceil() as usize);
+    let p99 = values[low] + (values[high] - values[low]) * (rank - low as f64);
+    let expected = ((summed - values[0]) / (p99 - values[0])).clamp(0.0, 1.0);
+    assert_eq!(ours.size(), [1, 1, 8, 8]);
+    let (diff, _) = max_diff(&ours, &expected.to_kind(Kind::Float));
+    // Both in [0, 1]: float32 rounding only.
+    assert!(diff <= 1e-5, "{diff:e}");
+    assert!(
+        ours.max().double_value(&[]) == 1.0,
+        "the top 1% is clipped to 1"
+    );
+}

@@ -1,5 +1,6 @@
 //! CNN visualisations as an esegeta plugin: class activation maps that Captum does not have,
-//! on a layer of an ONNX model (`esegeta layers MODEL` lists the layers).
+//! on a layer of an ONNX model (`esegeta layers MODEL` lists the layers), and CNN-vis's own
+//! gradient maps (vanilla backprop, gradient times image; vanilla_backprop.rs).
 //!
 //! Each follows pytorch-grad-cam 1.5.7 (the maintained implementations of these papers),
 //! against which tools/make_layer_fixtures.py checks them: `score_cam` needs only forward
@@ -8,9 +9,11 @@
 
 mod grad_cam_plus_plus;
 mod gradient_cam;
+mod grayscale;
 mod hires_cam;
 mod layer_cam;
 mod score_cam;
+mod vanilla_backprop;
 mod xgrad_cam;
 
 esegeta_plugin_api::export_plugin!("cnnvis");
