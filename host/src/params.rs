@@ -144,7 +144,7 @@ fn branch_for(root: &Value, node: &Value, value: &Value) -> Option<Value> {
 }
 
 /// `methods[3].params.n_steps` from `at` and a JSON pointer's segments.
-fn json_path(at: &str, segments: &[&str]) -> String {
+pub(crate) fn json_path(at: &str, segments: &[&str]) -> String {
     segments
         .iter()
         .fold(at.to_string(), |path, s| match s.parse::<usize>() {

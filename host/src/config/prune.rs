@@ -65,14 +65,13 @@ fn unescape(segment: &str) -> String {
 
 /// A JSON pointer (`/methods/1/id`) as the config path problems are written with.
 fn place(pointer: &str) -> String {
-    pointer
+    let segments: Vec<String> = pointer
         .split('/')
         .filter(|s| !s.is_empty())
-        .fold(String::new(), |path, s| match s.parse::<usize>() {
-            Ok(index) => format!("{path}[{index}]"),
-            Err(_) if path.is_empty() => unescape(s),
-            Err(_) => format!("{path}.{}", unescape(s)),
-        })
+        .map(unescape)
+        .collect();
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    crate::params::json_path("", &segments)
 }
 
 #[cfg(test)]

@@ -84,7 +84,10 @@ pub fn declared_values(shape: &[u64], path: &Path) -> Result<u64> {
              the file is what it claims",
             path.display(),
             count.map_or("more than 2^64".into(), |n| n.to_string()),
-            count.map_or("more than 2^66 bytes".into(), |n| format!("{} GiB", (n >> 28).max(1)))
+            count.map_or("more than 2^66 bytes".into(), |n| format!(
+                "{} GiB",
+                (n >> 28).max(1)
+            ))
         ),
     }
 }

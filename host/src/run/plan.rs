@@ -67,11 +67,16 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
     let config = &loaded.config;
     let folder = loaded.output_folder();
     let models: Vec<String> = config.model_list().iter().map(|m| m.label()).collect();
-    check_job_count(loaded, randomised, models.len())?;
+    let expanded = config
+        .inputs
+        .iter()
+        .map(|spec| expand(loaded, &spec.path))
+        .collect::<Result<Vec<_>>>()?;
+    check_job_count(loaded, &expanded, randomised, models.len())?;
     let mut jobs = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
-    for spec in &config.inputs {
-        for input in expand(loaded, &spec.path)? {
+    for (spec, files) in config.inputs.iter().zip(expanded) {
+        for input in files {
             let input_name = unique_name(&mut names, &input);
             let mask = spec.mask.as_ref().map(|p| loaded.resolve(p));
             let ground_truth = spec
@@ -127,19 +132,24 @@ pub fn plan(loaded: &Loaded, randomised: &[bool]) -> Result<Vec<PlannedJob>> {
 /// targets), and a typo in a glob or a target range must not allocate millions of jobs.
 pub const MAX_JOBS: usize = 200_000;
 
-/// Counts the jobs before any is made, and refuses more than [`MAX_JOBS`].
-fn check_job_count(loaded: &Loaded, randomised: &[bool], models: usize) -> Result<()> {
+/// Counts the jobs of the expanded inputs before any is made, and refuses more than
+/// [`MAX_JOBS`].
+fn check_job_count(
+    loaded: &Loaded,
+    expanded: &[Vec<PathBuf>],
+    randomised: &[bool],
+    models: usize,
+) -> Result<()> {
     let config = &loaded.config;
     let per_target = models * (config.methods.len() + randomised.iter().filter(|&&r| r).count());
-    let mut total = 0usize;
-    for spec in &config.inputs {
-        let files = expand(loaded, &spec.path)?.len();
-        total = total.saturating_add(
-            files
-                .saturating_mul(spec.targets.len())
-                .saturating_mul(per_target),
-        );
-    }
+    let total = config
+        .inputs
+        .iter()
+        .zip(expanded)
+        .fold(0usize, |total, (spec, files)| {
+            let jobs = files.len().saturating_mul(spec.targets.len());
+            total.saturating_add(jobs.saturating_mul(per_target))
+        });
     if total > MAX_JOBS {
         bail!(
             "the config plans {total} jobs (inputs x targets x models x methods), more than \

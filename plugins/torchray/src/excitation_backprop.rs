@@ -57,8 +57,7 @@ fn probability_at(
     let at_layer = pass.layer.ok_or_else(|| {
         anyhow::anyhow!("the target's score does not depend on layer `{layer}`; pick a layer the model's output comes through")
     })?;
-    let value = pass.layer_output.unwrap_or_else(|| at_layer.zeros_like());
-    ensure_spatial(&value, layer)?;
+    ensure_spatial(&at_layer, layer)?;
     Ok(at_layer.to_kind(Kind::Float))
 }
 
