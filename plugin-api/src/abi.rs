@@ -126,6 +126,10 @@ pub struct RuleBackward<'a> {
     pub layer: ROption<RStr<'a>>,
     /// Take the layer's input instead of its output.
     pub at_layer_input: bool,
+    /// Start the backward pass at `layer` with this gradient (shaped like the layer's value)
+    /// instead of at the target score: the rules then explain a function of the layer, such
+    /// as one filter's summed activation. Needs `layer`; `target` is then unused.
+    pub layer_seed: ROption<TensorRef<'a>>,
 }
 
 /// What [`Host::backward_rules`] returns: the relevance/modified gradient at the input and,

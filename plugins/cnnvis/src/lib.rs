@@ -1,6 +1,9 @@
 //! CNN visualisations as an esegeta plugin: class activation maps that Captum does not have,
 //! on a layer of an ONNX model (`esegeta layers MODEL` lists the layers), and CNN-vis's own
-//! gradient maps (vanilla backprop, gradient times image; vanilla_backprop.rs).
+//! gradient maps (vanilla backprop, gradient times image; vanilla_backprop.rs) and guided ones
+//! (guided Grad-CAM, layer activation with guided backpropagation; guided.rs), and the
+//! optimisation methods that make an input: DeepDream, layer visualisation and inverted
+//! representation (optimise.rs).
 //!
 //! Each follows pytorch-grad-cam 1.5.7 (the maintained implementations of these papers),
 //! against which tools/make_layer_fixtures.py checks them: `score_cam` needs only forward
@@ -10,7 +13,10 @@
 mod grad_cam_plus_plus;
 mod gradient_cam;
 mod grayscale;
+mod guided;
+mod guided_grad_cam;
 mod hires_cam;
+mod layer_activation_guided_backprop;
 mod layer_cam;
 mod score_cam;
 mod vanilla_backprop;
