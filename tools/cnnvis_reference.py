@@ -6,7 +6,9 @@ as CNN-visualisations' ``inverted_representation.py`` runs it). tools/make_cnnvi
 runs them; esegeta's methods must follow the same steps from the same seeded start.
 
 Each takes ``layer_of(x)``, the layer's value for ``x`` (a forward pass up to the layer),
-and returns the image after ``steps``.
+and returns the image after ``steps``. CNN-visualisations' own settings are followed where
+they carry over to medical inputs; where they do not (its inverted representation's SGD at
+learning rate 1e4, which diverges on volumes), the method's docs say what differs.
 """
 
 import numpy as np
@@ -54,27 +56,27 @@ def total_variation(x, beta):
     return (squares ** (beta / 2)).sum()
 
 
-def inverted_representation(layer_of, x, seed, steps, lr, momentum, decay_every,
-                            distance_weight, alpha, alpha_weight, tv_beta, tv_weight, init_sd):
-    """SGD with momentum on an image from a seeded start (the input's mean plus init_sd of its
-    deviation of noise), minimising the normalised squared distance of its representation to
-    the input's plus the alpha-norm and total-variation regularisers; the learning rate falls
-    tenfold after the first step and then every `decay_every` steps, as CNN-vis's does."""
+def inverted_representation(layer_of, x, seed, steps, lr, decay_every, distance_weight,
+                            alpha, alpha_weight, tv_beta, tv_weight, init_sd):
+    """Adam on z, the image in units of the input's mean and deviation (x = mean + sd * z),
+    from seeded noise of init_sd, minimising the normalised squared distance of the image's
+    representation to the input's plus the alpha-norm and total-variation priors on z (both
+    per position); the learning rate falls tenfold every `decay_every` steps."""
     target = layer_of(x).detach()
+    mean, sd = x.mean(), x.std().clamp_min(1e-12)
     torch.manual_seed(seed)
-    image = x.mean() + init_sd * x.std() * torch.randn(x.shape)
-    buffer = None
-    for step in range(steps):
-        image = image.detach().requires_grad_(True)
-        distance = ((layer_of(image) - target) ** 2).sum() / (target ** 2).sum()
-        loss = (distance_weight * distance + alpha_weight * (image.abs() ** alpha).sum()
-                + tv_weight * total_variation(image, tv_beta))
-        (grad,) = torch.autograd.grad(loss, image)
-        buffer = grad if buffer is None else momentum * buffer + grad
-        image = image.detach() - lr * buffer
+    z = torch.randn(x.shape) * init_sd
+    state = {"t": 0, "m": torch.zeros_like(z), "v": torch.zeros_like(z)}
+    for step in range(1, steps + 1):
+        z = z.detach().requires_grad_(True)
+        distance = ((layer_of(z * sd + mean) - target) ** 2).sum() / (target ** 2).sum()
+        loss = (distance_weight * distance + alpha_weight * (z.abs() ** alpha).mean()
+                + tv_weight * total_variation(z, tv_beta) / z.numel())
+        (grad,) = torch.autograd.grad(loss, z)
+        z = adam(z.detach(), grad, state, lr, 0.0)
         if step % decay_every == 0:
             lr = lr / 10
-    return image.detach()
+    return (z * sd + mean).detach()
 
 
 def octave_sizes(spatial, octaves, scale):
@@ -92,7 +94,8 @@ def deep_dream(layer_of, x, seed, filter, steps, lr, octaves, octave_scale, jitt
     """Gradient ascent on 1/2 |A|^2 (the layer, or one filter), from the input, octave by
     octave from the smallest: each step rolls the image by a random shift of up to `jitter`
     positions per axis, moves it by lr * g / mean|g| and rolls it back, clipped to the
-    input's range; the detail an octave adds is carried up to the next."""
+    input's range; the detail an octave adds is carried up to the next. The model sees each
+    octave resampled to the input's size (exported graphs take one size)."""
     torch.manual_seed(seed)
     lo, hi = x.min(), x.max()
     spatial = list(x.shape[2:])
@@ -105,7 +108,8 @@ def deep_dream(layer_of, x, seed, filter, steps, lr, octaves, octave_scale, jitt
         for _ in range(steps):
             shift = torch.randint(-jitter, jitter + 1, (len(axes),)).tolist()
             rolled = torch.roll(image, shift, axes).detach().requires_grad_(True)
-            activation = layer_of(rolled)
+            seen = rolled if list(rolled.shape[2:]) == spatial else resize(rolled, spatial)
+            activation = layer_of(seen)
             if filter is not None:
                 activation = activation[:, filter]
             (grad,) = torch.autograd.grad(0.5 * (activation ** 2).sum(), rolled)
@@ -149,13 +153,12 @@ def write_cases(out, models, layers_dir, load_input):
          "layer_visualisation", "conv2", lv, layer_visualisation)
     case("s3d_layer_visualisation_mid", "segmenter3d.onnx", "s3d_x.npy",
          "layer_visualisation", "mid", dict(lv, filter=2), layer_visualisation)
-    ir = dict(steps=5, lr=1e4, momentum=0.9, decay_every=40, distance_weight=0.1, alpha=6.0,
-              alpha_weight=1e-7, tv_beta=2.0, tv_weight=1e-8, init_sd=0.1)
+    ir = dict(steps=5, lr=0.1, decay_every=100, distance_weight=1.0, alpha=6.0,
+              alpha_weight=1e-5, tv_beta=2.0, tv_weight=1e-3, init_sd=0.1)
     case("c2d_inverted_representation_conv2", "classifier2d.onnx", "c2d_x.npy",
-         "inverted_representation", "conv2", dict(ir, lr=1.0, decay_every=2),
-         inverted_representation)
+         "inverted_representation", "conv2", dict(ir, decay_every=2), inverted_representation)
     case("s3d_inverted_representation_mid", "segmenter3d.onnx", "s3d_x.npy",
-         "inverted_representation", "mid", dict(ir, lr=1.0, alpha_weight=1e-3, tv_weight=1e-2),
+         "inverted_representation", "mid", dict(ir, alpha_weight=1e-2, tv_weight=1e-1, alpha=3.0),
          inverted_representation)
     dd = dict(filter=None, steps=3, lr=1.5, octaves=2, octave_scale=1.4, jitter=2)
     case("c2d_deep_dream_conv2", "classifier2d.onnx", "c2d_x.npy", "deep_dream", "conv2",

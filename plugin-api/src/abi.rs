@@ -18,7 +18,7 @@ use crate::tensor::{TensorHandle, TensorRef};
 pub use crate::export::{panic_message, plugin_methods, plugin_run};
 
 /// The plugin ABI version this crate defines.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The libtorch version this crate (and so every plugin built with it) links against.
 pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");

@@ -10,6 +10,7 @@ mod context;
 mod export;
 pub mod maps;
 mod method;
+mod optim;
 pub mod params;
 mod tensor;
 
@@ -18,6 +19,7 @@ pub use abi::{
 };
 pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
+pub use optim::{Adam, Sgd};
 pub use params::{broadcast_to, TensorOrScalar};
 pub use tensor::{TensorHandle, TensorRef};
 

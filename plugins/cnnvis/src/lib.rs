@@ -10,14 +10,18 @@
 //! passes; the gradient CAMs (gradient_cam.rs) differ only in how they combine a layer's output
 //! with its gradient, one small function each.
 
+mod deep_dream;
 mod grad_cam_plus_plus;
 mod gradient_cam;
 mod grayscale;
 mod guided;
 mod guided_grad_cam;
 mod hires_cam;
+mod inverted_representation;
 mod layer_activation_guided_backprop;
 mod layer_cam;
+mod layer_visualisation;
+mod optimise;
 mod score_cam;
 mod vanilla_backprop;
 mod xgrad_cam;

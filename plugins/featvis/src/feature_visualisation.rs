@@ -12,7 +12,7 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    register_method, Adam, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -182,12 +182,12 @@ struct Render<'a, 'h> {
 impl Render<'_, '_> {
     /// `steps` of Adam on the image's values; the image at the end.
     fn optimise(mut self, image: &ImageParam) -> Result<Tensor> {
-        let mut adam = Adam::new(&image.values, self.params.learning_rate);
+        let mut adam = Adam::new(&image.values, self.params.learning_rate, 0.0);
         for step in 1..=self.params.steps {
             self.ctx.check_cancelled()?;
             let loss = self.loss(&image.image())?;
             let grad = Tensor::f_run_backward(&[loss], &[&image.values], false, false)?.remove(0);
-            tch::no_grad(|| adam.step(&image.values, &grad));
+            adam.step(&image.values, &grad);
             self.ctx.progress(step, self.params.steps);
         }
         Ok(tch::no_grad(|| image.image()).detach())
@@ -261,39 +261,4 @@ fn imagenet_normalise(x: &Tensor) -> Tensor {
     let mut shape = vec![1i64, 3];
     shape.extend(std::iter::repeat_n(1, x.dim() - 2));
     (x - mean.view(shape.as_slice())) / std.view(shape.as_slice())
-}
-
-/// `torch.optim.Adam` with its defaults (betas 0.9 and 0.999, eps 1e-8), on one tensor.
-struct Adam {
-    lr: f64,
-    step: i32,
-    first: Tensor,
-    second: Tensor,
-}
-
-impl Adam {
-    const BETA1: f64 = 0.9;
-    const BETA2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
-    fn new(values: &Tensor, lr: f64) -> Self {
-        Adam {
-            lr,
-            step: 0,
-            first: values.zeros_like().detach(),
-            second: values.zeros_like().detach(),
-        }
-    }
-
-    fn step(&mut self, values: &Tensor, grad: &Tensor) {
-        self.step += 1;
-        self.first = &self.first * Self::BETA1 + grad * (1.0 - Self::BETA1);
-        self.second = &self.second * Self::BETA2 + grad * grad * (1.0 - Self::BETA2);
-        let corrected1 = 1.0 - Self::BETA1.powi(self.step);
-        let corrected2 = 1.0 - Self::BETA2.powi(self.step);
-        let denominator = self.second.sqrt() / corrected2.sqrt() + Self::EPS;
-        let update = &self.first / denominator * (self.lr / corrected1);
-        let mut values = values.shallow_clone();
-        let _ = values.f_sub_(&update);
-    }
 }
