@@ -19,7 +19,7 @@ pub use abi::{
 };
 pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
-pub use optim::{Adam, Sgd};
+pub use optim::Adam;
 pub use params::{broadcast_to, TensorOrScalar};
 pub use tensor::{TensorHandle, TensorRef};
 
