@@ -57,6 +57,26 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Says what esegeta can do with a model before running a method: loads it each way it can
+    /// (the file and its sibling .onnx/.pt export), runs an input through each, tries a
+    /// gradient, and lists which method families run and why not; exits non-zero when only
+    /// black-box methods can.
+    Doctor {
+        /// The model (.onnx or .pt).
+        model: PathBuf,
+        /// An input (.npy, .nii/.nii.gz, .png/.jpg) to run through the model.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Which output of a model with several (deep supervision).
+        #[arg(long, default_value_t = 0)]
+        output_index: usize,
+        /// cpu or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Write the model's raw output for the input here (.npy), to compare with PyTorch.
+        #[arg(long)]
+        save_output: Option<PathBuf>,
+    },
     /// Lists the methods of every loaded plugin.
     Methods {
         /// Print JSON (with each method's parameter schema) instead of a table.
@@ -347,6 +367,23 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Explain(args) => run_explain(&registry, args),
+        Command::Doctor {
+            model,
+            input,
+            output_index,
+            device,
+            save_output,
+        } => {
+            let request = crate::doctor::Request {
+                model: &model,
+                input: input.as_deref(),
+                output_index,
+                device: crate::model::parse_device(&device)?,
+                save_output: save_output.as_deref(),
+            };
+            print!("{}", crate::doctor::run(&request)?);
+            Ok(())
+        }
         Command::Layers {
             model,
             input,
