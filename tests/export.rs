@@ -107,3 +107,73 @@ fn export_model_writes_a_differentiable_trace() {
     let (ok, stdout, stderr) = run(&mut doctor);
     assert!(ok, "{stdout}{stderr}");
 }
+
+/// `esegeta explain` of saliency on a model of tests/fixtures/outputs with `extra` flags:
+/// the map, or the error.
+fn saliency(model: &str, extra: &[&str]) -> Result<tch::Tensor, String> {
+    let dir = fixture("outputs");
+    let out = scratch(&format!("outputs-{model}-{}", extra.join("-"))).join("map.npy");
+    let mut cmd = esegeta();
+    cmd.current_dir(&dir)
+        .args(["explain", "--model", model, "--input", "x.npy"])
+        .args([
+            "--method",
+            "captum.saliency",
+            "--params",
+            r#"{"abs": false}"#,
+        ])
+        .args(["--target", "2"])
+        .args(extra)
+        .arg("--out")
+        .arg(&out);
+    let (ok, _, stderr) = run(&mut cmd);
+    if ok {
+        Ok(load(&out))
+    } else {
+        Err(stderr)
+    }
+}
+
+fn close_to(map: &tch::Tensor, reference: &str) {
+    let (diff, scale) = max_diff(map, &load(&fixture("outputs").join(reference)));
+    // Float32 gradients of a tiny model: rounding only.
+    assert!(
+        diff <= 1e-3 * scale + 1e-6,
+        "{reference}: {diff:e} (scale {scale:e})"
+    );
+}
+
+/// Structured outputs (tools/make_output_fixtures.py, Captum's saliency of each head): a
+/// TorchScript model returning a dict, HuggingFace's style, explains `logits` by default and
+/// any key by name or position; an ONNX model's outputs are picked by name; a name that is not
+/// there is refused with the list of what is.
+#[test]
+fn dict_and_named_outputs_are_picked_by_name_or_position() {
+    close_to(
+        &saliency("dict_outputs.pt", &[]).unwrap(),
+        "saliency_logits2.npy",
+    );
+    let by_name = saliency("dict_outputs.pt", &["--output", "features"]).unwrap();
+    close_to(&by_name, "saliency_features2.npy");
+    let by_index = saliency("dict_outputs.pt", &["--output-index", "1"]).unwrap();
+    close_to(&by_index, "saliency_features2.npy");
+    let onnx = saliency("named_outputs.onnx", &["--output", "features"]).unwrap();
+    close_to(&onnx, "saliency_features2.npy");
+    close_to(
+        &saliency("named_outputs.onnx", &[]).unwrap(),
+        "saliency_logits2.npy",
+    );
+    for model in ["dict_outputs.pt", "named_outputs.onnx"] {
+        let error = saliency(model, &["--output", "probs"]).unwrap_err();
+        for part in [
+            "no output named `probs`",
+            "0: `logits`, 1: `features`",
+            "--output NAME",
+        ] {
+            assert!(
+                error.contains(part),
+                "{model}: expected {part:?} in:\n{error}"
+            );
+        }
+    }
+}

@@ -51,8 +51,11 @@ enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
         /// Which output of a model with several (deep supervision) the graph returns.
-        #[arg(long, default_value_t = 0)]
-        output_index: usize,
+        #[arg(long)]
+        output_index: Option<usize>,
+        /// The output by name instead (a dict output's key, an ONNX output's name).
+        #[arg(long, conflicts_with = "output_index")]
+        output: Option<String>,
         /// cpu or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -68,8 +71,11 @@ enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
         /// Which output of a model with several (deep supervision).
-        #[arg(long, default_value_t = 0)]
-        output_index: usize,
+        #[arg(long)]
+        output_index: Option<usize>,
+        /// The output by name instead (a dict output's key, an ONNX output's name).
+        #[arg(long, conflicts_with = "output_index")]
+        output: Option<String>,
         /// cpu or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
@@ -186,8 +192,12 @@ struct ExplainArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Which output of a model with several (deep supervision) to explain.
-    #[arg(long, default_value_t = 0)]
-    output_index: usize,
+    #[arg(long)]
+    output_index: Option<usize>,
+    /// The output to explain by name instead: a dict output's key (HuggingFace's `logits`) or
+    /// an ONNX output's name.
+    #[arg(long, conflicts_with = "output_index")]
+    output: Option<String>,
     /// Seed of sampling methods (noise tunnel, permutations); the same seed repeats a run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -371,13 +381,14 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input,
             output_index,
+            output,
             device,
             save_output,
         } => {
             let request = crate::doctor::Request {
                 model: &model,
                 input: input.as_deref(),
-                output_index,
+                output: crate::model::Output::of(output.as_deref(), output_index),
                 device: crate::model::parse_device(&device)?,
                 save_output: save_output.as_deref(),
             };
@@ -388,12 +399,14 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input,
             output_index,
+            output,
             device,
         } => {
             let device = crate::model::parse_device(&device)?;
+            let output = crate::model::Output::of(output.as_deref(), output_index);
             print!(
                 "{}",
-                crate::layers::table(&model, input.as_deref(), output_index, device)?
+                crate::layers::table(&model, input.as_deref(), &output, device)?
             );
             Ok(())
         }
@@ -494,7 +507,7 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         fixed_mask: args.fixed_mask,
         layer: args.layer,
         device: crate::model::parse_device(&args.device)?,
-        output_index: args.output_index,
+        output: crate::model::Output::of(args.output.as_deref(), args.output_index),
         seed: args.seed,
         memory_budget: DEFAULT_MEMORY_BUDGET,
         repeats: args.repeat.into(),

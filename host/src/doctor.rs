@@ -17,7 +17,7 @@ use crate::model::Model;
 pub struct Request<'a> {
     pub model: &'a Path,
     pub input: Option<&'a Path>,
-    pub output_index: usize,
+    pub output: crate::model::Output,
     pub device: Device,
     /// Write the given model's raw output for the input here (.npy), for export checks.
     pub save_output: Option<&'a Path>,
@@ -87,7 +87,7 @@ fn examine(path: &Path, r: &Request<'_>, input: Option<&Tensor>, report: &mut St
         graph: false,
         output: None,
     };
-    let model = match crate::model::load(path, r.device, Kind::Float, r.output_index) {
+    let model = match crate::model::load_output(path, r.device, Kind::Float, &r.output) {
         Ok(model) => model,
         Err(e) => {
             let _ = writeln!(report, "{}: does not load: {e:#}", path.display());
@@ -119,7 +119,7 @@ fn examine(path: &Path, r: &Request<'_>, input: Option<&Tensor>, report: &mut St
     }
     families(model.as_ref(), findings.gradients, report);
     if findings.graph {
-        match crate::layers::table(path, r.input, r.output_index, r.device) {
+        match crate::layers::table(path, r.input, &r.output, r.device) {
             Ok(table) => {
                 let _ = writeln!(report, "  layers:");
                 for line in table.lines() {
