@@ -1,7 +1,7 @@
 //! GatherElements, GatherND, ScatterElements and ScatterND.
 //!
 //! Every form runs as a gather or scatter along the first axis of a flattened tensor
-//! (index_select, index_copy, index_add, index_reduce), with the target positions computed
+//! (index_select, index_copy, index_add, scatter_reduce), with the target positions computed
 //! from the ONNX indices: one code path per op, and libtorch's autograd gives both the data's
 //! and the updates' gradients. Negative indices count from the end of their axis, as ONNX
 //! allows; indices out of range fail in libtorch with its own message.
@@ -55,13 +55,19 @@ impl Reduction {
     /// Writes the rows `source` into `data` at `index` along axis 0.
     fn apply(self, data: &Tensor, index: &Tensor, source: &Tensor) -> Result<Tensor> {
         let source = source.f_to_kind(data.kind())?;
-        Ok(match self {
-            Reduction::None => data.f_index_copy(0, index, &source)?,
-            Reduction::Add => data.f_index_add(0, index, &source)?,
-            Reduction::Mul => data.f_index_reduce(0, index, &source, "prod", true)?,
-            Reduction::Max => data.f_index_reduce(0, index, &source, "amax", true)?,
-            Reduction::Min => data.f_index_reduce(0, index, &source, "amin", true)?,
-        })
+        let reduce = match self {
+            Reduction::None => return Ok(data.f_index_copy(0, index, &source)?),
+            Reduction::Add => return Ok(data.f_index_add(0, index, &source)?),
+            Reduction::Mul => "prod",
+            Reduction::Max => "amax",
+            Reduction::Min => "amin",
+        };
+        // scatter_reduce (not index_reduce, which libtorch warns is in beta) wants an index
+        // per element: each row's number repeated along the row.
+        let mut view = vec![1i64; source.dim()];
+        view[0] = -1;
+        let index = index.f_reshape(&view)?.f_expand(source.size(), false)?;
+        Ok(data.f_internal_scatter_reduce(0, &index, &source, reduce, true)?)
     }
 }
 
