@@ -14,6 +14,9 @@ it, so that the test can check every op's forward and backward on its own:
 * ``export`` cases: a one-op ``nn.Module`` exported by ``torch.onnx.export(..., dynamo=True)``,
   so the attributes are exactly those PyTorch 2.13's exporter writes; the reference is the
   module itself.
+* ``bad_*.onnx``: broken graphs (an op with the wrong number of inputs, an initializer whose
+  data disagrees with its declared shape, a cycle) that the loader must refuse by name
+  (tests/onnx.rs).
 
 For each case: ``<case>_in<i>.npy`` (inputs), ``<case>_out<k>.npy`` (PyTorch's outputs),
 ``<case>_cot<k>.npy`` (a seeded random cotangent for each floating output) and
@@ -505,6 +508,41 @@ def export_cases():
            randn(1, 2, 5, 7))
 
 
+def bad_files():
+    """Broken graphs the loader must refuse by name (no checker: they are meant to fail it)."""
+    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4, 4])
+    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    w = onnx.numpy_helper.from_array(randn(3, 2, 1, 1), "weight")
+
+    def save(name, nodes, initializers=()):
+        graph = oh.make_graph(nodes, name, [x], [y], initializer=list(initializers))
+        model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)])
+        onnx.save(model, OUT / f"{name}.onnx")
+
+    # Conv without its weight, Add with a third operand.
+    save("bad_conv_one_input", [oh.make_node("Conv", ["x"], ["y"], name="node_conv")])
+    save("bad_add_three_inputs",
+         [oh.make_node("Add", ["x", "x", "x"], ["y"], name="node_add")])
+    # A weight declared [3, 2, 1, 1] (6 floats) that holds 4.
+    def tensor(**fields):
+        t = onnx.TensorProto(name="weight", data_type=onnx.TensorProto.FLOAT, dims=[3, 2, 1, 1])
+        for k, v in fields.items():
+            getattr(t, k).extend(v) if isinstance(v, list) else setattr(t, k, v)
+        return t
+    short = tensor(raw_data=randn(4).tobytes())
+    save("bad_initializer_raw_shape", [oh.make_node("Conv", ["x", "weight"], ["y"],
+                                                    name="node_conv")], [short])
+    typed = tensor(float_data=randn(7).tolist())
+    save("bad_initializer_typed_shape", [oh.make_node("Conv", ["x", "weight"], ["y"],
+                                                      name="node_conv")], [typed])
+    # node_add reads the output of node_relu, which reads node_add's.
+    save("bad_cycle", [
+        oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),
+        oh.make_node("Relu", ["a"], ["r"], name="node_relu"),
+        oh.make_node("Conv", ["r", "weight"], ["y"], name="node_conv"),
+    ], [w])
+
+
 def main():
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -518,6 +556,7 @@ def main():
     resize_cubic_cases()
     maxpool_cases()
     export_cases()
+    bad_files()
     (OUT / "cases.json").write_text(json.dumps({"cases": CASES}, indent=1) + "\n")
     total = sum(p.stat().st_size for p in OUT.iterdir())
     assert total < LIMIT, f"tests/fixtures/ops holds {total} bytes, over {LIMIT}"

@@ -257,28 +257,73 @@ fn topological_order(proto: &GraphProto, constants: &HashSet<&str>) -> Result<Ve
             }
         }
         if order.len() == before {
-            let (i, node) = proto
-                .node
-                .iter()
-                .enumerate()
-                .find(|(i, _)| !done[*i])
-                .expect("a node is left");
-            let missing = node
-                .input
-                .iter()
-                .find(|n| !available.contains(n.as_str()))
-                .cloned()
-                .unwrap_or_default();
-            bail!(
-                "the node `{}` ({}, number {i}) reads the value `{missing}`, which no node, input \
-                 or initializer produces (or the graph has a cycle); the file is damaged or not \
-                 a complete model",
-                node.name,
-                node.op_type
-            );
+            return Err(stuck(proto, &done, &available));
         }
     }
     Ok(order)
+}
+
+/// Why no node left can run: one reads a value nothing produces, or the nodes left read each
+/// other's outputs in a cycle (named node by node).
+fn stuck(proto: &GraphProto, done: &[bool], available: &HashSet<&str>) -> anyhow::Error {
+    let producer: HashMap<&str, usize> = proto
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !done[*i])
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let missing = |i: usize| {
+        proto.node[i]
+            .input
+            .iter()
+            .find(|n| !available.contains(n.as_str()))
+            .map_or("", String::as_str)
+    };
+    let label = |i: usize| {
+        let n = &proto.node[i];
+        format!("`{}` ({}, number {i})", n.name, n.op_type)
+    };
+    let Some(first) = (0..proto.node.len()).find(|&i| !done[i]) else {
+        return anyhow!("the graph's nodes cannot be ordered");
+    };
+    // Walk back from a stuck node through the producers of what it waits for: either a value
+    // nothing produces, or a node seen before, which closes a cycle.
+    let mut path = vec![first];
+    loop {
+        let at = *path.last().unwrap_or(&first);
+        let value = missing(at);
+        match producer.get(value) {
+            None => {
+                return anyhow!(
+                    "the node {} reads the value `{value}`, which no node, input or \
+                     initializer produces; the file is damaged or not a complete model",
+                    label(at)
+                )
+            }
+            Some(&p) => {
+                if let Some(start) = path.iter().position(|&n| n == p) {
+                    let cycle = &path[start..];
+                    let mut text = format!("the node {}", label(cycle[0]));
+                    for (j, &n) in cycle.iter().enumerate() {
+                        let from = cycle.get(j + 1).copied().unwrap_or(cycle[0]);
+                        let who = if j + 1 == cycle.len() {
+                            format!("`{}`", proto.node[from].name)
+                        } else {
+                            label(from)
+                        };
+                        let lead = if j == 0 { "" } else { ", which" };
+                        text += &format!("{lead} reads `{}` from the node {who}", missing(n));
+                    }
+                    return anyhow!(
+                        "the graph has a cycle: {text}; an ONNX graph must be acyclic, so the \
+                         file is damaged or not a model"
+                    );
+                }
+                path.push(p);
+            }
+        }
+    }
 }
 
 fn build_node(

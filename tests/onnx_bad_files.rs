@@ -1,0 +1,80 @@
+//! Broken ONNX files (made by tools/make_op_fixtures.py) are refused while loading, with a
+//! sentence that names the node or tensor at fault: an op with the wrong number of inputs, an
+//! initializer whose data disagrees with its declared shape, and a graph with a cycle.
+
+mod common;
+
+use common::*;
+use esegeta::model;
+use tch::{Device, Kind};
+
+/// The load error of `tests/fixtures/ops/<name>.onnx`, with its whole chain of context.
+fn load_error(name: &str) -> String {
+    let path = fixture("ops").join(format!("{name}.onnx"));
+    match model::load(&path, Device::Cpu, Kind::Float, 0) {
+        Ok(_) => panic!("{name}.onnx loaded, but it is broken"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(
+            message.contains(part),
+            "`{part}` is missing from: {message}"
+        );
+    }
+}
+
+#[test]
+fn an_op_with_too_few_inputs_is_refused_by_node() {
+    let e = load_error("bad_conv_one_input");
+    assert_mentions(
+        &e,
+        &[
+            "`node_conv`",
+            "`Conv` takes 2 to 3 input(s)",
+            "this node has 1 (`x`)",
+        ],
+    );
+}
+
+#[test]
+fn an_op_with_too_many_inputs_is_refused_by_node() {
+    let e = load_error("bad_add_three_inputs");
+    assert_mentions(&e, &["`node_add`", "`Add` takes 2 input(s)", "has 3"]);
+}
+
+#[test]
+fn an_initializer_whose_bytes_disagree_with_its_shape_is_refused_by_name() {
+    let e = load_error("bad_initializer_raw_shape");
+    assert_mentions(
+        &e,
+        &[
+            "`weight`",
+            "[3, 2, 1, 1]",
+            "should hold 24 bytes but holds 16",
+            "damaged",
+        ],
+    );
+}
+
+#[test]
+fn an_initializer_whose_values_disagree_with_its_shape_is_refused_by_name() {
+    let e = load_error("bad_initializer_typed_shape");
+    assert_mentions(&e, &["`weight`", "[3, 2, 1, 1]", "damaged"]);
+}
+
+#[test]
+fn a_cycle_is_refused_naming_its_nodes() {
+    let e = load_error("bad_cycle");
+    assert_mentions(
+        &e,
+        &[
+            "the graph has a cycle",
+            "`node_add` (Add, number 0) reads `r` from the node `node_relu` (Relu, number 1)",
+            "which reads `a` from the node `node_add`",
+            "acyclic",
+        ],
+    );
+}
