@@ -1,6 +1,7 @@
 //! Broken ONNX files (made by tools/make_op_fixtures.py) are refused while loading, with a
 //! sentence that names the node or tensor at fault: an op with the wrong number of inputs, an
-//! initializer whose data disagrees with its declared shape, and a graph with a cycle.
+//! initializer whose data disagrees with its declared shape, a graph with a cycle, and
+//! attribute values outside the ONNX spec (or outside what esegeta runs).
 
 mod common;
 
@@ -77,4 +78,22 @@ fn a_cycle_is_refused_naming_its_nodes() {
             "acyclic",
         ],
     );
+}
+
+#[test]
+fn attribute_values_outside_the_spec_are_refused_by_node() {
+    let e = load_error("bad_lp_normalization_p3");
+    assert_mentions(
+        &e,
+        &[
+            "`node_lp`",
+            "`LpNormalization`",
+            "p must be 1 or 2",
+            "got 3",
+        ],
+    );
+    let e = load_error("bad_scatter_nd_reduction_mean");
+    assert_mentions(&e, &["`node_scatter`", "`reduction` is `mean`", "`add`"]);
+    let e = load_error("bad_depth_to_space_mode");
+    assert_mentions(&e, &["`node_d2s`", "`mode` is `RCD`", "`DCR`, `CRD`"]);
 }

@@ -535,6 +535,16 @@ def bad_files():
     typed = tensor(float_data=randn(7).tolist())
     save("bad_initializer_typed_shape", [oh.make_node("Conv", ["x", "weight"], ["y"],
                                                       name="node_conv")], [typed])
+    # Attribute values the ONNX spec does not define, or esegeta does not run.
+    save("bad_lp_normalization_p3",
+         [oh.make_node("LpNormalization", ["x"], ["y"], name="node_lp", p=3)])
+    idx = onnx.numpy_helper.from_array(ints([[0]]), "indices")
+    upd = onnx.numpy_helper.from_array(randn(1, 2, 4, 4), "updates")
+    save("bad_scatter_nd_reduction_mean",
+         [oh.make_node("ScatterND", ["x", "indices", "updates"], ["y"], name="node_scatter",
+                       reduction="mean")], [idx, upd])
+    save("bad_depth_to_space_mode",
+         [oh.make_node("DepthToSpace", ["x"], ["y"], name="node_d2s", blocksize=2, mode="RCD")])
     # node_add reads the output of node_relu, which reads node_add's.
     save("bad_cycle", [
         oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),
