@@ -1,7 +1,8 @@
 //! Broken ONNX files (made by tools/make_op_fixtures.py) are refused while loading, with a
 //! sentence that names the node or tensor at fault: an op with the wrong number of inputs, an
 //! initializer whose data disagrees with its declared shape, a graph with a cycle, and
-//! attribute values outside the ONNX spec (or outside what esegeta runs).
+//! attribute values outside the ONNX spec (or outside what esegeta runs); and a node that
+//! libtorch refuses at run time fails with a sentence, not libtorch's backtrace.
 
 mod common;
 
@@ -96,4 +97,19 @@ fn attribute_values_outside_the_spec_are_refused_by_node() {
     assert_mentions(&e, &["`node_scatter`", "`reduction` is `mean`", "`add`"]);
     let e = load_error("bad_depth_to_space_mode");
     assert_mentions(&e, &["`node_d2s`", "`mode` is `RCD`", "`DCR`, `CRD`"]);
+}
+
+/// A node libtorch refuses at run time fails with libtorch's sentence and the node, without
+/// the C++ backtrace libtorch appends.
+#[test]
+fn an_op_libtorch_refuses_fails_with_a_sentence_not_a_backtrace() {
+    let path = fixture("ops").join("bad_conv_bias_shape.onnx");
+    let model = model::load(&path, Device::Cpu, Kind::Float, 0).unwrap();
+    let x = tch::Tensor::zeros([1, 2, 4, 4], (Kind::Float, Device::Cpu));
+    let e = format!("{:#}", model.forward(&x).err().unwrap());
+    assert_mentions(&e, &["`node_conv` (Conv)", "[3, 2]", "bias"]);
+    assert!(
+        !e.contains("Exception raised from") && !e.contains("frame #"),
+        "{e}"
+    );
 }

@@ -136,9 +136,9 @@ fn check(name: &str) {
         // The whole exported graph, one output at a time; the gradients add up.
         let x = &given[0].0;
         let mut ours = Vec::new();
-        for k in 0..outputs.len() {
+        for (k, reference) in expected.iter().enumerate() {
             let y = load(k).forward(x).unwrap_or_else(|e| panic!("{e:#}"));
-            assert_close(&y, &expected[k], &format!("{name}: output {k}"));
+            assert_close(&y, reference, &format!("{name}: output {k}"));
             ours.push(y);
         }
         check_gradients(&c, &given, loss(&ours, &c), name);

@@ -15,8 +15,8 @@ it, so that the test can check every op's forward and backward on its own:
   so the attributes are exactly those PyTorch 2.13's exporter writes; the reference is the
   module itself.
 * ``bad_*.onnx``: broken graphs (an op with the wrong number of inputs, an initializer whose
-  data disagrees with its declared shape, a cycle) that the loader must refuse by name
-  (tests/onnx.rs).
+  data disagrees with its declared shape, a cycle, attribute values outside the spec, a bias
+  of the wrong shape) that must be refused by name (tests/onnx_bad_files.rs).
 
 For each case: ``<case>_in<i>.npy`` (inputs), ``<case>_out<k>.npy`` (PyTorch's outputs),
 ``<case>_cot<k>.npy`` (a seeded random cotangent for each floating output) and
@@ -545,6 +545,11 @@ def bad_files():
                        reduction="mean")], [idx, upd])
     save("bad_depth_to_space_mode",
          [oh.make_node("DepthToSpace", ["x"], ["y"], name="node_d2s", blocksize=2, mode="RCD")])
+    # Loads, but libtorch refuses the bias at run time (the dims the exporter gives a zero
+    # bias when optimisation is off, seen on MONAI's UNETR).
+    bias = onnx.numpy_helper.from_array(randn(3, 2), "bias")
+    save("bad_conv_bias_shape", [oh.make_node("Conv", ["x", "weight", "bias"], ["y"],
+                                              name="node_conv")], [w, bias])
     # node_add reads the output of node_relu, which reads node_add's.
     save("bad_cycle", [
         oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),

@@ -156,10 +156,7 @@ impl Graph {
                 .collect();
             let view = self.view(index);
             let inputs = hook.before_node(&view, inputs)?;
-            let outputs = node
-                .op
-                .run(&inputs)
-                .with_context(|| describe_failure(node, &inputs))?;
+            let outputs = run_node(node, &inputs)?;
             if outputs.len() < node.outputs.iter().flatten().count() {
                 bail!(
                     "{} gave {} outputs, fewer than its node declares",
@@ -394,6 +391,19 @@ fn describe(node: &Node) -> String {
         format!(" in layer `{}`", node.layer)
     };
     format!("the node `{}` ({}){layer}", node.name, node.op_type)
+}
+
+/// Runs one node's op; a failure names the node and its input shapes, and keeps libtorch's
+/// sentence but not the C++ backtrace it appends (thirty frames that tell a user nothing).
+pub(super) fn run_node(node: &Node, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+    node.op.run(inputs).map_err(|e| {
+        let text = format!("{e:#}");
+        let e = match text.split_once("\nException raised from") {
+            Some((sentence, _)) => anyhow!("{}", sentence.trim_end()),
+            None => e,
+        };
+        e.context(describe_failure(node, inputs))
+    })
 }
 
 pub(super) fn describe_failure(node: &Node, inputs: &[Option<Tensor>]) -> String {
