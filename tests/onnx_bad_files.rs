@@ -99,17 +99,36 @@ fn attribute_values_outside_the_spec_are_refused_by_node() {
     assert_mentions(&e, &["`node_d2s`", "`mode` is `RCD`", "`DCR`, `CRD`"]);
 }
 
+/// The forward error of `tests/fixtures/ops/<name>.onnx` on zeros of the declared shape.
+fn forward_error(name: &str) -> String {
+    let path = fixture("ops").join(format!("{name}.onnx"));
+    let model = model::load(&path, Device::Cpu, Kind::Float, 0).unwrap();
+    let x = tch::Tensor::zeros([1, 2, 4, 4], (Kind::Float, Device::Cpu));
+    format!("{:#}", model.forward(&x).err().unwrap())
+}
+
 /// A node libtorch refuses at run time fails with libtorch's sentence and the node, without
 /// the C++ backtrace libtorch appends.
 #[test]
 fn an_op_libtorch_refuses_fails_with_a_sentence_not_a_backtrace() {
-    let path = fixture("ops").join("bad_conv_bias_shape.onnx");
-    let model = model::load(&path, Device::Cpu, Kind::Float, 0).unwrap();
-    let x = tch::Tensor::zeros([1, 2, 4, 4], (Kind::Float, Device::Cpu));
-    let e = format!("{:#}", model.forward(&x).err().unwrap());
-    assert_mentions(&e, &["`node_conv` (Conv)", "[3, 2]", "bias"]);
+    let e = forward_error("bad_conv_channels");
+    assert_mentions(&e, &["`node_conv` (Conv)", "[3, 5, 1, 1]", "channels"]);
     assert!(
         !e.contains("Exception raised from") && !e.contains("frame #"),
         "{e}"
+    );
+}
+
+/// A bias of several different values per channel is not the exporter's repeated zero bias.
+#[test]
+fn a_conv_bias_of_the_wrong_shape_is_refused() {
+    let e = forward_error("bad_conv_bias_shape");
+    assert_mentions(
+        &e,
+        &[
+            "`node_conv` (Conv)",
+            "bias has shape [3, 2]",
+            "one value per",
+        ],
     );
 }

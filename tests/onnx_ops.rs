@@ -244,6 +244,8 @@ cases!(
     export_einsum,
     export_mish,
     export_fmod,
+    export_conv3d_no_bias_unoptimised,
+    export_conv_transpose3d_no_bias_unoptimised,
     export_adaptive_avg_pool,
 );
 

@@ -155,10 +155,11 @@ class OneOp(torch.nn.Module):
         return self.f(self, x)
 
 
-def export(name, f, x, **buffers):
+def export(name, f, x, optimize=True, **buffers):
     """A one-op module as PyTorch's dynamo exporter writes it, with a fixed input shape."""
     module = OneOp(f, **buffers).eval()
-    program = torch.onnx.export(module, (torch.from_numpy(x),), dynamo=True, verbose=False)
+    program = torch.onnx.export(module, (torch.from_numpy(x),), dynamo=True, verbose=False,
+                                optimize=optimize)
     onnx.save(program.model_proto, OUT / f"{name}.onnx")
     leaf = torch.tensor(x, requires_grad=True)
     result = module(leaf)
@@ -503,6 +504,14 @@ def export_cases():
     export("export_einsum", lambda m, t: torch.einsum("bchw,bcHW->bhwHW", t, t), x)
     export("export_mish", lambda m, t: F.mish(t), x)
     export("export_fmod", lambda m, t: torch.fmod(t, 0.7), x)
+    # Unoptimised (tools/export_model.py's default), a bias-less 3D convolution gets the zero
+    # bias Expand(0, [C_out, 2]), which esegeta reads as one zero per channel.
+    export("export_conv3d_no_bias_unoptimised",
+           lambda m, t: F.conv3d(t, m.weight, padding=1), randn(1, 2, 4, 4, 3), optimize=False,
+           weight=torch.from_numpy(randn(3, 2, 3, 3, 3)))
+    export("export_conv_transpose3d_no_bias_unoptimised",
+           lambda m, t: F.conv_transpose3d(t, m.weight, stride=2), randn(1, 2, 3, 2, 2),
+           optimize=False, weight=torch.from_numpy(randn(2, 3, 2, 2, 2)))
     # torchvision's vgg11_bn pools 7x7 adaptively; at other sizes the exporter gathers.
     export("export_adaptive_avg_pool", lambda m, t: F.adaptive_avg_pool2d(t, (3, 3)),
            randn(1, 2, 5, 7))
@@ -545,11 +554,14 @@ def bad_files():
                        reduction="mean")], [idx, upd])
     save("bad_depth_to_space_mode",
          [oh.make_node("DepthToSpace", ["x"], ["y"], name="node_d2s", blocksize=2, mode="RCD")])
-    # Loads, but libtorch refuses the bias at run time (the dims the exporter gives a zero
-    # bias when optimisation is off, seen on MONAI's UNETR).
+    # A bias of two values per channel that differ: not the exporter's repeated zero bias.
     bias = onnx.numpy_helper.from_array(randn(3, 2), "bias")
     save("bad_conv_bias_shape", [oh.make_node("Conv", ["x", "weight", "bias"], ["y"],
                                               name="node_conv")], [w, bias])
+    # Loads, but libtorch refuses it at run time: the weight wants 5 input channels, not 2.
+    wide = onnx.numpy_helper.from_array(randn(3, 5, 1, 1), "weight")
+    save("bad_conv_channels", [oh.make_node("Conv", ["x", "weight"], ["y"], name="node_conv")],
+         [wide])
     # node_add reads the output of node_relu, which reads node_add's.
     save("bad_cycle", [
         oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),
