@@ -1,4 +1,4 @@
-//! Broken ONNX files (made by tools/make_op_fixtures.py) are refused while loading, with a
+//! Broken ONNX files (made by tools/make_bad_onnx_fixtures.py) are refused while loading, with a
 //! sentence that names the node or tensor at fault: an op with the wrong number of inputs, an
 //! initializer whose data disagrees with its declared shape, a graph with a cycle, and
 //! attribute values outside the ONNX spec (or outside what esegeta runs); and a node that
@@ -10,9 +10,9 @@ use common::*;
 use esegeta::model;
 use tch::{Device, Kind};
 
-/// The load error of `tests/fixtures/ops/<name>.onnx`, with its whole chain of context.
+/// The load error of `tests/fixtures/onnx_bad/<name>.onnx`, with its whole chain of context.
 fn load_error(name: &str) -> String {
-    let path = fixture("ops").join(format!("{name}.onnx"));
+    let path = fixture("onnx_bad").join(format!("{name}.onnx"));
     match model::load(&path, Device::Cpu, Kind::Float, 0) {
         Ok(_) => panic!("{name}.onnx loaded, but it is broken"),
         Err(e) => format!("{e:#}"),
@@ -99,9 +99,9 @@ fn attribute_values_outside_the_spec_are_refused_by_node() {
     assert_mentions(&e, &["`node_d2s`", "`mode` is `RCD`", "`DCR`, `CRD`"]);
 }
 
-/// The forward error of `tests/fixtures/ops/<name>.onnx` on zeros of the declared shape.
+/// The forward error of `tests/fixtures/onnx_bad/<name>.onnx` on zeros of the declared shape.
 fn forward_error(name: &str) -> String {
-    let path = fixture("ops").join(format!("{name}.onnx"));
+    let path = fixture("onnx_bad").join(format!("{name}.onnx"));
     let model = model::load(&path, Device::Cpu, Kind::Float, 0).unwrap();
     let x = tch::Tensor::zeros([1, 2, 4, 4], (Kind::Float, Device::Cpu));
     format!("{:#}", model.forward(&x).err().unwrap())

@@ -14,9 +14,6 @@ it, so that the test can check every op's forward and backward on its own:
 * ``export`` cases: a one-op ``nn.Module`` exported by ``torch.onnx.export(..., dynamo=True)``,
   so the attributes are exactly those PyTorch 2.13's exporter writes; the reference is the
   module itself.
-* ``bad_*.onnx``: broken graphs (an op with the wrong number of inputs, an initializer whose
-  data disagrees with its declared shape, a cycle, attribute values outside the spec, a bias
-  of the wrong shape) that must be refused by name (tests/onnx_bad_files.rs).
 
 For each case: ``<case>_in<i>.npy`` (inputs), ``<case>_out<k>.npy`` (PyTorch's outputs),
 ``<case>_cot<k>.npy`` (a seeded random cotangent for each floating output) and
@@ -485,8 +482,19 @@ def export_cases():
            index=torch.zeros(1, 1, 4, 4, dtype=torch.long))
     export("export_scatter_add", lambda m, t: t.scatter_add(1, m.index, t[:, 1:]), x,
            index=torch.from_numpy(RNG.integers(0, 3, (1, 2, 4, 4))))
+    export("export_gather_negative_dim", lambda m, t: torch.gather(t, -1, m.index), x,
+           index=torch.from_numpy(RNG.integers(0, 4, (1, 3, 4, 2))))
+    export("export_scatter_reduce_amax",
+           lambda m, t: t.scatter_reduce(2, m.index, t * 2, "amax"), x,
+           index=torch.from_numpy(RNG.integers(0, 4, (1, 3, 4, 4))))
+    export("export_scatter_reduce_prod",
+           lambda m, t: t.scatter_reduce(-1, m.index, t[..., :2], "prod"), x,
+           index=torch.from_numpy(RNG.integers(0, 4, (1, 3, 4, 2))))
     export("export_index_put", lambda m, t: t.index_put((m.i, m.j), t[0, 0] * 3), x,
            i=torch.tensor([0]), j=torch.tensor([1]))
+    export("export_index_put_accumulate",
+           lambda m, t: t.index_put((m.i, m.j), t[0, 0] * 3, accumulate=True), x,
+           i=torch.tensor([0, 0]), j=torch.tensor([1, 1]))
     export("export_bicubic_half_pixel",
            lambda m, t: F.interpolate(t, scale_factor=2, mode="bicubic"), x)
     export("export_bicubic_align_corners",
@@ -517,59 +525,6 @@ def export_cases():
            randn(1, 2, 5, 7))
 
 
-def bad_files():
-    """Broken graphs the loader must refuse by name (no checker: they are meant to fail it)."""
-    x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 2, 4, 4])
-    y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
-    w = onnx.numpy_helper.from_array(randn(3, 2, 1, 1), "weight")
-
-    def save(name, nodes, initializers=()):
-        graph = oh.make_graph(nodes, name, [x], [y], initializer=list(initializers))
-        model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)])
-        onnx.save(model, OUT / f"{name}.onnx")
-
-    # Conv without its weight, Add with a third operand.
-    save("bad_conv_one_input", [oh.make_node("Conv", ["x"], ["y"], name="node_conv")])
-    save("bad_add_three_inputs",
-         [oh.make_node("Add", ["x", "x", "x"], ["y"], name="node_add")])
-    # A weight declared [3, 2, 1, 1] (6 floats) that holds 4.
-    def tensor(**fields):
-        t = onnx.TensorProto(name="weight", data_type=onnx.TensorProto.FLOAT, dims=[3, 2, 1, 1])
-        for k, v in fields.items():
-            getattr(t, k).extend(v) if isinstance(v, list) else setattr(t, k, v)
-        return t
-    short = tensor(raw_data=randn(4).tobytes())
-    save("bad_initializer_raw_shape", [oh.make_node("Conv", ["x", "weight"], ["y"],
-                                                    name="node_conv")], [short])
-    typed = tensor(float_data=randn(7).tolist())
-    save("bad_initializer_typed_shape", [oh.make_node("Conv", ["x", "weight"], ["y"],
-                                                      name="node_conv")], [typed])
-    # Attribute values the ONNX spec does not define, or esegeta does not run.
-    save("bad_lp_normalization_p3",
-         [oh.make_node("LpNormalization", ["x"], ["y"], name="node_lp", p=3)])
-    idx = onnx.numpy_helper.from_array(ints([[0]]), "indices")
-    upd = onnx.numpy_helper.from_array(randn(1, 2, 4, 4), "updates")
-    save("bad_scatter_nd_reduction_mean",
-         [oh.make_node("ScatterND", ["x", "indices", "updates"], ["y"], name="node_scatter",
-                       reduction="mean")], [idx, upd])
-    save("bad_depth_to_space_mode",
-         [oh.make_node("DepthToSpace", ["x"], ["y"], name="node_d2s", blocksize=2, mode="RCD")])
-    # A bias of two values per channel that differ: not the exporter's repeated zero bias.
-    bias = onnx.numpy_helper.from_array(randn(3, 2), "bias")
-    save("bad_conv_bias_shape", [oh.make_node("Conv", ["x", "weight", "bias"], ["y"],
-                                              name="node_conv")], [w, bias])
-    # Loads, but libtorch refuses it at run time: the weight wants 5 input channels, not 2.
-    wide = onnx.numpy_helper.from_array(randn(3, 5, 1, 1), "weight")
-    save("bad_conv_channels", [oh.make_node("Conv", ["x", "weight"], ["y"], name="node_conv")],
-         [wide])
-    # node_add reads the output of node_relu, which reads node_add's.
-    save("bad_cycle", [
-        oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),
-        oh.make_node("Relu", ["a"], ["r"], name="node_relu"),
-        oh.make_node("Conv", ["r", "weight"], ["y"], name="node_conv"),
-    ], [w])
-
-
 def main():
     if OUT.exists():
         shutil.rmtree(OUT)
@@ -583,7 +538,6 @@ def main():
     resize_cubic_cases()
     maxpool_cases()
     export_cases()
-    bad_files()
     (OUT / "cases.json").write_text(json.dumps({"cases": CASES}, indent=1) + "\n")
     total = sum(p.stat().st_size for p in OUT.iterdir())
     assert total < LIMIT, f"tests/fixtures/ops holds {total} bytes, over {LIMIT}"
