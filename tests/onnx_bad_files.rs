@@ -1,8 +1,9 @@
 //! Broken ONNX files (made by tools/make_bad_onnx_fixtures.py) are refused while loading, with a
 //! sentence that names the node or tensor at fault: an op with the wrong number of inputs, an
-//! initializer whose data disagrees with its declared shape, a graph with a cycle, and
-//! attribute values outside the ONNX spec (or outside what esegeta runs); and a node that
-//! libtorch refuses at run time fails with a sentence, not libtorch's backtrace.
+//! initializer whose data disagrees with its declared shape, a graph with a cycle, a value
+//! written twice or an output written by nothing, and attribute values outside the ONNX spec
+//! (or outside what esegeta runs); and a node that libtorch refuses at run time fails with a
+//! sentence, not libtorch's backtrace.
 
 mod common;
 
@@ -131,4 +132,28 @@ fn a_conv_bias_of_the_wrong_shape_is_refused() {
             "one value per",
         ],
     );
+}
+
+#[test]
+fn a_value_written_twice_is_refused_naming_both_writers() {
+    let e = load_error("bad_value_written_twice");
+    assert_mentions(
+        &e,
+        &[
+            "the value `y` is written by two nodes",
+            "`node_relu` (Relu, number 0)",
+            "`node_neg` (Neg, number 1)",
+        ],
+    );
+    let e = load_error("bad_initializer_overwritten");
+    assert_mentions(
+        &e,
+        &["`node_relu` (Relu, number 0)", "`weight`", "initializer"],
+    );
+}
+
+#[test]
+fn a_graph_output_no_node_writes_is_refused_by_name() {
+    let e = load_error("bad_output_unwritten");
+    assert_mentions(&e, &["the graph output `y` is written by no node"]);
 }

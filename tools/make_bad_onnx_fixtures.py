@@ -5,7 +5,7 @@ What it does
 Writes small graphs (with ``onnx.helper``, never through the checker: they are meant to fail
 it) that esegeta must refuse with a sentence naming the node or tensor at fault: an op with
 the wrong number of inputs, an initializer whose data disagrees with its declared shape, a
-cycle, attribute values outside the ONNX spec, a bias of the wrong shape, and a convolution
+cycle, a value written twice or a graph output written by nothing, attribute values outside the ONNX spec, a bias of the wrong shape, and a convolution
 whose weight does not fit its input (which libtorch refuses at run time).
 
 How to rerun
@@ -83,6 +83,13 @@ def main():
     wide = onnx.numpy_helper.from_array(randn(3, 5, 1, 1), "weight")
     save("bad_conv_channels", [oh.make_node("Conv", ["x", "weight"], ["y"], name="node_conv")],
          [wide])
+    # Two nodes write `y`; a node overwrites the initializer `weight`; the output `y` unwritten.
+    save("bad_value_written_twice", [oh.make_node("Relu", ["x"], ["y"], name="node_relu"),
+                                     oh.make_node("Neg", ["x"], ["y"], name="node_neg")])
+    save("bad_initializer_overwritten", [
+        oh.make_node("Relu", ["x"], ["weight"], name="node_relu"),
+        oh.make_node("Conv", ["x", "weight"], ["y"], name="node_conv")], [w])
+    save("bad_output_unwritten", [oh.make_node("Relu", ["x"], ["r"], name="node_relu")])
     # node_add reads the output of node_relu, which reads node_add's.
     save("bad_cycle", [
         oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),

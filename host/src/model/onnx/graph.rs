@@ -68,6 +68,7 @@ impl Graph {
         let constant_names: HashSet<&str> =
             proto.initializer.iter().map(|t| t.name.as_str()).collect();
         let (input, input_shape) = graph_input(proto, &constant_names, &mut slots)?;
+        check_assignments(proto, &constant_names)?;
         let order = topological_order(proto, &constant_names)?;
         let ctx = BuildCtx {
             opset,
@@ -234,6 +235,48 @@ fn graph_input(
                 .collect()
         });
     Ok((slots.of(&input.name), shape))
+}
+
+/// Refuses a graph in which a value is written twice (by two nodes, or by a node over an
+/// input or initializer) or a graph output is written by nothing: ONNX assigns every value
+/// once, and which write would win is not the model's meaning but the importer's accident.
+fn check_assignments(proto: &GraphProto, constants: &HashSet<&str>) -> Result<()> {
+    let label = |i: usize| {
+        let n = &proto.node[i];
+        format!("`{}` ({}, number {i})", n.name, n.op_type)
+    };
+    let inputs: HashSet<&str> = proto.input.iter().map(|i| i.name.as_str()).collect();
+    let mut writer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in proto.node.iter().enumerate() {
+        for out in node.output.iter().filter(|o| !o.is_empty()) {
+            if constants.contains(out.as_str()) || inputs.contains(out.as_str()) {
+                bail!(
+                    "the node {} writes the value `{out}`, which is already the graph's input \
+                     or an initializer; ONNX assigns every value once, so the file is damaged \
+                     or not a model",
+                    label(i)
+                );
+            }
+            if let Some(first) = writer.insert(out.as_str(), i) {
+                bail!(
+                    "the value `{out}` is written by two nodes, {} and {}; ONNX assigns every \
+                     value once, so the file is damaged or not a model",
+                    label(first),
+                    label(i)
+                );
+            }
+        }
+    }
+    for output in &proto.output {
+        let name = output.name.as_str();
+        if !writer.contains_key(name) && !inputs.contains(name) && !constants.contains(name) {
+            bail!(
+                "the graph output `{name}` is written by no node, input or initializer; the \
+                 file is damaged or not a complete model"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Node indices so that every node runs after the nodes it reads from (the exporter's order
