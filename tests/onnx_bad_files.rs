@@ -157,3 +157,17 @@ fn a_graph_output_no_node_writes_is_refused_by_name() {
     let e = load_error("bad_output_unwritten");
     assert_mentions(&e, &["the graph output `y` is written by no node"]);
 }
+
+/// esegeta keeps a sequence as one tensor of equal parts, and says so for any other.
+#[test]
+fn a_sequence_of_unequal_parts_is_refused_by_node() {
+    let e = forward_error("bad_split_to_sequence_unequal");
+    assert_mentions(
+        &e,
+        &[
+            "`node_split` (SplitToSequence)",
+            "different lengths [1, 3]",
+            "not supported",
+        ],
+    );
+}

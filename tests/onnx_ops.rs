@@ -250,6 +250,8 @@ cases!(
     export_fmod,
     export_conv3d_no_bias_unoptimised,
     export_conv_transpose3d_no_bias_unoptimised,
+    export_chunk_unoptimised,
+    export_split_unoptimised,
     export_adaptive_avg_pool,
 );
 

@@ -5,8 +5,9 @@ What it does
 Writes small graphs (with ``onnx.helper``, never through the checker: they are meant to fail
 it) that esegeta must refuse with a sentence naming the node or tensor at fault: an op with
 the wrong number of inputs, an initializer whose data disagrees with its declared shape, a
-cycle, a value written twice or a graph output written by nothing, attribute values outside the ONNX spec, a bias of the wrong shape, and a convolution
-whose weight does not fit its input (which libtorch refuses at run time).
+cycle, a value written twice or a graph output written by nothing, attribute values outside
+the ONNX spec, a bias of the wrong shape, a sequence of unequal parts, and a convolution whose
+weight does not fit its input (which libtorch refuses at run time).
 
 How to rerun
 ------------
@@ -90,6 +91,13 @@ def main():
         oh.make_node("Relu", ["x"], ["weight"], name="node_relu"),
         oh.make_node("Conv", ["x", "weight"], ["y"], name="node_conv")], [w])
     save("bad_output_unwritten", [oh.make_node("Relu", ["x"], ["r"], name="node_relu")])
+    # A sequence of parts of different lengths, which esegeta cannot keep as one tensor.
+    lengths = onnx.numpy_helper.from_array(ints([1, 3]), "lengths")
+    position = onnx.numpy_helper.from_array(ints(0), "position")
+    save("bad_split_to_sequence_unequal", [
+        oh.make_node("SplitToSequence", ["x", "lengths"], ["parts"], name="node_split", axis=2),
+        oh.make_node("SequenceAt", ["parts", "position"], ["y"], name="node_at")],
+        [lengths, position])
     # node_add reads the output of node_relu, which reads node_add's.
     save("bad_cycle", [
         oh.make_node("Add", ["x", "r"], ["a"], name="node_add"),

@@ -520,6 +520,12 @@ def export_cases():
     export("export_conv_transpose3d_no_bias_unoptimised",
            lambda m, t: F.conv_transpose3d(t, m.weight, stride=2), randn(1, 2, 3, 2, 2),
            optimize=False, weight=torch.from_numpy(randn(2, 3, 2, 2, 2)))
+    # Unoptimised, torch.chunk and torch.split write SplitToSequence and SequenceAt.
+    export("export_chunk_unoptimised",
+           lambda m, t: torch.cat(torch.chunk(t, 2, dim=-1)[::-1], 1) * 2, x, optimize=False)
+    export("export_split_unoptimised",
+           lambda m, t: sum(p * (i + 1) for i, p in enumerate(torch.split(t, 1, dim=1))), x,
+           optimize=False)
     # torchvision's vgg11_bn pools 7x7 adaptively; at other sizes the exporter gathers.
     export("export_adaptive_avg_pool", lambda m, t: F.adaptive_avg_pool2d(t, (3, 3)),
            randn(1, 2, 5, 7))

@@ -26,7 +26,8 @@ fn bounds(op: &str) -> Option<(usize, Option<usize>)> {
         | "Transpose" => one,
         "Add" | "And" | "CastLike" | "CumSum" | "Div" | "Equal" | "Expand" | "Gather"
         | "GatherElements" | "GatherND" | "Greater" | "GreaterOrEqual" | "Less" | "LessOrEqual"
-        | "MatMul" | "Mod" | "Mul" | "Or" | "PRelu" | "Pow" | "Sub" | "Tile" | "Xor" => two,
+        | "MatMul" | "Mod" | "Mul" | "Or" | "PRelu" | "Pow" | "Sub" | "Tile" | "Xor"
+        | "SequenceAt" => two,
         "Range"
         | "OneHot"
         | "Where"
@@ -40,9 +41,11 @@ fn bounds(op: &str) -> Option<(usize, Option<usize>)> {
         "Clip" | "Dropout" => (1, Some(3)),
         "Pad" | "Resize" => (1, Some(4)),
         "Slice" => (1, Some(5)),
-        "Reshape" | "Split" | "Squeeze" | "Unsqueeze" | "Upsample" | "TopK" | "Trilu"
-        | "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-        | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => (1, Some(2)),
+        "Reshape" | "Split" | "SplitToSequence" | "Squeeze" | "Unsqueeze" | "Upsample" | "TopK"
+        | "Trilu" | "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd"
+        | "ReduceL1" | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+            (1, Some(2))
+        }
         "Concat" | "Einsum" | "Max" | "Min" | "Mean" | "Sum" => (1, None),
         _ => return None,
     })

@@ -15,6 +15,7 @@ mod pool;
 mod reduce;
 mod resize;
 mod select;
+mod sequence;
 mod shape;
 mod space;
 
@@ -125,6 +126,7 @@ pub const SUPPORTED: &[&str] = &[
     "ScatterElements",
     "ScatterND",
     "Selu",
+    "SequenceAt",
     "Shape",
     "Sigmoid",
     "Sign",
@@ -136,6 +138,7 @@ pub const SUPPORTED: &[&str] = &[
     "Softsign",
     "SpaceToDepth",
     "Split",
+    "SplitToSequence",
     "Sqrt",
     "Squeeze",
     "Sub",
@@ -202,6 +205,8 @@ pub fn build(node: &NodeProto, ctx: &BuildCtx) -> Result<Box<dyn NodeOp>> {
         "Trilu" => Box::new(select::Trilu::new(&a)?),
         "DepthToSpace" => Box::new(space::DepthToSpace::new(&a)?),
         "SpaceToDepth" => Box::new(space::SpaceToDepth::new(&a)?),
+        "SplitToSequence" => Box::new(sequence::SplitToSequence::new(&a)?),
+        "SequenceAt" => Box::new(sequence::SequenceAt),
         "Resize" => Box::new(resize::Resize::new(&a, ctx.opset)?),
         "Upsample" => Box::new(resize::Resize::upsample(&a)?),
         "Concat" => Box::new(index::Concat::new(&a)?),
