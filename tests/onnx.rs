@@ -459,7 +459,7 @@ fn truncated_external_data_is_a_clear_error() {
 #[test]
 fn unsupported_op_names_op_node_and_layer() {
     let err = model::load(
-        &onnx_dir().join("unsupported_einsum.onnx"),
+        &onnx_dir().join("unsupported_unique.onnx"),
         Device::Cpu,
         Kind::Float,
         0,
@@ -467,7 +467,7 @@ fn unsupported_op_names_op_node_and_layer() {
     .err()
     .unwrap();
     let msg = format!("{err:#}");
-    for part in ["`Einsum`", "node_einsum", "layer `mixer`", "not supported"] {
+    for part in ["`Unique`", "node_unique", "layer `mixer`", "not supported"] {
         assert!(msg.contains(part), "{part} missing from: {msg}");
     }
 }
@@ -668,7 +668,7 @@ fn binary_reports_onnx_load_errors() {
     let dir = scratch("onnx_binary_missing_data");
     let stderr = fails(
         explain_cmd(
-            "onnx/unsupported_einsum.onnx",
+            "onnx/unsupported_unique.onnx",
             "classifier2d_x.npy",
             "captum.saliency",
         )
@@ -676,7 +676,7 @@ fn binary_reports_onnx_load_errors() {
         .arg(dir.join("map.npy")),
     );
     assert!(
-        stderr.contains("`Einsum`") && stderr.contains("node_einsum"),
+        stderr.contains("`Unique`") && stderr.contains("node_unique"),
         "{stderr}"
     );
     std::fs::copy(onnx_dir().join("segmenter3d.onnx"), dir.join("seg.onnx")).unwrap();
