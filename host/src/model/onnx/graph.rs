@@ -440,12 +440,8 @@ fn describe(node: &Node) -> String {
 /// sentence but not the C++ backtrace it appends (thirty frames that tell a user nothing).
 pub(super) fn run_node(node: &Node, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
     node.op.run(inputs).map_err(|e| {
-        let text = format!("{e:#}");
-        let e = match text.split_once("\nException raised from") {
-            Some((sentence, _)) => anyhow!("{}", sentence.trim_end()),
-            None => e,
-        };
-        e.context(describe_failure(node, inputs))
+        anyhow!("{}", crate::torch_errors::plain(&format!("{e:#}")))
+            .context(describe_failure(node, inputs))
     })
 }
 
