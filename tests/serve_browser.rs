@@ -1,0 +1,1 @@
+//! Browser tests of the GUI (being written).
