@@ -39,6 +39,7 @@ pub struct Options {
 
 /// Serves until the process is stopped.
 pub fn serve(registry: Registry, options: Options) -> Result<()> {
+    ignore_closed_pipes();
     let roots = roots::Roots::new(&options.roots)?;
     let state = AppState {
         token: Arc::new(options.token.clone().unwrap_or_else(auth::new_token)),
@@ -59,18 +60,20 @@ pub fn serve(registry: Registry, options: Options) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {address}"))?;
         let bound = listener.local_addr()?;
-        println!("esegeta serve: open http://{bound}/?token={}", state.token);
-        println!(
-            "serving the folders {}",
-            state
-                .roots
-                .dirs()
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        // Written once, errors ignored: a server whose terminal went away keeps serving.
         use std::io::Write;
+        let roots: Vec<String> = state
+            .roots
+            .dirs()
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        let _ = writeln!(
+            std::io::stdout(),
+            "esegeta serve: open http://{bound}/?token={}\nserving the folders {}",
+            state.token,
+            roots.join(", ")
+        );
         let _ = std::io::stdout().flush();
         axum::serve(listener, router(state)).await?;
         Ok(())
@@ -94,9 +97,21 @@ fn router(state: AppState) -> Router {
         .route("/api/runs/{id}/files/{*path}", get(runs_api::file));
     api.fallback(assets::serve)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Refuses a declared length over the limit from the header alone, unread.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,
         ))
         .with_state(state)
+}
+
+/// The CLI restores SIGPIPE's default (end the process) for commands piped into `head`; a
+/// server must outlive the terminal or pipe that started it.
+fn ignore_closed_pipes() {
+    #[cfg(unix)]
+    // SAFETY: sets one signal's disposition, before the server's threads start.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
