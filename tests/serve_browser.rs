@@ -278,7 +278,7 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     click(&c, "#out-formats input[value='png']").await;
     type_into(&c, "#out-folder", "out/browser-3d").await;
     click(&c, "button[data-screen='methods']").await;
-    type_into(&c, "#method-search", "").await;
+    type_into(&c, "#method-search", "integrated").await;
     click(&c, "input[data-method='captum.integrated_gradients']").await;
     click(&c, "button[data-screen='run']").await;
     until(

@@ -58,13 +58,15 @@ function relative(path, run) {
 // The input's path as the roots name it (manifests record it relative to the server's root).
 const inputPath = (input) => input;
 
+// A little-endian float32 .npy (what esegeta writes): its shape and values.
 function parseNpy(buffer) {
   const view = new DataView(buffer);
-  const headerLen = view.getUint8(8) === 1 ? view.getUint16(8 + 2, true) : view.getUint32(10, true);
-  const start = view.getUint8(6) === 1 ? 10 + headerLen : 12 + headerLen;
-  const header = new TextDecoder().decode(new Uint8Array(buffer, view.getUint8(6) === 1 ? 10 : 12, headerLen));
+  const major = view.getUint8(6);
+  const offset = major === 1 ? 10 : 12;
+  const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
+  const header = new TextDecoder().decode(new Uint8Array(buffer, offset, headerLen));
   const shape = header.match(/\(([^)]*)\)/)[1].split(",").map((s) => s.trim()).filter(Boolean).map(Number);
-  return { shape, data: new Float32Array(buffer.slice(start)) };
+  return { shape, data: new Float32Array(buffer.slice(offset + headerLen)) };
 }
 
 const scales = {
@@ -78,7 +80,7 @@ async function addOverlay(box, npyUrl, input, run) {
   div.className = "overlay2d";
   div.innerHTML = `<canvas></canvas><div class="row">
     <label>opacity <input type="range" class="opacity" min="0" max="1" step="0.05" value="0.6"></label>
-    <label>colour scale <select class="scale"><option>hot</option><option>diverging</option><option>gray</option></select></label></div>`;
+    <label>colour scale <select class="scale"><option value="hot">hot</option><option value="diverging">diverging</option><option value="gray">gray</option></select></label></div>`;
   box.append(div);
   const [buffer, image] = await Promise.all([
     fetch(npyUrl).then((r) => r.arrayBuffer()),
@@ -130,7 +132,7 @@ export async function openVolume(box, niiUrl, input) {
   const div = document.createElement("div");
   div.innerHTML = `<canvas class="niivue"></canvas><div class="row">
     <label>opacity <input type="range" class="opacity" min="0" max="1" step="0.05" value="0.6"></label>
-    <label>colour map <select class="colormap"><option>warm</option><option>hot</option><option>viridis</option><option>redyell</option></select></label>
+    <label>colour map <select class="colormap"><option value="warm">warm</option><option value="hot">hot</option><option value="viridis">viridis</option><option value="redyell">redyell</option></select></label>
     <label>threshold <input type="range" class="threshold" min="0" max="1" step="0.01" value="0.1"></label></div>
     <div class="row"><label>i <input type="range" class="slice" data-axis="0" min="0" max="1" step="0.01" value="0.5"></label>
     <label>j <input type="range" class="slice" data-axis="1" min="0" max="1" step="0.01" value="0.5"></label>
