@@ -130,7 +130,7 @@ function addVolumeButton(box, niiUrl, input, run) {
 
 export async function openVolume(box, niiUrl, input) {
   const div = document.createElement("div");
-  div.innerHTML = `<canvas class="niivue"></canvas><div class="row">
+  div.innerHTML = `<div class="niivue"><canvas></canvas></div><div class="row">
     <label>opacity <input type="range" class="opacity" min="0" max="1" step="0.05" value="0.6"></label>
     <label>colour map <select class="colormap"><option value="warm">warm</option><option value="hot">hot</option><option value="viridis">viridis</option><option value="redyell">redyell</option></select></label>
     <label>threshold <input type="range" class="threshold" min="0" max="1" step="0.01" value="0.1"></label></div>
@@ -140,7 +140,7 @@ export async function openVolume(box, niiUrl, input) {
     <div class="volume-state"></div>`;
   box.append(div);
   const nv = new Niivue({ show3Dcrosshair: true, backColor: [0, 0, 0, 1] });
-  await nv.attachToCanvas(div.querySelector("canvas"));
+  await nv.attachToCanvas(div.querySelector(".niivue canvas"));
   nv.setSliceType(nv.sliceTypeMultiplanar);
   const name = (u) => u.split("/").pop().split("?")[0];
   await nv.loadVolumes([
