@@ -261,6 +261,27 @@ fn a_run_can_be_cancelled_and_its_folder_is_not_shared() {
     let (status, body) = post(&server, "/api/runs", &demo_2d(json!(4), "out/slow"));
     assert_eq!(status, 409, "a second run into the same folder: {body}");
     assert!(body["error"].as_str().unwrap().contains(&id), "{body}");
+    // Another folder: queued behind the first (one run at a time), and cancelled there.
+    let (status, body) = post(&server, "/api/runs", &demo_2d(json!(4), "out/queued"));
+    assert_eq!(status, 201, "{body}");
+    let queued = body["id"].as_str().unwrap().to_string();
+    let (_, body) = get(&server, &format!("/api/runs/{queued}"));
+    assert!(body.contains("\"queued\""), "{body}");
+    let r = agent()
+        .delete(server.url(&format!("/api/runs/{queued}")))
+        .header("Authorization", format!("Bearer {TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let names: Vec<Value> = events(&server, &queued)
+        .iter()
+        .map(|e| e["event"].clone())
+        .collect();
+    assert_eq!(
+        names,
+        [json!("queued"), json!("run_finished")],
+        "never started"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let r = agent()
         .delete(server.url(&format!("/api/runs/{id}")))

@@ -243,6 +243,34 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     );
     assert_eq!(config["model"]["path"], "demo/lesion_classifier.pt");
 
+    // Round trip: the config loaded back into the forms gives the same config.
+    c.execute(
+        "window.esegeta.loadConfig(arguments[0])",
+        vec![config.clone()],
+    )
+    .await
+    .unwrap();
+    until(
+        &c,
+        "document.querySelectorAll('.method-form').length === 2",
+        10,
+        "the forms again",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let again = c
+        .execute("return window.esegeta.currentConfig()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(again, config, "load then download");
+    until(
+        &c,
+        "document.querySelector('#check-state').dataset.state === 'ok'",
+        60,
+        "the loaded config checks",
+    )
+    .await;
+
     // Run: every job's progress reaches the end, the 2D overlays are drawn.
     click(&c, "button[data-screen='run']").await;
     click(&c, "#run-start").await;

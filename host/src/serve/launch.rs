@@ -21,8 +21,13 @@ pub fn spawn(state: AppState, run: Arc<Run>) {
                 Some("the server is shutting down".into()),
             );
         };
-        if run.lock().cancel_asked {
-            return run.end(RunStatus::Cancelled, None);
+        {
+            let mut progress = run.lock();
+            if progress.cancel_asked {
+                // Cancelled while queued: `cancel` has ended it already.
+                return;
+            }
+            progress.status = RunStatus::Running;
         }
         match execute(&state, &run).await {
             Ok(status) => {
@@ -56,8 +61,12 @@ async fn execute(state: &AppState, run: &Run) -> anyhow::Result<RunStatus> {
         .map_err(|e| anyhow::anyhow!("cannot start {} run: {e}", state.exe.display()))?;
     {
         let mut progress = run.lock();
-        progress.status = RunStatus::Running;
         progress.pid = child.id();
+        if progress.cancel_asked {
+            // Asked between its turn and its start.
+            drop(progress);
+            cancel(run);
+        }
     }
     run.emit(json!({"event": "run_started", "id": run.id}));
     let stdout = child.stdout.take();
@@ -100,10 +109,15 @@ async fn execute(state: &AppState, run: &Run) -> anyhow::Result<RunStatus> {
     Ok(RunStatus::Failed)
 }
 
-/// Asks the run to stop: a queued one never starts, a running one's process group is ended.
+/// Asks the run to stop: a queued one ends now and never starts, a running one's process
+/// group is ended.
 pub fn cancel(run: &Run) {
     let mut progress = run.lock();
     progress.cancel_asked = true;
+    if progress.status == RunStatus::Queued {
+        drop(progress);
+        return run.end(RunStatus::Cancelled, None);
+    }
     if let Some(pid) = progress.pid {
         // SAFETY: sends a signal to the process group this server started.
         unsafe {
