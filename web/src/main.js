@@ -20,7 +20,27 @@ export function currentConfig() {
   return config;
 }
 
+// Offers the model's layers to layer fields when the model or input changes.
+let layersFor = "";
+async function loadLayers() {
+  const model = $("model-path").value.trim();
+  const input = $("input-path").value.trim();
+  const key = `${model}|${input}`;
+  if (!model.endsWith(".onnx") || key === layersFor) return;
+  layersFor = key;
+  const query = `model=${encodeURIComponent(model)}&input=${input.includes("*") ? "" : encodeURIComponent(input)}`;
+  const { ok, body } = await api(`/api/layers?${query}`);
+  $("layers-list").innerHTML = "";
+  for (const layer of ok ? body.layers : []) {
+    const option = document.createElement("option");
+    option.value = layer.name;
+    option.label = `${layer.op}${layer.shape ? ` ${JSON.stringify(layer.shape)}` : ""}`;
+    $("layers-list").append(option);
+  }
+}
+
 function refresh() {
+  loadLayers();
   $("config-json").textContent = JSON.stringify(currentConfig(), null, 2);
   $("run-start").disabled = true;
   $("check-state").textContent = "checking…";
@@ -80,7 +100,7 @@ export function loadConfig(config) {
   delete base.methods;
   configToFields(config);
   clearMethods();
-  for (const m of config.methods || []) choose(m.id, m.params || {}, m.name);
+  for (const m of config.methods || []) choose(m.id, m.params || {}, m.name, m.layer);
   refresh();
 }
 

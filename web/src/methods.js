@@ -89,7 +89,7 @@ function render() {
 }
 
 // Adds the method's form, with `params` (from a loaded config) filled in.
-export function choose(id, params = {}, name = undefined) {
+export function choose(id, params = {}, name = undefined, layer = undefined) {
   if (chosen.has(id)) return chosen.get(id);
   const method = all.find((m) => m.id === id);
   if (!method) return null;
@@ -97,6 +97,14 @@ export function choose(id, params = {}, name = undefined) {
   container.className = "method-form";
   container.dataset.method = id;
   container.innerHTML = `<h3>${id}</h3><div class="server-errors"></div><div class="form"></div>`;
+  if (method.needs?.layers) {
+    // The model's layers (/api/layers) are offered in #layers-list.
+    const label = document.createElement("label");
+    label.innerHTML = `layer <input class="layer" list="layers-list" placeholder="a layer of the model">`;
+    label.querySelector("input").value = layer || "";
+    label.querySelector("input").oninput = () => changed();
+    container.querySelector(".server-errors").after(label);
+  }
   $("method-forms").append(container);
   const schema = prepare(method.params_schema || { type: "object" });
   schema.title = method.title;
@@ -144,6 +152,8 @@ export function methodSpecs() {
   return [...chosen].map(([id, { editor, name, ready }]) => {
     const spec = { id };
     if (name) spec.name = name;
+    const layer = chosen.get(id).container.querySelector("input.layer")?.value.trim();
+    if (layer) spec.layer = layer;
     const params = ready ? editor.getValue() : {};
     if (params && Object.keys(params).length) spec.params = params;
     return spec;
@@ -162,7 +172,12 @@ export function showMethodErrors(errors) {
     const m = error.path.match(/^methods\[(\d+)\](?:\.params)?\.?(.*)$/);
     const entry = m && chosen.get(ids[Number(m[1])]);
     if (!entry) { rest.push(error); continue; }
-    const sub = m[2] ? entry.editor.getEditor(`root.${m[2].replace(/\[(\d+)\]/g, ".$1")}`) : null;
+    const layer = error.path === `methods[${m[1]}].layer` && entry.container.querySelector("input.layer");
+    const sub = layer
+      ? { container: layer.closest("label") }
+      : m[2] && error.path.includes(".params.")
+        ? entry.editor.getEditor(`root.${m[2].replace(/\[(\d+)\]/g, ".$1")}`)
+        : null;
     const div = document.createElement("div");
     div.className = "server-error";
     div.dataset.path = error.path;
