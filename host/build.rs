@@ -29,6 +29,7 @@ fn build_page() {
         println!("cargo:rerun-if-changed={}", web.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=ESEGETA_REQUIRE_WEB");
+    println!("cargo:rerun-if-changed=build.rs");
     let _ = std::fs::create_dir_all(&out);
     if let Err(problem) = npm_build(&web, &out) {
         if std::env::var_os("ESEGETA_REQUIRE_WEB").is_some() {
