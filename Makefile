@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test
+.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -27,6 +27,11 @@ demo-lesion: build
 		--method captum.occlusion --params '{"sliding_window_shapes": [1, 8, 8], "strides": [1, 4, 4]}' \
 		--target 1 --out out/demo/occlusion.png
 	@echo "Open out/demo/integrated_gradients.png and out/demo/occlusion.png"
+
+## The web GUI over this folder (the demo's models and inputs are under configs/); open the URL
+## it prints. Its page is built by npm into the binary (host/build.rs).
+serve: build
+	$(ESEGETA) serve $(SERVE_ARGS)
 
 ## Every test: unit tests, and end-to-end tests of the binary against Captum references.
 test: build

@@ -596,10 +596,7 @@ fn explain_takes_the_output_index_of_an_onnx_model() {
         .args(["--task", "segmentation", "--output-index", "5", "--out"])
         .arg(&out),
     );
-    assert!(
-        stderr.contains("has no output 5"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("has no output 5"), "{stderr}");
     let (ok, _, stderr) = run(explain_cmd(
         "onnx/deep_supervision.onnx",
         "onnx/deep_supervision_x1.npy",

@@ -1,4 +1,5 @@
-//! The command line: `esegeta explain | layers | methods | schema | run | check | merge | report`.
+//! The command line: `esegeta explain | layers | methods | schema | run | check | serve | merge |
+//! report`.
 
 use std::path::PathBuf;
 
@@ -93,6 +94,10 @@ enum Command {
     Run {
         /// The run config (JSON; comments allowed).
         config: PathBuf,
+        /// Print the run's progress as JSON lines on stdout (planned, job_started, progress,
+        /// job_finished), instead of the progress bar and the job lines.
+        #[arg(long)]
+        events: bool,
         /// Run the share i/n of the jobs (0-based), for job arrays; `esegeta merge` joins them.
         #[arg(long)]
         shard: Option<Shard>,
@@ -106,6 +111,23 @@ enum Command {
         /// Skip the dry run through the models (only the config and its files are checked).
         #[arg(long)]
         no_model: bool,
+    },
+    /// The web GUI: serves forms for run configs, runs them with live progress and shows the
+    /// results, at the URL it prints (with its access token).
+    Serve {
+        /// The port (0: any free one).
+        #[arg(long, default_value_t = 8765)]
+        port: u16,
+        /// A folder the GUI may read models and inputs from and write runs into; repeat it for
+        /// several (default: the current folder). Relative paths are relative to the first.
+        #[arg(long = "root", value_name = "DIR")]
+        roots: Vec<PathBuf>,
+        /// The address to listen on; 0.0.0.0 opens it to the network (the token still guards it).
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Use this access token instead of a random one (ESEGETA_TOKEN works too).
+        #[arg(long, env = "ESEGETA_TOKEN", hide_env_values = true)]
+        token: Option<String>,
     },
     /// Joins the manifests of a sharded run's folder into its results.json.
     Merge {
@@ -414,9 +436,14 @@ fn run(cli: Cli) -> Result<()> {
             print_methods(&registry, json);
             Ok(())
         }
-        Command::Run { config, shard } => {
+        Command::Run {
+            config,
+            shard,
+            events,
+        } => {
             let loaded = crate::config::check(&config, &registry)?;
-            let summary = crate::run::run(&registry, &loaded, shard, &cli.plugins)?;
+            let events = crate::run::events::Events::new(events);
+            let summary = crate::run::run(&registry, &loaded, shard, &cli.plugins, &events)?;
             println!(
                 "{} job(s) done ({} finished by an earlier run); manifest: {}",
                 summary.done,
@@ -436,6 +463,21 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Serve {
+            port,
+            roots,
+            host,
+            token,
+        } => crate::serve::serve(
+            registry,
+            crate::serve::Options {
+                host,
+                port,
+                roots,
+                plugin_dirs: cli.plugins.clone(),
+                token,
+            },
+        ),
         Command::Merge { folder } => {
             let merged = crate::run::merge(&folder)?;
             println!(
@@ -569,9 +611,9 @@ fn write_schemas(registry: &Registry, dir: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-fn print_methods(registry: &Registry, as_json: bool) {
-    if as_json {
-        let list: Vec<Value> = registry
+/// Every method as `esegeta methods --json` prints it (and `GET /api/methods` answers).
+pub fn methods_json(registry: &Registry) -> Vec<Value> {
+    registry
             .methods
             .values()
             .map(|m| {
@@ -587,7 +629,12 @@ fn print_methods(registry: &Registry, as_json: bool) {
                     "plugin": registry.plugins[m.plugin].path.display().to_string(),
                 })
             })
-            .collect();
+            .collect()
+}
+
+fn print_methods(registry: &Registry, as_json: bool) {
+    if as_json {
+        let list = methods_json(registry);
         println!(
             "{}",
             serde_json::to_string_pretty(&list).unwrap_or_default()

@@ -30,13 +30,21 @@ impl NodeHook for Shapes {
     }
 }
 
-/// The table `esegeta layers` prints.
-pub fn table(
+/// One layer: its name, the op that makes it, and with an input, its output's shape.
+#[derive(serde::Serialize, Clone, Debug)]
+pub struct Row {
+    pub name: String,
+    pub op: String,
+    pub shape: Option<Vec<i64>>,
+}
+
+/// The layers of a graph model (`esegeta layers`, and the GUI's `/api/layers`).
+pub fn rows(
     model_path: &Path,
     input: Option<&Path>,
     output: &crate::model::Output,
     device: Device,
-) -> Result<String> {
+) -> Result<Vec<Row>> {
     let model = crate::model::load_output(model_path, device, Kind::Float, output)?;
     let Some(graph) = model.graph() else {
         bail!(
@@ -62,7 +70,27 @@ pub fn table(
         }
         None => None,
     };
-    let layers = graph.layer_list();
+    Ok(graph
+        .layer_list()
+        .iter()
+        .map(|layer| Row {
+            shape: shapes
+                .as_ref()
+                .and_then(|s| s.get(layer.node).cloned().flatten()),
+            name: layer.name.to_string(),
+            op: layer.op_type.to_string(),
+        })
+        .collect())
+}
+
+/// The table `esegeta layers` prints.
+pub fn table(
+    model_path: &Path,
+    input: Option<&Path>,
+    output: &crate::model::Output,
+    device: Device,
+) -> Result<String> {
+    let layers = rows(model_path, input, output, device)?;
     let width = layers
         .iter()
         .map(|l| l.name.len())
@@ -70,14 +98,14 @@ pub fn table(
         .unwrap_or(5)
         .max(5);
     let mut out = format!("{:width$}  {:22}", "layer", "op");
-    if shapes.is_some() {
+    if input.is_some() {
         out.push_str("  output shape");
     }
     out = out.trim_end().to_string() + "\n";
     for layer in layers {
-        let mut line = format!("{:width$}  {:22}", layer.name, layer.op_type);
-        if let Some(shapes) = &shapes {
-            match shapes.get(layer.node).and_then(Option::as_ref) {
+        let mut line = format!("{:width$}  {:22}", layer.name, layer.op);
+        if input.is_some() {
+            match &layer.shape {
                 Some(s) => line.push_str(&format!("  {s:?}")),
                 None => line.push_str("  -"),
             }

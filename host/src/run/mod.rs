@@ -4,6 +4,7 @@
 mod cascade;
 mod caveats;
 mod child;
+pub mod events;
 pub mod identity;
 mod lock;
 pub mod manifest;
@@ -58,6 +59,7 @@ pub fn run(
     loaded: &Loaded,
     shard: Option<Shard>,
     plugin_dirs: &[PathBuf],
+    events: &events::Events,
 ) -> Result<Summary> {
     let folder = loaded.output_folder();
     std::fs::create_dir_all(&folder)?;
@@ -107,6 +109,10 @@ pub fn run(
             reruns.len()
         );
     }
+    events.planned(
+        &todo.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        resumed,
+    );
     let manifest = Mutex::new(manifest);
     let bar = progress_bar(todo.len());
     let queue = Mutex::new(VecDeque::from(todo));
@@ -122,6 +128,7 @@ pub fn run(
                 tch::set_num_threads(threads as i32);
                 let mut models = worker::Models::default();
                 while let Some(job) = next_job(queue, loaded, device) {
+                    events.job_started(&job.id, device);
                     let record = match worker::settings(loaded, &job, device) {
                         Ok(settings) if loaded.config.execution.isolation == Isolation::Process => {
                             child::run_in_child(loaded, &job, &settings, plugin_dirs, threads)
@@ -130,6 +137,7 @@ pub fn run(
                             // The bar's message follows the job's own progress (one line for
                             // all workers: the latest report wins).
                             let report = |done: u64, total: u64| {
+                                events.progress(&job.id, done, total);
                                 bar.set_message(format!("{}: {done}/{total}", job.id))
                             };
                             worker::run_in_process(
@@ -147,7 +155,11 @@ pub fn run(
                     record.identity = identities[&job.id].clone();
                     record.rerun_because = reruns.get(&job.id).cloned().unwrap_or_default();
                     tracing::info!("{}", line(&record));
-                    if bar.is_hidden() {
+                    events.job_finished(&record);
+                    // With events on, stdout carries only the event lines.
+                    if events.enabled() {
+                        // job_finished above said it.
+                    } else if bar.is_hidden() {
                         println!("{}", line(&record));
                     } else {
                         bar.println(line(&record));
