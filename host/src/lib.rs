@@ -20,6 +20,7 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod schema_text;
+pub mod segment;
 pub mod suggest;
 pub mod taps;
 pub mod task;
