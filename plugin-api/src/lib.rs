@@ -11,6 +11,7 @@ mod export;
 pub mod maps;
 mod method;
 pub mod params;
+pub mod segmentation;
 mod tensor;
 
 pub use abi::{
@@ -19,6 +20,7 @@ pub use abi::{
 pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
 pub use params::{broadcast_to, TensorOrScalar};
+pub use segmentation::FeatureMaskSpec;
 pub use tensor::{TensorHandle, TensorRef};
 
 // Re-exported so that plugins name the exact versions the ABI was built with.
