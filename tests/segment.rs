@@ -310,3 +310,58 @@ fn bad_segmentations_are_refused_by_name() {
         "{stderr}"
     );
 }
+
+#[test]
+fn feature_permutation_segments_each_example_of_a_batch() {
+    let dir = scratch("segment-permutation");
+    let batch = load(&fixture("classifier2d_x2.npy"));
+    assert_eq!(batch.size()[0], 2);
+    let spec = json!({"n_segments": 5, "compactness": 5});
+    let mut per_example = Vec::new();
+    for b in 0..2 {
+        let example = dir.join(format!("x{b}.npy"));
+        batch.narrow(0, b, 1).write_npy(&example).unwrap();
+        let out = dir.join(format!("labels{b}.npy"));
+        let (ok, _, stderr) = run(&mut segment_cmd(
+            example.to_str().unwrap(),
+            "slic",
+            &spec,
+            &out,
+        ));
+        assert!(ok, "{stderr}");
+        per_example.push(tch::Tensor::read_npy(&out).unwrap());
+    }
+    // [2, 1, H, W]: each example's labels, shared by its channels.
+    let labels_file = dir.join("labels.npy");
+    tch::Tensor::stack(&per_example, 0)
+        .squeeze_dim(1)
+        .unsqueeze(1)
+        .write_npy(&labels_file)
+        .unwrap();
+    let mut segmentation = spec.clone();
+    segmentation["algorithm"] = json!("slic");
+    let mut maps = Vec::new();
+    for (i, mask) in [
+        json!({"segmentation": segmentation}),
+        json!(labels_file.to_str().unwrap()),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let out = dir.join(format!("map{i}.npy"));
+        let mut cmd = explain_cmd(
+            "classifier2d.pt",
+            "classifier2d_x2.npy",
+            "captum.feature_permutation",
+        );
+        cmd.args(["--target", "1", "--seed", "5", "--params"])
+            .arg(json!({"feature_mask": mask}).to_string())
+            .arg("--out")
+            .arg(&out);
+        let (ok, _, stderr) = run(&mut cmd);
+        assert!(ok, "{stderr}");
+        maps.push(load(&out));
+    }
+    let (diff, scale) = max_diff(&maps[0], &maps[1]);
+    assert!(scale > 0.0 && diff == 0.0, "diff {diff}, scale {scale}");
+}
