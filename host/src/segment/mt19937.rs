@@ -76,3 +76,19 @@ impl Mt19937 {
         all
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_as_numpy_random_state() {
+        // np.random.RandomState(123).permutation(10)
+        assert_eq!(
+            Mt19937::new(123).choice(10, 10),
+            vec![4, 0, 7, 5, 8, 3, 1, 6, 9, 2]
+        );
+        // The reference implementation's first output for its default seed.
+        assert_eq!(Mt19937::new(5489).next_u32(), 3_499_211_612);
+    }
+}

@@ -154,3 +154,25 @@ fn nearest_spacing(centroids: &[[f64; 3]]) -> [f64; 3] {
     }
     total.map(|t| t / centroids.len() as f64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(shape: [usize; 3], n: usize) -> Vec<(usize, usize)> {
+        regular_grid(shape, n)
+            .iter()
+            .map(|a| (a.start, a.step))
+            .collect()
+    }
+
+    #[test]
+    fn the_grid_is_scikit_images() {
+        // skimage.util.regular_grid of the same shapes and counts.
+        assert_eq!(grid([1, 64, 64], 100), vec![(0, 1), (3, 6), (3, 6)]);
+        assert_eq!(grid([24, 24, 24], 27), vec![(3, 8), (3, 8), (3, 8)]);
+        assert_eq!(grid([7, 5, 300], 10), vec![(3, 7), (2, 5), (15, 30)]);
+        assert_eq!(grid([1, 20, 40], 8), vec![(0, 1), (5, 10), (5, 10)]);
+        assert_eq!(grid([2, 2, 2], 100), vec![(0, 1); 3]);
+    }
+}
