@@ -291,60 +291,99 @@ impl Kmeans<'_> {
     fn cluster(&self, clusters: &mut Clusters, ignore_colour: bool) -> Vec<Option<usize>> {
         let [d, h, w] = self.image.dims;
         let c = self.image.channels;
-        let inside = |i: usize| self.mask.is_none_or(|m| m[i]);
         let grid = regular_grid(self.image.dims, clusters.count());
         let window = grid.map(|a| 2 * a.step as i64);
-        let weight = 1.0 / (self.step * self.step);
         let mut nearest: Vec<Option<usize>> = vec![None; d * h * w];
         let mut distance = vec![f64::MAX; d * h * w];
+        // Rows (z, y) are split among libtorch's threads; each row takes its clusters in the
+        // same order as one thread would, so the labels do not depend on the thread count.
+        let threads = (tch::get_num_threads().max(1) as usize).min(d * h);
+        let rows_per = (d * h).div_ceil(threads);
         for _ in 0..self.iterations {
             distance.fill(f64::MAX);
-            let mut change = false;
-            for (k, centre) in clusters.centres.iter().enumerate() {
-                if centre.iter().any(|v| v.is_nan()) {
-                    continue;
-                }
-                let range = |axis: usize, n: usize| {
-                    let lo = (centre[axis] - window[axis] as f64).max(0.0) as usize;
-                    let hi = (centre[axis] + window[axis] as f64 + 1.0).min(n as f64) as usize;
-                    lo..hi
-                };
-                for z in range(0, d) {
-                    let dz = (self.spacing[0] * (centre[0] - z as f64)).powi(2);
-                    for y in range(1, h) {
-                        let dy = (self.spacing[1] * (centre[1] - y as f64)).powi(2);
-                        for x in range(2, w) {
-                            let i = (z * h + y) * w + x;
-                            if !inside(i) {
-                                continue;
-                            }
-                            let dx = (self.spacing[2] * (centre[2] - x as f64)).powi(2);
-                            let mut dist = (dz + dy + dx) * weight;
-                            if !ignore_colour {
-                                let mut colour = 0.0;
-                                for (ch, v) in self.image.pixel(i).iter().enumerate() {
-                                    colour += (v - centre[3 + ch]).powi(2);
-                                }
-                                if self.slic_zero {
-                                    colour /= clusters.max_colour[k];
-                                }
-                                dist += colour;
-                            }
-                            if distance[i] > dist {
-                                nearest[i] = Some(k);
-                                distance[i] = dist;
-                                change = true;
-                            }
-                        }
-                    }
-                }
-            }
+            let change = std::thread::scope(|scope| {
+                let jobs: Vec<_> = nearest
+                    .chunks_mut(rows_per * w)
+                    .zip(distance.chunks_mut(rows_per * w))
+                    .enumerate()
+                    .map(|(t, (near, dist))| {
+                        let rows = t * rows_per..((t + 1) * rows_per).min(d * h);
+                        let clusters = &*clusters;
+                        scope.spawn(move || {
+                            self.assign(clusters, ignore_colour, window, rows, near, dist)
+                        })
+                    })
+                    .collect();
+                jobs.into_iter()
+                    .map(|j| j.join().unwrap_or(false))
+                    .fold(false, |a, b| a | b)
+            });
             if !change {
                 break;
             }
             self.update(clusters, &nearest, c);
         }
         nearest
+    }
+
+    /// The assignment step over the rows `rows` (`z * height + y`), whose pixels `nearest`
+    /// and `distance` hold; whether any pixel was claimed.
+    fn assign(
+        &self,
+        clusters: &Clusters,
+        ignore_colour: bool,
+        window: [i64; 3],
+        rows: std::ops::Range<usize>,
+        nearest: &mut [Option<usize>],
+        distance: &mut [f64],
+    ) -> bool {
+        let [d, h, w] = self.image.dims;
+        let weight = 1.0 / (self.step * self.step);
+        let offset = rows.start * w;
+        let mut change = false;
+        for (k, centre) in clusters.centres.iter().enumerate() {
+            if centre.iter().any(|v| v.is_nan()) {
+                continue;
+            }
+            let range = |axis: usize, n: usize| {
+                let lo = (centre[axis] - window[axis] as f64).max(0.0) as usize;
+                let hi = (centre[axis] + window[axis] as f64 + 1.0).min(n as f64) as usize;
+                lo..hi
+            };
+            for z in range(0, d) {
+                let dz = (self.spacing[0] * (centre[0] - z as f64)).powi(2);
+                for y in range(1, h) {
+                    if !rows.contains(&(z * h + y)) {
+                        continue;
+                    }
+                    let dy = (self.spacing[1] * (centre[1] - y as f64)).powi(2);
+                    for x in range(2, w) {
+                        let i = (z * h + y) * w + x;
+                        if self.mask.is_some_and(|m| !m[i]) {
+                            continue;
+                        }
+                        let dx = (self.spacing[2] * (centre[2] - x as f64)).powi(2);
+                        let mut dist = (dz + dy + dx) * weight;
+                        if !ignore_colour {
+                            let mut colour = 0.0;
+                            for (v, m) in self.image.pixel(i).iter().zip(&centre[3..]) {
+                                colour += (v - m) * (v - m);
+                            }
+                            if self.slic_zero {
+                                colour /= clusters.max_colour[k];
+                            }
+                            dist += colour;
+                        }
+                        if distance[i - offset] > dist {
+                            nearest[i - offset] = Some(k);
+                            distance[i - offset] = dist;
+                            change = true;
+                        }
+                    }
+                }
+            }
+        }
+        change
     }
 
     /// Each centre to the mean position and colour of its pixels (NaN for a cluster left
