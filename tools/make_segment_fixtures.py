@@ -2,12 +2,13 @@
 
 What it does
 ------------
-Makes a few small seeded inputs (a 64x64 colour crop of ``skimage.data.astronaut``, a 64x64
+Makes a few small seeded inputs (a 128x128 PNG of ``astronaut`` at a quarter of its size,
+a 64x64 colour crop of ``skimage.data.astronaut``, a 64x64
 grey crop of ``camera``, a 24^3 volume of smoothed blobs with noise, and a disk ROI on the
 colour image), runs scikit-image 0.26's ``segmentation.slic``, ``felzenszwalb`` and
 ``quickshift`` on them and writes ``tests/fixtures/segment/``: the inputs as float32 ``.npy``
 in esegeta's layout (``[1, C, H, W]``, ``[1, 1, D, H, W]``), the ROI, each case's labels
-(``<case>.npy``, int32, ``[1, ...spatial]``) and ``cases.json`` (input, algorithm, params,
+(``<case>.npy``, int16, ``[1, ...spatial]``) and ``cases.json`` (input, algorithm, params,
 labels), which tests/segment.rs reads. scikit-image is fed the float32 values as float64,
 channels last (``channel_axis=None`` for one channel), as esegeta computes in float64.
 
@@ -44,7 +45,11 @@ def inputs():
     volume = filters.gaussian(blobs, sigma=1.0) + 0.05 * rng.standard_normal((24,) * 3)
     yy, xx = np.mgrid[:64, :64]
     roi = ((yy - 30) ** 2 + (xx - 34) ** 2 < 22**2).astype(np.uint8)
+    # A photo read as esegeta reads a PNG (uint8 / 255 in float32): 128x128, big enough for
+    # fragments at the image's first rows that meet no labelled neighbour.
+    photo = data.astronaut()[::4, ::4]
     return {
+        "photo": photo.astype(np.float32) / np.float32(255),
         "colour": colour.astype(np.float32),
         "grey": grey.astype(np.float32),
         "volume": volume.astype(np.float32),
@@ -53,6 +58,11 @@ def inputs():
 
 CASES = [
     # (case, input, algorithm, params)
+    ("slic_photo", "photo", "slic", {}),
+    ("slic_photo_loose", "photo", "slic", {"compactness": 1}),
+    ("felzenszwalb_photo", "photo", "felzenszwalb", {"scale": 100, "sigma": 0.5, "min_size": 50}),
+    ("quickshift_photo_lime", "photo", "quickshift",
+     {"kernel_size": 4, "max_dist": 200, "ratio": 0.2}),
     ("slic_colour", "colour", "slic", {}),
     ("slic_colour_sigma", "colour", "slic", {"n_segments": 40, "compactness": 20, "sigma": 1}),
     ("slic_colour_zero", "colour", "slic", {"n_segments": 60, "slic_zero": True}),
@@ -113,6 +123,7 @@ def run(algorithm, image, params, roi):
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     images, roi = inputs()
+    skimage.io.imsave(OUT / "photo.png", data.astronaut()[::4, ::4], check_contrast=False)
     layouts = {
         "colour": images["colour"].transpose(2, 0, 1)[None],
         "grey": images["grey"][None, None],
@@ -124,10 +135,10 @@ def main():
     cases = []
     for case, source, algorithm, params in CASES:
         labels = run(algorithm, channels_last(images[source]), params, roi)
-        np.save(OUT / f"{case}.npy", labels[None].astype(np.int32))
+        np.save(OUT / f"{case}.npy", labels[None].astype(np.int16))
         case_record = {
             "case": case,
-            "input": f"{source}.npy",
+            "input": "photo.png" if source == "photo" else f"{source}.npy",
             "algorithm": algorithm,
             "params": params,
             "labels": f"{case}.npy",

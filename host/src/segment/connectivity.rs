@@ -1,8 +1,11 @@
-//! SLIC's connectivity post-processing, as scikit-image's `_enforce_label_connectivity`
+//! SLIC's connectivity post-processing, as scikit-image 0.26's `_enforce_label_connectivity`
 //! (after Achanta et al.): in raster order each unvisited pixel starts a breadth-first search
-//! over its label's 6-connected pixels (stopping at `max_size`); a component smaller than
-//! `min_size` takes the label of the last already-labelled neighbour the search met, any
-//! other gets the next new label. Pixels labelled `start_label - 1` (outside the ROI) stay so.
+//! over its label's 6-connected pixels (stopping at `max_size`). A component smaller than
+//! `min_size` takes the label of the last already-labelled neighbour the search met; one that
+//! met none (the first fragments in raster order) keeps the label being handed out, which the
+//! next component then shares; any other component gets the next new label. Pixels labelled
+//! `start_label - 1` (outside the ROI) stay so. (Checked against scikit-image's output: the
+//! fragments without a labelled neighbour are where older versions of its code differ.)
 
 /// Connected labels from `labels` over `dims` `(z, y, x)`, new labels from `start_label`.
 pub fn enforce_connectivity(
@@ -31,7 +34,7 @@ pub fn enforce_connectivity(
             continue;
         }
         let label = labels[start];
-        let mut adjacent = 0;
+        let mut adjacent = outside;
         out[start] = next_label;
         queue.clear();
         queue.push(start);
@@ -62,12 +65,12 @@ pub fn enforce_connectivity(
             }
             visited += 1;
         }
-        if queue.len() < min_size {
+        if queue.len() >= min_size {
+            next_label += 1;
+        } else if adjacent != outside {
             for &i in &queue {
                 out[i] = adjacent;
             }
-        } else {
-            next_label += 1;
         }
     }
     out
