@@ -2,12 +2,12 @@
 
 What it does
 ------------
-Makes a few small seeded inputs (a 128x128 PNG of ``astronaut`` at a quarter of its size,
-a 64x64 colour crop of ``skimage.data.astronaut``, a 64x64
-grey crop of ``camera``, a 24^3 volume of smoothed blobs with noise, and a disk ROI on the
-colour image), runs scikit-image 0.26's ``segmentation.slic``, ``felzenszwalb`` and
-``quickshift`` on them and writes ``tests/fixtures/segment/``: the inputs as float32 ``.npy``
-in esegeta's layout (``[1, C, H, W]``, ``[1, 1, D, H, W]``), the ROI, each case's labels
+Makes a few small seeded inputs (a 128x128 PNG of ``astronaut`` at a quarter of its size, a
+64x64 colour crop of ``astronaut``, a 64x64 grey crop of ``camera``, a 24^3 volume of smoothed
+blobs with noise, a disk ROI on the 64x64 images and a ball in the volume), runs scikit-image
+0.26's ``segmentation.slic``, ``felzenszwalb`` and ``quickshift`` on them and writes
+``tests/fixtures/segment/``: the inputs as float32 ``.npy`` (the photo as its PNG)
+in esegeta's layout (``[1, C, H, W]``, ``[1, 1, D, H, W]``), the ROIs, each case's labels
 (``<case>.npy``, int16, ``[1, ...spatial]``) and ``cases.json`` (input, algorithm, params,
 labels), which tests/segment.rs reads. scikit-image is fed the float32 values as float64,
 channels last (``channel_axis=None`` for one channel), as esegeta computes in float64.
@@ -45,6 +45,8 @@ def inputs():
     volume = filters.gaussian(blobs, sigma=1.0) + 0.05 * rng.standard_normal((24,) * 3)
     yy, xx = np.mgrid[:64, :64]
     roi = ((yy - 30) ** 2 + (xx - 34) ** 2 < 22**2).astype(np.uint8)
+    zz, yy, xx = np.mgrid[:24, :24, :24]
+    sphere = ((zz - 12) ** 2 + (yy - 11) ** 2 + (xx - 13) ** 2 < 9**2).astype(np.uint8)
     # A photo read as esegeta reads a PNG (uint8 / 255 in float32): 128x128, big enough for
     # fragments at the image's first rows that meet no labelled neighbour.
     photo = data.astronaut()[::4, ::4]
@@ -53,7 +55,7 @@ def inputs():
         "colour": colour.astype(np.float32),
         "grey": grey.astype(np.float32),
         "volume": volume.astype(np.float32),
-    }, roi
+    }, {"roi.npy": roi, "sphere.npy": sphere}
 
 
 CASES = [
@@ -67,6 +69,10 @@ CASES = [
     ("slic_colour_sigma", "colour", "slic", {"n_segments": 40, "compactness": 20, "sigma": 1}),
     ("slic_colour_zero", "colour", "slic", {"n_segments": 60, "slic_zero": True}),
     ("slic_colour_mask", "colour", "slic", {"n_segments": 30, "mask": "roi.npy"}),
+    ("slic_colour_mask_zero", "colour", "slic",
+     {"n_segments": 30, "mask": "roi.npy", "slic_zero": True}),
+    ("slic_volume_mask", "volume", "slic",
+     {"n_segments": 20, "compactness": 0.1, "mask": "sphere.npy"}),
     ("slic_grey", "grey", "slic", {"n_segments": 50, "compactness": 0.1}),
     ("slic_volume", "volume", "slic", {"n_segments": 27, "compactness": 0.1}),
     (
@@ -108,12 +114,12 @@ def channels_last(x):
     return x.astype(np.float64)
 
 
-def run(algorithm, image, params, roi):
+def run(algorithm, image, params, rois):
     grey = image.ndim == 2 or (image.ndim == 3 and image.shape[-1] != 3)
     kwargs = dict(params)
     if algorithm == "slic":
         if "mask" in kwargs:
-            kwargs["mask"] = roi.astype(bool)
+            kwargs["mask"] = rois[kwargs["mask"]].astype(bool)
         return segmentation.slic(image, channel_axis=None if grey else -1, **kwargs)
     if algorithm == "felzenszwalb":
         return segmentation.felzenszwalb(image, **kwargs)
@@ -122,7 +128,7 @@ def run(algorithm, image, params, roi):
 
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    images, roi = inputs()
+    images, rois = inputs()
     skimage.io.imsave(OUT / "photo.png", data.astronaut()[::4, ::4], check_contrast=False)
     layouts = {
         "colour": images["colour"].transpose(2, 0, 1)[None],
@@ -131,10 +137,11 @@ def main():
     }
     for name, array in layouts.items():
         np.save(OUT / f"{name}.npy", np.ascontiguousarray(array))
-    np.save(OUT / "roi.npy", roi)
+    for name, roi in rois.items():
+        np.save(OUT / name, roi)
     cases = []
     for case, source, algorithm, params in CASES:
-        labels = run(algorithm, channels_last(images[source]), params, roi)
+        labels = run(algorithm, channels_last(images[source]), params, rois)
         np.save(OUT / f"{case}.npy", labels[None].astype(np.int16))
         case_record = {
             "case": case,
@@ -146,7 +153,7 @@ def main():
         }
         if algorithm == "quickshift":
             # How far quickshift's tie-breaking noise alone moves scikit-image's labels.
-            others = [run(algorithm, channels_last(images[source]), {**params, "rng": r}, roi)
+            others = [run(algorithm, channels_last(images[source]), {**params, "rng": r}, rois)
                       for r in (1, 2, 3)]
             case_record["seed_spread"] = round(min(agreement(labels, o) for o in others), 4)
         cases.append(case_record)

@@ -295,6 +295,8 @@ impl Kmeans<'_> {
         let window = grid.map(|a| 2 * a.step as i64);
         let mut nearest: Vec<Option<usize>> = vec![None; d * h * w];
         let mut distance = vec![f64::MAX; d * h * w];
+        // SLICO's maxima start afresh in each pass (maskSLIC's spatial one, then the real one).
+        clusters.max_colour.fill(1.0);
         // Rows (z, y) are split among libtorch's threads; each row takes its clusters in the
         // same order as one thread would, so the labels do not depend on the thread count.
         let threads = (tch::get_num_threads().max(1) as usize).min(d * h);
