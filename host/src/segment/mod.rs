@@ -14,6 +14,7 @@ mod gaussian;
 mod image;
 mod lab;
 mod mt19937;
+mod numpy_random;
 mod quickshift;
 mod slic;
 mod slic_seeds;

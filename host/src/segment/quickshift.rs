@@ -4,16 +4,15 @@
 //! kernel of width `kernel_size` over a window of `ceil(3 * kernel_size)`, and each pixel
 //! linked to its nearest neighbour of higher density within the window unless that is
 //! farther than `max_dist`; the trees are the segments. Ties in the density are broken by
-//! noise of scale 1e-5 from a seeded generator (scikit-image's is NumPy's, so single pixels
-//! may differ from it). 2D only, as scikit-image's.
+//! noise of scale 1e-5 drawn as scikit-image draws it (NumPy's `default_rng(rng)`, see
+//! [`super::numpy_random`]). 2D only, as scikit-image's.
 
 use anyhow::{bail, ensure, Result};
-use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::felzenszwalb::compact;
+use super::numpy_random::NumpyRng;
 use super::{gaussian, lab, Image};
 
 /// scikit-image's `quickshift` parameters, with its defaults (lime's image explainer calls it
@@ -39,7 +38,7 @@ pub struct QuickshiftParams {
     /// refuses other inputs), false otherwise.
     #[serde(default)]
     pub convert2lab: Option<bool>,
-    /// Seed of the tie-breaking noise. Default 42.
+    /// Seed of the tie-breaking noise (NumPy's `default_rng`, as scikit-image). Default 42.
     #[serde(default = "default_rng")]
     pub rng: u64,
 }
@@ -115,10 +114,10 @@ pub fn quickshift(image: &Image, p: &QuickshiftParams) -> Result<Vec<i64>> {
             density[r * w + c] = sum;
         }
     }
-    let mut rng = rand::rngs::StdRng::seed_from_u64(p.rng);
-    let noise = Normal::new(0.0, 1e-5).expect("a valid normal distribution");
+    // scikit-image's tie-breaking noise: default_rng(rng).normal(scale=1e-5, size=(h, w)).
+    let mut rng = NumpyRng::new(p.rng);
     for d in density.iter_mut() {
-        *d += noise.sample(&mut rng);
+        *d += 1e-5 * rng.standard_normal();
     }
     let mut parent: Vec<usize> = (0..h * w).collect();
     for r in 0..h {
