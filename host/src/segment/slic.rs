@@ -99,8 +99,8 @@ impl SlicParams {
     /// Refuses values scikit-image refuses or cannot mean, naming the parameter.
     pub fn check(&self) -> Result<()> {
         ensure!(
-            self.n_segments >= 1,
-            "slic: `n_segments` must be at least 1 (it is {})",
+            (1..=1 << 31).contains(&self.n_segments),
+            "slic: `n_segments` must be at least 1 and at most 2^31 (it is {})",
             self.n_segments
         );
         ensure!(
@@ -215,7 +215,7 @@ pub fn slic(image: &Image, p: &SlicParams, mask: Option<&[bool]>) -> Result<Vec<
     let start = p.start_label;
     let mut labels: Vec<i64> = nearest
         .iter()
-        .map(|k| k.map_or(start - 1, |k| k as i64 + start))
+        .map(|&k| cluster_of(k).map_or(start - 1, |k| k as i64 + start))
         .collect();
     if p.enforce_connectivity {
         let inside = mask.map_or(image.pixels(), |m| m.iter().filter(|&&b| b).count());
@@ -245,6 +245,13 @@ fn rescaled(image: &Image, mask: Option<&[bool]>) -> Result<Image> {
     let range = if hi != lo { hi - lo } else { 1.0 };
     let data = image.data.iter().map(|v| (v - lo) / range).collect();
     Ok(image.with_data(image.channels, data))
+}
+
+/// No cluster (outside the mask, or outside every cluster's window).
+const NONE: u32 = u32::MAX;
+
+fn cluster_of(k: u32) -> Option<usize> {
+    (k != NONE).then_some(k as usize)
 }
 
 /// The cluster centres: `(z, y, x)` then the colour, per cluster.
@@ -288,12 +295,12 @@ impl Kmeans<'_> {
     /// Up to `iterations` rounds of assignment and update; the cluster of every pixel (none
     /// outside the mask). `ignore_colour` moves the centres by space alone (maskSLIC's
     /// first pass).
-    fn cluster(&self, clusters: &mut Clusters, ignore_colour: bool) -> Vec<Option<usize>> {
+    fn cluster(&self, clusters: &mut Clusters, ignore_colour: bool) -> Vec<u32> {
         let [d, h, w] = self.image.dims;
         let c = self.image.channels;
         let grid = regular_grid(self.image.dims, clusters.count());
         let window = grid.map(|a| 2 * a.step as i64);
-        let mut nearest: Vec<Option<usize>> = vec![None; d * h * w];
+        let mut nearest: Vec<u32> = vec![NONE; d * h * w];
         let mut distance = vec![f64::MAX; d * h * w];
         // SLICO's maxima start afresh in each pass (maskSLIC's spatial one, then the real one).
         clusters.max_colour.fill(1.0);
@@ -336,10 +343,11 @@ impl Kmeans<'_> {
         ignore_colour: bool,
         window: [i64; 3],
         rows: std::ops::Range<usize>,
-        nearest: &mut [Option<usize>],
+        nearest: &mut [u32],
         distance: &mut [f64],
     ) -> bool {
         let [d, h, w] = self.image.dims;
+        let c = self.image.channels;
         let weight = 1.0 / (self.step * self.step);
         let offset = rows.start * w;
         let mut change = false;
@@ -352,6 +360,7 @@ impl Kmeans<'_> {
                 let hi = (centre[axis] + window[axis] as f64 + 1.0).min(n as f64) as usize;
                 lo..hi
             };
+            let xs = range(2, w);
             for z in range(0, d) {
                 let dz = (self.spacing[0] * (centre[0] - z as f64)).powi(2);
                 for y in range(1, h) {
@@ -359,16 +368,51 @@ impl Kmeans<'_> {
                         continue;
                     }
                     let dy = (self.spacing[1] * (centre[1] - y as f64)).powi(2);
-                    for x in range(2, w) {
-                        let i = (z * h + y) * w + x;
-                        if self.mask.is_some_and(|m| !m[i]) {
+                    let row = (z * h + y) * w;
+                    let (lo, hi) = (row + xs.start, row + xs.end);
+                    let pixels = &self.image.data[lo * c..hi * c];
+                    let near = &mut nearest[lo - offset..hi - offset];
+                    let dist_row = &mut distance[lo - offset..hi - offset];
+                    let inside = self.mask.map(|m| &m[lo..hi]);
+                    if c == 1 && inside.is_none() && !ignore_colour {
+                        // The common case of a grey volume, without the general loop's checks.
+                        let (m, divide) = (centre[3], clusters.max_colour[k]);
+                        for (j, ((v, best), label)) in pixels
+                            .iter()
+                            .zip(dist_row.iter_mut())
+                            .zip(near.iter_mut())
+                            .enumerate()
+                        {
+                            let dx =
+                                (self.spacing[2] * (centre[2] - (xs.start + j) as f64)).powi(2);
+                            let mut colour = (v - m) * (v - m);
+                            if self.slic_zero {
+                                colour /= divide;
+                            }
+                            let dist = (dz + dy + dx) * weight + colour;
+                            if *best > dist {
+                                *label = k as u32;
+                                *best = dist;
+                                change = true;
+                            }
+                        }
+                        continue;
+                    }
+                    for (j, ((px, best), label)) in pixels
+                        .chunks_exact(c)
+                        .zip(dist_row.iter_mut())
+                        .zip(near.iter_mut())
+                        .enumerate()
+                    {
+                        if inside.is_some_and(|m| !m[j]) {
                             continue;
                         }
-                        let dx = (self.spacing[2] * (centre[2] - x as f64)).powi(2);
+                        let x = (xs.start + j) as f64;
+                        let dx = (self.spacing[2] * (centre[2] - x)).powi(2);
                         let mut dist = (dz + dy + dx) * weight;
                         if !ignore_colour {
                             let mut colour = 0.0;
-                            for (v, m) in self.image.pixel(i).iter().zip(&centre[3..]) {
+                            for (v, m) in px.iter().zip(&centre[3..]) {
                                 colour += (v - m) * (v - m);
                             }
                             if self.slic_zero {
@@ -376,9 +420,9 @@ impl Kmeans<'_> {
                             }
                             dist += colour;
                         }
-                        if distance[i - offset] > dist {
-                            nearest[i - offset] = Some(k);
-                            distance[i - offset] = dist;
+                        if *best > dist {
+                            *label = k as u32;
+                            *best = dist;
                             change = true;
                         }
                     }
@@ -390,14 +434,14 @@ impl Kmeans<'_> {
 
     /// Each centre to the mean position and colour of its pixels (NaN for a cluster left
     /// without any, which then claims none, as in scikit-image); SLICO's maxima updated.
-    fn update(&self, clusters: &mut Clusters, nearest: &[Option<usize>], c: usize) {
+    fn update(&self, clusters: &mut Clusters, nearest: &[u32], c: usize) {
         let [_, h, w] = self.image.dims;
         let mut counts = vec![0usize; clusters.count()];
         for centre in clusters.centres.iter_mut() {
             centre.fill(0.0);
         }
         for (i, k) in nearest.iter().enumerate() {
-            let Some(k) = *k else { continue };
+            let Some(k) = cluster_of(*k) else { continue };
             if self.mask.is_some_and(|m| !m[i]) {
                 continue;
             }
@@ -417,7 +461,7 @@ impl Kmeans<'_> {
         }
         if self.slic_zero {
             for (i, k) in nearest.iter().enumerate() {
-                let Some(k) = *k else { continue };
+                let Some(k) = cluster_of(*k) else { continue };
                 let centre = &clusters.centres[k];
                 let colour: f64 = (0..c)
                     .map(|ch| (self.image.pixel(i)[ch] - centre[3 + ch]).powi(2))
