@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion test schemas bench bench-torchray fuzz soak cluster-test
+.PHONY: build demo demo-lesion test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -45,6 +45,11 @@ bench: build
 ## `pip install torchray==1.0.0.2` in the venv (tools/README.md). BENCH_ARGS: --quick, --reps N.
 bench-torchray: build
 	$(ENV) python bench/torchray.py $(BENCH_ARGS)
+
+## cnnvis's DeepDream, layer visualisation and inverted representation against their PyTorch
+## references (tools/cnnvis_reference.py) on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N.
+bench-cnnvis: build
+	$(ENV) python bench/cnnvis.py $(BENCH_ARGS)
 
 ## Every reader of outside files fed mutated valid files (tests/fuzz.rs) for longer than the
 ## test suite does: FUZZ_ITERATIONS inputs per reader (default 20000).

@@ -215,3 +215,50 @@ fn vanilla_backprop_in_grayscale_is_cnn_vis_convert_to_grayscale() {
         "the top 1% is clipped to 1"
     );
 }
+
+/// Guided Grad-CAM is Captum's GuidedGradCam (nearest-neighbour upsampling, no display
+/// scaling): the Captum fixtures of tests/fixtures/layers with the cnnvis method in their
+/// place, 2D (batch of one and two) and the 3D segmenter through the argmax wrapper.
+#[test]
+fn guided_grad_cam_equals_captum() {
+    for name in [
+        "c2d_guided_grad_cam_conv2",
+        "c2d_guided_grad_cam_act1_b2",
+        "s3d_argmax_guided_grad_cam_mid",
+    ] {
+        let mut c = fixture_case(fixture_cases("layers/cases.json", ""), name);
+        c["method"] = serde_json::json!("cnnvis.guided_grad_cam");
+        check_captum_case(&c, "layers");
+    }
+}
+
+/// Layer activation with guided backpropagation against Captum's NeuronGuidedBackprop with
+/// the selector `sum |A[:, filter]|` (tests/fixtures/cnnvis, tools/make_cnnvis_fixtures.py):
+/// within 1e-3 of max|reference|, the default tolerance of check_captum_case.
+#[test]
+fn layer_activation_guided_backprop_equals_captum() {
+    let all = fixture_cases("cnnvis/cases.json", "/cases");
+    assert_eq!(all.len(), 3);
+    for c in all {
+        check_captum_case(&c, "cnnvis");
+    }
+}
+
+#[test]
+fn a_filter_outside_the_layer_is_refused_by_name() {
+    let out = scratch("cnnvis-filter").join("never.npy");
+    let params = r#"{"filter": 8}"#;
+    let (ok, stderr) = cam(
+        "layer_activation_guided_backprop",
+        "classifier2d.onnx",
+        "c2d_x.npy",
+        "conv2",
+        &["--params", params],
+        &out,
+    );
+    assert!(!ok);
+    for part in ["filter 8", "layer `conv2`", "[1, 8, 4, 4]", "below 8"] {
+        assert!(stderr.contains(part), "expected {part:?} in:\n{stderr}");
+    }
+    assert!(!out.exists());
+}

@@ -19,6 +19,10 @@ folder_cases!(
     rgb_conv2_imagenet,
     grey_conv2_channel,
     grey_conv2_neuron,
+    rgb_conv2_layer,
+    rgb_conv2_direction,
+    rgb_diversity_sum,
+    grey_neuron_batch_sum,
 );
 
 /// A segmentation model's scores go through the argmax wrapper (the render does not use them).
@@ -121,4 +125,102 @@ fn a_channel_or_neuron_outside_the_layer_is_refused_by_name() {
         }
         assert!(!out.exists());
     }
+}
+
+#[test]
+fn objectives_that_cannot_be_evaluated_are_refused_by_name() {
+    let out = scratch("featvis-objective-errors").join("never.npy");
+    for (layer, params, part) in [
+        (
+            None,
+            r#"{"objective": {"layer": {}}, "steps": 1}"#,
+            "the layer objective names no layer",
+        ),
+        (
+            Some("conv2"),
+            r#"{"channel": 1, "objective": {"layer": {}}, "steps": 1}"#,
+            "give either `objective` or `channel`",
+        ),
+        (
+            Some("conv2"),
+            r#"{"objective": {"direction": {"direction": [1, 2]}}, "steps": 1}"#,
+            "the direction has 2 numbers, but layer `conv2` has 8 channels",
+        ),
+        (
+            Some("conv2"),
+            r#"{"objective": {"channel": {"channel": 0, "batch": 2}}, "batch": 2, "steps": 1}"#,
+            "batch 2 is not an image of the render at layer `conv2`, which has 2",
+        ),
+        (Some("conv2"), r#"{"steps": 1}"#, "give `channel`"),
+    ] {
+        let mut cmd = esegeta();
+        cmd.current_dir(fixtures())
+            .args(["explain", "--model", "featvis/grey.onnx"])
+            .args(["--input", "featvis/grey_x.npy"])
+            .args(["--method", "featvis.feature_visualisation"])
+            .args(["--params", params, "--out"])
+            .arg(&out);
+        if let Some(layer) = layer {
+            cmd.args(["--layer", layer]);
+        }
+        let stderr = fails(&mut cmd);
+        assert!(
+            stderr.contains(part),
+            "{params}: expected {part:?} in:\n{stderr}"
+        );
+        assert!(!out.exists());
+    }
+}
+
+/// In 3D, which Lucent cannot render: a weighted sum of the layer, direction and diversity objectives over a batch of two volumes
+/// renders both on the input's grid and raises the layer's mean above the start's. (Without
+/// the random transforms: on an 8^3 volume their padding and shifts dominate a layer's mean;
+/// the 2D batches above go through them.)
+#[test]
+fn composed_objectives_render_batches_of_volumes() {
+    let dir = scratch("featvis-3d-objectives");
+    let objective = r#"{"sum": [{"objective": {"layer": {}}},
+        {"weight": 0.1, "objective": {"direction": {"direction": [1, 0, 0, 0, 0, 0, 0, -1]}}},
+        {"weight": -0.01, "objective": {"diversity": {}}}]}"#;
+    let mut renders = Vec::new();
+    for (name, steps, lr) in [("start.npy", 1, 1e-9), ("end.npy", 128, 0.05)] {
+        let params = format!(
+            r#"{{"objective": {objective}, "batch": 2, "steps": {steps}, "learning_rate": {lr},
+                "transforms": "none"}}"#
+        );
+        let out = dir.join(name);
+        let (ok, stderr) = render(
+            "layers/segmenter3d.onnx",
+            "layers/s3d_x.npy",
+            "mid",
+            &params,
+            &out,
+        );
+        assert!(ok, "{stderr}");
+        assert_eq!(load(&out).size(), [2, 1, 8, 8, 8]);
+        renders.push(out);
+    }
+    let layer_mean = |image: &Path, out: &str| {
+        let mut cmd = explain_cmd(
+            "layers/segmenter3d.onnx",
+            image.to_str().unwrap(),
+            "captum.layer_activation",
+        );
+        cmd.args(task("segmenter"))
+            .args(["--layer", "mid", "--out"])
+            .arg(dir.join(out));
+        let (ok, _, stderr) = run(&mut cmd);
+        assert!(ok, "{stderr}");
+        load(&dir.join(out))
+            .mean(tch::Kind::Float)
+            .double_value(&[])
+    };
+    let (before, after) = (
+        layer_mean(&renders[0], "a.npy"),
+        layer_mean(&renders[1], "b.npy"),
+    );
+    assert!(
+        after > before,
+        "the layer's mean went from {before} to {after}"
+    );
 }

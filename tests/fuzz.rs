@@ -248,3 +248,45 @@ fn headers_that_declare_too_much_are_refused_before_allocating() {
     std::fs::write(&path, encoder.finish().unwrap()).unwrap();
     refused(&path, &["[2048, 2048, 1024]", "16 GiB"]);
 }
+
+/// A protobuf field: tag (field number, wire type 2: length-delimited) and its bytes.
+fn field(number: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for mut v in [number << 3 | 2, bytes.len() as u64] {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// A model whose graph nests 5000 subgraphs (an `If` node's branch holding a graph whose
+/// node holds a branch, and so on; prost would stop a recursive decoder at depth 100), the
+/// shape of a decoder's stack overflow. The importer reads no subgraphs: it skips the branch's
+/// bytes without descending, and refuses the graph with a sentence (this one has no input).
+/// (In onnx.proto: ModelProto.graph 7, GraphProto.node 1, NodeProto.op_type 4 and
+/// attribute 5, AttributeProto.name 1 and g 6.)
+#[test]
+fn a_deeply_nested_protobuf_is_refused_without_descending() {
+    let mut graph = Vec::new();
+    for _ in 0..5_000 {
+        let attribute = [field(1, b"then_branch"), field(6, &graph)].concat();
+        let node = [field(4, b"If"), field(5, &attribute)].concat();
+        graph = field(1, &node);
+    }
+    let model = field(7, &graph);
+    let path = scratch("fuzz-nested").join("nested.onnx");
+    std::fs::write(&path, model).unwrap();
+    let outcome = std::panic::catch_unwind(|| {
+        esegeta::model::load(&path, tch::Device::Cpu, tch::Kind::Float, 0).err()
+    });
+    let error = outcome.expect("no panic").expect("the model is refused");
+    let text = format!("{error:#}");
+    assert!(
+        text.contains("cannot load the ONNX model") && text.contains("input"),
+        "{text}"
+    );
+}

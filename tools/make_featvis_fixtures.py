@@ -63,9 +63,37 @@ def export(model, x, name):
                           dynamic_shapes=({0: batch},), verbose=False)
 
 
+def lucent_objective(spec, layer):
+    """esegeta's objective JSON as Lucent's objectives (a layer left out is `layer`). Lucent
+    0.1.8 has no `layer` objective (Lucid's), so that one is Lucent's own Objective class
+    around the layer's mean."""
+    (kind, body), = spec.items()
+    if kind == "sum":
+        return objectives.Objective.sum(
+            [t.get("weight", 1) * lucent_objective(t["objective"], layer) for t in body])
+    name = body.get("layer", layer)
+    if kind == "channel":
+        return objectives.channel(name, body["channel"], batch=body.get("batch"))
+    if kind == "neuron":
+        position = body.get("position", "centre")
+        x, y = (None, None) if position == "centre" else (position[1], position[0])
+        return objectives.neuron(name, body["channel"], x=x, y=y, batch=body.get("batch"))
+    if kind == "layer":
+        return objectives.Objective(lambda model: -model(name).mean(), "layer")
+    if kind == "direction":
+        direction = torch.tensor(body["direction"], dtype=torch.float32)
+        return objectives.direction(name, direction, batch=body.get("batch"))
+    if kind == "diversity":
+        return objectives.diversity(name)
+    raise ValueError(kind)
+
+
 def lucent(model, x, p):
     """Lucent's render_vis of the case's objective, as esegeta's parameters describe it."""
-    objective = f"{p['layer']}:{p['channel']}"
+    if "objective" in p:
+        objective = lucent_objective(p["objective"], p.get("layer"))
+    else:
+        objective = f"{p['layer']}:{p['channel']}"
     if p.get("neuron") == "centre":
         objective = objectives.neuron(p["layer"], p["channel"])
     size = tuple(x.shape[2:])
@@ -74,7 +102,7 @@ def lucent(model, x, p):
     images = render.render_vis(
         model, objective,
         param_f=lambda: param.image(size[1], size[0], fft=p.get("fft", True),
-                                    channels=channels),
+                                    channels=channels, batch=p.get("batch", 1)),
         transforms=[], preprocess=p.get("preprocess") == "imagenet",
         thresholds=(p["steps"],), progress=False, show_image=False,
         fixed_image_size=size)
@@ -108,6 +136,21 @@ def main():
         ("grey_conv2_channel", "grey", {"layer": "conv2", "channel": 2, "steps": 64}),
         ("grey_conv2_neuron", "grey", {"layer": "conv2", "channel": 6, "steps": 64,
                                       "neuron": "centre"}),
+        # Lucent's other objectives and their sums (issue 16).
+        ("rgb_conv2_layer", "rgb", {"layer": "conv2", "steps": 48,
+                                    "objective": {"layer": {}}}),
+        ("rgb_conv2_direction", "rgb", {"layer": "conv2", "steps": 48, "objective": {
+            "direction": {"direction": [0.5, -1.0, 0.25, 0.0, 1.0, -0.5, 0.75, 0.1]}}}),
+        # Diversity's weight amplifies float32 rounding from step to step (esegeta vs Lucent:
+        # 4e-7 of scale after 1 step, 2.5e-5 after 8, 2.7e-2 after 48): 8 steps.
+        ("rgb_diversity_sum", "rgb", {"layer": "conv2", "steps": 8, "batch": 3, "objective": {
+            "sum": [{"objective": {"channel": {"channel": 3}}},
+                    {"weight": -100.0, "objective": {"diversity": {"layer": "act1"}}}]}}),
+        ("grey_neuron_batch_sum", "grey", {"layer": "conv2", "steps": 48, "batch": 2,
+                                           "objective": {"sum": [
+            {"weight": 0.5, "objective": {"neuron": {"channel": 1, "position": [3, 2],
+                                                     "batch": 1}}},
+            {"weight": 2.0, "objective": {"channel": {"channel": 4, "batch": 0}}}]}}),
     ]
     cases = []
     for name, model_name, params in specs:

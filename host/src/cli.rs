@@ -54,11 +54,37 @@ enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
         /// Which output of a model with several (deep supervision) the graph returns.
-        #[arg(long, default_value_t = 0)]
-        output_index: usize,
+        #[arg(long)]
+        output_index: Option<usize>,
+        /// The output by name instead (a dict output's key, an ONNX output's name).
+        #[arg(long, conflicts_with = "output_index")]
+        output: Option<String>,
         /// cpu or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
+    },
+    /// Says what esegeta can do with a model before running a method: loads it each way it can
+    /// (the file and its sibling .onnx/.pt export), runs an input through each, tries a
+    /// gradient, and lists which method families run and why not; exits non-zero when only
+    /// black-box methods can.
+    Doctor {
+        /// The model (.onnx or .pt).
+        model: PathBuf,
+        /// An input (.npy, .nii/.nii.gz, .png/.jpg) to run through the model.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Which output of a model with several (deep supervision).
+        #[arg(long)]
+        output_index: Option<usize>,
+        /// The output by name instead (a dict output's key, an ONNX output's name).
+        #[arg(long, conflicts_with = "output_index")]
+        output: Option<String>,
+        /// cpu or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Write the model's raw output for the input here (.npy), to compare with PyTorch.
+        #[arg(long)]
+        save_output: Option<PathBuf>,
     },
     /// Lists the methods of every loaded plugin.
     Methods {
@@ -169,8 +195,12 @@ struct ExplainArgs {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Which output of a model with several (deep supervision) to explain.
-    #[arg(long, default_value_t = 0)]
-    output_index: usize,
+    #[arg(long)]
+    output_index: Option<usize>,
+    /// The output to explain by name instead: a dict output's key (HuggingFace's `logits`) or
+    /// an ONNX output's name.
+    #[arg(long, conflicts_with = "output_index")]
+    output: Option<String>,
     /// Seed of sampling methods (noise tunnel, permutations); the same seed repeats a run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -351,16 +381,36 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Explain(args) => run_explain(&registry, args),
         Command::Segment(args) => crate::segment::command::run(args),
+        Command::Doctor {
+            model,
+            input,
+            output_index,
+            output,
+            device,
+            save_output,
+        } => {
+            let request = crate::doctor::Request {
+                model: &model,
+                input: input.as_deref(),
+                output: crate::model::Output::of(output.as_deref(), output_index),
+                device: crate::model::parse_device(&device)?,
+                save_output: save_output.as_deref(),
+            };
+            print!("{}", crate::doctor::run(&request)?);
+            Ok(())
+        }
         Command::Layers {
             model,
             input,
             output_index,
+            output,
             device,
         } => {
             let device = crate::model::parse_device(&device)?;
+            let output = crate::model::Output::of(output.as_deref(), output_index);
             print!(
                 "{}",
-                crate::layers::table(&model, input.as_deref(), output_index, device)?
+                crate::layers::table(&model, input.as_deref(), &output, device)?
             );
             Ok(())
         }
@@ -461,7 +511,7 @@ fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> {
         fixed_mask: args.fixed_mask,
         layer: args.layer,
         device: crate::model::parse_device(&args.device)?,
-        output_index: args.output_index,
+        output: crate::model::Output::of(args.output.as_deref(), args.output_index),
         seed: args.seed,
         memory_budget: DEFAULT_MEMORY_BUDGET,
         repeats: args.repeat.into(),

@@ -35,7 +35,7 @@ pub struct Job {
     pub fixed_mask: bool,
     pub layer: Option<String>,
     pub device: Device,
-    pub output_index: usize,
+    pub output: model::Output,
     pub seed: u64,
     pub memory_budget: u64,
     /// How many times to run the method on the loaded model (at least 1; benchmarks).
@@ -87,7 +87,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         .clone()
         .map(|spec| every_dimension(spec, &input.tensor.size()[2..], &job.input))
         .transpose()?;
-    let model = model::load(&job.model, job.device, tch::Kind::Float, job.output_index)?;
+    let model = model::load_output(&job.model, job.device, tch::Kind::Float, &job.output)?;
     check_needs(method, model.as_ref(), &job.method, &job.model)?;
     let region = job
         .mask

@@ -209,15 +209,13 @@ impl Host for JobHost<'_> {
                 None => None,
             };
             let inputs = request.inputs.to_tensor();
+            let seed = request.layer_seed.into_option().map(|t| t.to_tensor());
+            let start = match &seed {
+                Some(seed) => rules::Start::Layer(seed),
+                None => rules::Start::Target(request.target),
+            };
             let out = tch::with_grad(|| {
-                rules::backward(
-                    graph,
-                    self.wrapper,
-                    &inputs,
-                    request.target,
-                    &composite,
-                    layer,
-                )
+                rules::backward(graph, self.wrapper, &inputs, start, &composite, layer)
             })?;
             if let Some(sentence) = out.coverage_warning {
                 self.warn(sentence);

@@ -34,10 +34,10 @@ impl NodeHook for Shapes {
 pub fn table(
     model_path: &Path,
     input: Option<&Path>,
-    output_index: usize,
+    output: &crate::model::Output,
     device: Device,
 ) -> Result<String> {
-    let model = crate::model::load(model_path, device, Kind::Float, output_index)?;
+    let model = crate::model::load_output(model_path, device, Kind::Float, output)?;
     let Some(graph) = model.graph() else {
         bail!(
             "{} is a TorchScript model, a black box without named layers; export the PyTorch \

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod explain;
 pub mod flags;
 pub mod host_services;
@@ -24,3 +25,4 @@ pub mod segment;
 pub mod suggest;
 pub mod taps;
 pub mod task;
+pub mod torch_errors;

@@ -117,7 +117,7 @@ impl Registry {
         let plugin = &self.plugins[provided.plugin];
         (plugin.module.run())(request, host)
             .into_result()
-            .map_err(|e| anyhow!(e.into_string()))
+            .map_err(|e| anyhow!(crate::torch_errors::plain(e.as_str())))
     }
 }
 

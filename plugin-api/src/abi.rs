@@ -18,7 +18,7 @@ use crate::tensor::{TensorHandle, TensorRef};
 pub use crate::export::{panic_message, plugin_methods, plugin_run};
 
 /// The plugin ABI version this crate defines.
-pub const ABI_VERSION: u32 = 4;
+pub const ABI_VERSION: u32 = 5;
 
 /// The libtorch version this crate (and so every plugin built with it) links against.
 pub const LIBTORCH_VERSION: &str = env!("ESEGETA_LIBTORCH_VERSION");
@@ -126,6 +126,10 @@ pub struct RuleBackward<'a> {
     pub layer: ROption<RStr<'a>>,
     /// Take the layer's input instead of its output.
     pub at_layer_input: bool,
+    /// Start the backward pass at `layer` with this gradient (shaped like the layer's value)
+    /// instead of at the target score: the rules then explain a function of the layer, such
+    /// as one filter's summed activation. Needs `layer`; `target` is then unused.
+    pub layer_seed: ROption<TensorRef<'a>>,
 }
 
 /// What [`Host::backward_rules`] returns: the relevance/modified gradient at the input and,

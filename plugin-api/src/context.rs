@@ -210,6 +210,30 @@ impl<'a> Context<'a> {
         composite: &serde_json::Value,
         layer: Option<Tap<'_>>,
     ) -> Result<RuleGradients> {
+        self.rule_pass(inputs, target, composite, layer, None)
+    }
+
+    /// [`Context::backward_rules`] started at `tap`'s value with the gradient `seed` (shaped
+    /// like that value) instead of at a target score: the rules' map of a function of the
+    /// layer, such as the guided backpropagation of one filter's activation.
+    pub fn backward_rules_from(
+        &self,
+        inputs: &Tensor,
+        composite: &serde_json::Value,
+        tap: Tap<'_>,
+        seed: &Tensor,
+    ) -> Result<RuleGradients> {
+        self.rule_pass(inputs, 0, composite, Some(tap), Some(seed))
+    }
+
+    fn rule_pass(
+        &self,
+        inputs: &Tensor,
+        target: i64,
+        composite: &serde_json::Value,
+        layer: Option<Tap<'_>>,
+        seed: Option<&Tensor>,
+    ) -> Result<RuleGradients> {
         let composite_json = composite.to_string();
         let request = RuleBackward {
             inputs: TensorRef::new(inputs),
@@ -217,6 +241,7 @@ impl<'a> Context<'a> {
             composite_json: RStr::from_str(&composite_json),
             layer: layer.as_ref().map(|t| RStr::from_str(t.layer)).into(),
             at_layer_input: layer.is_some_and(|t| t.at_input),
+            layer_seed: seed.map(TensorRef::new).into(),
         };
         let out = into_result(self.host.backward_rules(request))?;
         let take = |h: ROption<crate::TensorHandle>| h.into_option().map(|h| h.into_tensor());

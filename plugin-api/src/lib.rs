@@ -10,6 +10,7 @@ mod context;
 mod export;
 pub mod maps;
 mod method;
+mod optim;
 pub mod params;
 pub mod segmentation;
 mod tensor;
@@ -19,6 +20,7 @@ pub use abi::{
 };
 pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
+pub use optim::Adam;
 pub use params::{broadcast_to, TensorOrScalar};
 pub use segmentation::FeatureMaskSpec;
 pub use tensor::{TensorHandle, TensorRef};

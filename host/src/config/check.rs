@@ -373,7 +373,7 @@ fn graph_problems(loaded: &Loaded, registry: &Registry, problems: &mut Vec<Strin
         return;
     }
     for (_, at, path, model) in existing_models(loaded) {
-        model_graph_problems(loaded, &needy, &at, &path, model.output_index, problems);
+        model_graph_problems(loaded, &needy, &at, &path, &model.output(), problems);
     }
 }
 
@@ -404,10 +404,10 @@ fn model_graph_problems(
     needy: &[(usize, &str, Needs)],
     at: &str,
     path: &std::path::Path,
-    output_index: usize,
+    output: &crate::model::Output,
     problems: &mut Vec<String>,
 ) {
-    let model = match crate::model::load(path, tch::Device::Cpu, tch::Kind::Float, output_index) {
+    let model = match crate::model::load_output(path, tch::Device::Cpu, tch::Kind::Float, output) {
         Ok(m) => m,
         Err(e) => return problems.push(format!("{at}.path: {e:#}")),
     };

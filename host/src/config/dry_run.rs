@@ -61,7 +61,7 @@ fn wrapper_words(model: &super::ModelConfig) -> String {
 fn columns(loaded: &Loaded, m: usize, spec_index: usize, input: &std::path::Path) -> Result<i64> {
     let model_config = crate::run::worker::model_config(loaded, m)?;
     let path = loaded.resolve(&model_config.path);
-    let model = crate::model::load(&path, Device::Cpu, Kind::Float, model_config.output_index)?;
+    let model = crate::model::load_output(&path, Device::Cpu, Kind::Float, &model_config.output())?;
     let loaded_input = crate::io::load_input(input)?;
     let preprocessing = &loaded.config.preprocessing;
     let (prepared, _) = crate::run::preprocess::apply(&loaded_input.tensor, preprocessing, input)?;

@@ -76,10 +76,19 @@ pub struct ModelConfig {
     pub mask_mode: MaskMode,
     /// Which output of a model with several (deep supervision) to explain.
     #[serde(default)]
-    pub output_index: usize,
+    pub output_index: Option<usize>,
+    /// The output to explain by name instead: a dict output's key (HuggingFace's `logits`) or
+    /// an ONNX output's name.
+    #[serde(default)]
+    pub output: Option<String>,
 }
 
 impl ModelConfig {
+    /// The output to explain: `output` by name when given, else `output_index`.
+    pub fn output(&self) -> crate::model::Output {
+        crate::model::Output::of(self.output.as_deref(), self.output_index)
+    }
+
     /// The label its outputs and jobs go by: `name`, else the file stem.
     pub fn label(&self) -> String {
         if let Some(name) = &self.name {

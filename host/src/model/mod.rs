@@ -37,13 +37,77 @@ pub trait Model {
     fn parameters(&self) -> Result<Vec<(String, Tensor)>>;
 }
 
+/// Which output of a model with several to explain: by position (a tuple's, a list's, a
+/// dict's in its order, an ONNX graph's), or by name (a dict's key, an ONNX output's name).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Output {
+    /// None chosen: the first of a tuple or an ONNX graph's (deep supervision puts the full
+    /// resolution first); of a dict, `logits` or its only entry, else an error listing them.
+    Default,
+    Index(usize),
+    Name(String),
+}
+
+impl Output {
+    /// `--output NAME` when given, else `--output-index N`, else the default.
+    pub fn of(name: Option<&str>, index: Option<usize>) -> Output {
+        match (name, index) {
+            (Some(name), _) => Output::Name(name.to_string()),
+            (None, Some(index)) => Output::Index(index),
+            (None, None) => Output::Default,
+        }
+    }
+
+    /// The position of this output among `names` (the model's outputs, in order; empty names
+    /// for unnamed ones), or an error that lists what is there.
+    pub fn position(&self, names: &[String], model: &str) -> Result<usize> {
+        let found = match self {
+            Output::Default => (!names.is_empty()).then_some(0),
+            Output::Index(i) => (*i < names.len()).then_some(*i),
+            Output::Name(name) => names.iter().position(|n| n == name),
+        };
+        found.ok_or_else(|| {
+            let listed: Vec<String> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| match n.is_empty() {
+                    true => format!("{i}"),
+                    false => format!("{i}: `{n}`"),
+                })
+                .collect();
+            anyhow::anyhow!(
+                "the model {model} has no {}: its {} output(s) are {}; pick one with \
+                 --output-index N or --output NAME (a config's model.output_index or \
+                 model.output)",
+                match self {
+                    Output::Default => "outputs".to_string(),
+                    Output::Index(i) => format!("output {i}"),
+                    Output::Name(n) => format!("output named `{n}`"),
+                },
+                names.len(),
+                listed.join(", ")
+            )
+        })
+    }
+}
+
 /// Loads the model at `path` by its extension, on `device` with parameters of `kind`
-/// (float for fp32; half or bfloat16 for reduced precision).
+/// (float for fp32; half or bfloat16 for reduced precision), explaining output `output_index`.
 pub fn load(
     path: &Path,
     device: Device,
     kind: Kind,
     output_index: usize,
+) -> Result<Box<dyn Model>> {
+    load_output(path, device, kind, &Output::Index(output_index))
+}
+
+/// [`load`] with the output to explain chosen by position or by name.
+pub fn load_output(
+    path: &Path,
+    device: Device,
+    kind: Kind,
+    output: &Output,
 ) -> Result<Box<dyn Model>> {
     if !path.exists() {
         bail!(
@@ -56,9 +120,9 @@ pub fn load(
             path,
             device,
             kind,
-            output_index,
+            output.clone(),
         )?)),
-        "onnx" => Ok(Box::new(OnnxModel::load(path, device, kind, output_index)?)),
+        "onnx" => Ok(Box::new(OnnxModel::load(path, device, kind, output)?)),
         other => bail!(
             "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts) and ONNX (.onnx)",
             path.display()

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use anyhow::{anyhow, bail, Result};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use super::Model;
+use super::{Model, Output};
 
 pub struct TorchScriptModel {
     module: CModule,
     name: String,
-    output_index: usize,
+    output: Output,
     /// The batch size the model accepts when it was exported with a fixed one; 0 while unknown.
     fixed_batch: AtomicI64,
     /// The batch size of the first successful forward, known to be accepted.
@@ -21,8 +21,21 @@ pub struct TorchScriptModel {
     channels_last: AtomicBool,
 }
 
+/// What an output is, in a word, for errors.
+fn kind_of(value: &IValue) -> &'static str {
+    match value {
+        IValue::Tensor(_) => "a tensor",
+        IValue::Tuple(_) => "a tuple",
+        IValue::GenericList(_) | IValue::TensorList(_) => "a list",
+        IValue::GenericDict(_) => "a dict",
+        IValue::String(_) => "a string",
+        IValue::None => "None",
+        _ => "not a tensor",
+    }
+}
+
 impl TorchScriptModel {
-    pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
+    pub fn load(path: &Path, device: Device, kind: Kind, output: Output) -> Result<Self> {
         let mut module = CModule::load_on_device(path, device).map_err(|e| {
             anyhow!(
                 "{} is not a TorchScript model libtorch can load ({}). Export it with \
@@ -43,7 +56,7 @@ impl TorchScriptModel {
         Ok(TorchScriptModel {
             module,
             name: path.display().to_string(),
-            output_index,
+            output,
             fixed_batch: AtomicI64::new(0),
             accepted_batch: AtomicI64::new(0),
             channels_last: AtomicBool::new(device == Device::Cpu && kind == Kind::Float),
@@ -92,27 +105,48 @@ impl TorchScriptModel {
         self.select_output(out)
     }
 
-    /// The output tensor; for models with several outputs (deep supervision), the chosen one.
+    /// The output tensor; for a model with several (a tuple or list for deep supervision, a
+    /// dict such as HuggingFace's `{"logits": ...}`), the chosen one.
     fn select_output(&self, out: IValue) -> Result<Tensor> {
-        let outputs = match out {
+        let outputs: Vec<(String, IValue)> = match out {
             IValue::Tensor(t) => return Ok(t),
-            IValue::Tuple(items) | IValue::GenericList(items) => items,
-            IValue::TensorList(items) => items.into_iter().map(IValue::Tensor).collect(),
-            other => bail!("the model {} returned {other:?}, not a tensor", self.name),
-        };
-        let count = outputs.len();
-        match outputs.into_iter().nth(self.output_index) {
-            Some(IValue::Tensor(t)) => Ok(t),
-            Some(_) => bail!(
-                "output {} of the model {} is not a tensor",
-                self.output_index,
-                self.name
-            ),
-            None => bail!(
-                "the model {} has {count} outputs; output index {} is out of range",
+            IValue::Tuple(items) | IValue::GenericList(items) => {
+                items.into_iter().map(|v| (String::new(), v)).collect()
+            }
+            IValue::TensorList(items) => items
+                .into_iter()
+                .map(|t| (String::new(), IValue::Tensor(t)))
+                .collect(),
+            IValue::GenericDict(items) => items
+                .into_iter()
+                .map(|(k, v)| match k {
+                    IValue::String(k) => (k, v),
+                    other => (format!("{other:?}"), v),
+                })
+                .collect(),
+            other => bail!(
+                "the model {} returned {}, not a tensor",
                 self.name,
-                self.output_index
+                kind_of(&other)
             ),
+        };
+        let names: Vec<String> = outputs.iter().map(|(n, _)| n.clone()).collect();
+        // A dict of several outputs is a HuggingFace-style model: its default is `logits`.
+        let keyed = names.len() > 1 && names.iter().all(|n| !n.is_empty());
+        let choice = match &self.output {
+            Output::Default if keyed => Output::Name("logits".to_string()),
+            other => other.clone(),
+        };
+        let position = choice.position(&names, &self.name)?;
+        match outputs.into_iter().nth(position) {
+            Some((_, IValue::Tensor(t))) => Ok(t),
+            Some((_, other)) => bail!(
+                "output {position} of the model {} is {}, not a tensor; pick a tensor output \
+                 with --output-index or --output",
+                self.name,
+                kind_of(&other)
+            ),
+            None => unreachable!("position() checked the index"),
         }
     }
 

@@ -110,7 +110,7 @@ pub fn backward(
     graph: &dyn GraphModel,
     wrapper: &TaskWrapper,
     inputs: &Tensor,
-    target: i64,
+    start: Start<'_>,
     composite: &Composite,
     layer: Option<Site>,
 ) -> Result<RuleOutput> {
@@ -127,10 +127,27 @@ pub fn backward(
     let layer_value = layer.as_ref().map(|site| site_value(graph, site));
     let mut pass = Pass::new(graph, composite, &recorder.records);
     let coverage_warning = coverage(graph, composite, recorder.records.len(), &pass.rules);
-    pass.plain.insert(
-        graph.output_name().to_string(),
-        seed(wrapper, &output, target)?,
-    );
+    match start {
+        Start::Target(target) => {
+            let seed = seed(wrapper, &output, target)?;
+            pass.plain.insert(graph.output_name().to_string(), seed);
+        }
+        Start::Layer(seed) => {
+            let (Some(site), Some(name)) = (&layer, &layer_value) else {
+                bail!("a backward pass started at a layer needs the layer");
+            };
+            let value = site_activation(graph, &recorder.records, site, inputs);
+            if value.size() != seed.size() {
+                bail!(
+                    "the gradient to start from has shape {:?}, but the layer's value has \
+                     shape {:?}",
+                    seed.size(),
+                    value.size()
+                );
+            }
+            pass.plain.insert(name.clone(), seed.to_kind(value.kind()));
+        }
+    }
     let mut at_layer = None;
     for (index, recorded) in recorder.records.iter().enumerate().rev() {
         let node = graph.node(index);
@@ -173,6 +190,15 @@ pub fn backward(
         layer,
         coverage_warning,
     })
+}
+
+/// Where a rule-based backward pass starts.
+#[derive(Clone, Copy)]
+pub enum Start<'a> {
+    /// At the model output, from the wrapped model's score of this target.
+    Target(i64),
+    /// At the requested layer's value, with this gradient (shaped like the value).
+    Layer(&'a Tensor),
 }
 
 /// The ONNX value a tap site stands for.

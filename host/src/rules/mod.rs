@@ -29,7 +29,7 @@ use tch::Tensor;
 
 use crate::model::graph::NodeView;
 
-pub use engine::{activations, backward, RuleOutput};
+pub use engine::{activations, backward, RuleOutput, Start};
 
 /// A node's values from the forward pass. Inputs that came from the model's input (not
 /// constants) are autograd leaves, so the node's own gradient is one local backward away.

@@ -89,12 +89,7 @@ pub(super) fn load_model(
 ) -> Result<Box<dyn Model>> {
     let config = model_config(loaded, index)?;
     let path = loaded.resolve(&config.path);
-    model::load(
-        &path,
-        model::parse_device(device)?,
-        kind,
-        config.output_index,
-    )
+    model::load_output(&path, model::parse_device(device)?, kind, &config.output())
 }
 
 pub(crate) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {

@@ -1,8 +1,9 @@
 //! Feature visualisation (Olah, Mordvintsev & Schubert, "Feature Visualization", Distill 2017)
-//! as Lucent's `render_vis`: an image optimised by Adam (learning rate 0.05) to maximise one
-//! channel of a layer (its mean over positions), or one neuron (a channel at one position,
-//! by default the centre). The input gives only the image's shape; the map written is the
-//! image itself, `[1, C, spatial...]`, in (0, 1).
+//! as Lucent's `render_vis`: images optimised by Adam (learning rate 0.05) to minimise an
+//! objective (objective.rs): by default minus one channel's mean at a layer, or one neuron's
+//! (a channel at one position, by default the centre); `objective` composes Lucent's others.
+//! The input gives only the image's shape; the map written is the rendered images
+//! themselves, `[batch, C, spatial...]`, in (0, 1).
 //!
 //! Lucent's defaults, except where a medical model differs from torchvision's: the image has
 //! the input's size, and after the transforms it is resampled back to that size, as Lucent's
@@ -10,16 +11,19 @@
 //! upsamples anything under 224 pixels to 224); no ImageNet normalisation is added unless
 //! `preprocess` asks for it.
 
-use anyhow::{ensure, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    register_method, Adam, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
+use crate::objective::{Objective, Position};
 use crate::param::ImageParam;
 use crate::transform;
 
@@ -27,16 +31,28 @@ use crate::transform;
 #[serde(deny_unknown_fields)]
 pub struct Params {
     /// The layer, by its PyTorch module path (`esegeta layers MODEL` lists them; `--layer`
-    /// sets it).
-    pub layer: String,
-    /// The channel of the layer's output to excite.
+    /// sets it); objectives that name no layer take this one.
+    #[serde(default)]
+    pub layer: Option<String>,
+    /// The channel of the layer's output to excite (Lucent's `channel` objective), unless
+    /// `objective` is given.
+    #[serde(default)]
     #[schemars(range(min = 0))]
-    pub channel: i64,
+    pub channel: Option<i64>,
     /// Excite one neuron of the channel, at this position of the layer's grid (one index per
     /// spatial axis), instead of the channel's mean; `"centre"` takes Lucent's default, the
     /// middle position (rounded up).
     #[serde(default)]
     pub neuron: Option<Position>,
+    /// Any of Lucent's objectives, or a weighted sum of them, in place of `channel` and
+    /// `neuron`.
+    #[serde(default)]
+    pub objective: Option<Objective>,
+    /// How many images to render together (Lucent's `param.image(..., batch=N)`); objectives
+    /// with `batch` pick one, `diversity` pushes them apart.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1))]
+    pub batch: i64,
     /// Optimisation steps (Lucent's `thresholds=(512,)`).
     #[serde(default = "default_steps")]
     #[schemars(range(min = 1))]
@@ -61,19 +77,6 @@ pub struct Params {
     /// as Lucent does for torchvision models; `none`: the model takes the image in (0, 1).
     #[serde(default)]
     pub preprocess: Preprocess,
-}
-
-#[derive(Deserialize, JsonSchema, Clone, Debug)]
-#[serde(untagged)]
-pub enum Position {
-    At(Vec<i64>),
-    Named(Centre),
-}
-
-#[derive(Deserialize, JsonSchema, Clone, Copy, Debug)]
-#[serde(rename_all = "snake_case")]
-pub enum Centre {
-    Centre,
 }
 
 #[derive(Deserialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq)]
@@ -106,6 +109,10 @@ fn default_sd() -> f64 {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> i64 {
+    1
 }
 
 pub struct FeatureVisualisation;
@@ -153,14 +160,20 @@ impl Method for FeatureVisualisation {
              `none`",
             inputs.size()
         );
+        ensure!(p.batch >= 1, "batch must be at least 1 (it is {})", p.batch);
+        let objective = objective_of(&p)?;
+        let mut layers = Vec::new();
+        objective.layers(&mut layers);
         let mut shape = inputs.size();
-        shape[0] = 1;
+        shape[0] = p.batch;
         // Lucent draws its start from torch's global generator after the seed.
         tch::manual_seed(ctx.seed() as i64);
         let image = ImageParam::new(&shape, p.fft, p.decorrelate, p.sd)?;
         let render = Render {
             ctx,
             params: &p,
+            objective,
+            layers,
             size: shape[2..].to_vec(),
             rng: StdRng::seed_from_u64(ctx.seed()),
         };
@@ -174,6 +187,9 @@ register_method!(FeatureVisualisation);
 struct Render<'a, 'h> {
     ctx: &'a Context<'h>,
     params: &'a Params,
+    objective: Objective,
+    /// The layers the objective reads, tapped in one forward pass.
+    layers: Vec<String>,
     /// The spatial size the model takes: the input's.
     size: Vec<i64>,
     rng: StdRng,
@@ -182,19 +198,18 @@ struct Render<'a, 'h> {
 impl Render<'_, '_> {
     /// `steps` of Adam on the image's values; the image at the end.
     fn optimise(mut self, image: &ImageParam) -> Result<Tensor> {
-        let mut adam = Adam::new(&image.values, self.params.learning_rate);
+        let mut adam = Adam::new(&image.values, self.params.learning_rate, 0.0);
         for step in 1..=self.params.steps {
             self.ctx.check_cancelled()?;
             let loss = self.loss(&image.image())?;
             let grad = Tensor::f_run_backward(&[loss], &[&image.values], false, false)?.remove(0);
-            tch::no_grad(|| adam.step(&image.values, &grad));
+            adam.step(&image.values, &grad);
             self.ctx.progress(step, self.params.steps);
         }
         Ok(tch::no_grad(|| image.image()).detach())
     }
 
-    /// Lucent's objective: minus the channel's mean (over the batch and its positions, or at
-    /// the neuron's position).
+    /// The objective's loss for `image`, after the transforms.
     fn loss(&mut self, image: &Tensor) -> Result<Tensor> {
         let x = match self.params.transforms {
             Transforms::Standard => transform::standard(image, &mut self.rng)?,
@@ -205,48 +220,40 @@ impl Render<'_, '_> {
             Preprocess::None => x,
         };
         let x = transform::resize(&x, &self.size)?;
-        let (_, mut taps) = self
-            .ctx
-            .forward_taps(&x, &[Tap::capture(&self.params.layer)])?;
-        let activation = taps.remove(0);
-        let p = self.params;
-        let channels = activation.size().get(1).copied().unwrap_or(0);
-        ensure!(
-            activation.dim() >= 2 && (0..channels).contains(&p.channel),
-            "channel {} is not a channel of layer `{}`, whose output has shape {:?}",
-            p.channel,
-            p.layer,
-            activation.size()
-        );
-        let unit = activation.select(1, p.channel);
-        let unit = match &p.neuron {
-            None => unit,
-            Some(position) => at(&unit, position, &p.layer)?,
-        };
-        Ok(-unit.mean(Kind::Float))
+        let taps: Vec<Tap<'_>> = self.layers.iter().map(|l| Tap::capture(l)).collect();
+        let (_, values) = self.ctx.forward_taps(&x, &taps)?;
+        let values: BTreeMap<String, Tensor> = self.layers.iter().cloned().zip(values).collect();
+        self.objective.loss(&values)
     }
 }
 
-/// The channel's value at `position` (`[B, spatial...]` to `[B]`): Lucent's `neuron`
-/// objective, whose centre is `size / 2` on every axis.
-fn at(unit: &Tensor, position: &Position, layer: &str) -> Result<Tensor> {
-    let space = unit.size()[1..].to_vec();
-    let index: Vec<i64> = match position {
-        Position::At(index) => index.clone(),
-        Position::Named(Centre::Centre) => space.iter().map(|&n| n / 2).collect(),
+/// The objective the parameters ask for: `objective`, or the channel (or neuron) of `layer`.
+fn objective_of(p: &Params) -> Result<Objective> {
+    let objective = match (&p.objective, p.channel) {
+        (Some(objective), None) if p.neuron.is_none() => objective.clone(),
+        (Some(_), _) => bail!(
+            "give either `objective` or `channel` (with `neuron`), not both: put the channel \
+             into the objective ({{\"sum\": [...]}} combines several)"
+        ),
+        (None, Some(channel)) => match &p.neuron {
+            None => Objective::Channel {
+                layer: None,
+                channel,
+                batch: None,
+            },
+            Some(position) => Objective::Neuron {
+                layer: None,
+                channel,
+                position: position.clone(),
+                batch: None,
+            },
+        },
+        (None, None) => bail!(
+            "feature visualisation needs something to excite: give `channel` (a channel of \
+             `layer`) or an `objective`"
+        ),
     };
-    let inside =
-        index.len() == space.len() && index.iter().zip(&space).all(|(&i, &n)| (0..n).contains(&i));
-    ensure!(
-        inside,
-        "neuron {index:?} is not a position of layer `{layer}`, whose channels have shape \
-         {space:?}: give one index per axis, each below that axis' size"
-    );
-    let mut value = unit.shallow_clone();
-    for &i in index.iter().rev() {
-        value = value.select(-1, i);
-    }
-    Ok(value)
+    objective.resolve(p.layer.as_deref())
 }
 
 /// torchvision's ImageNet normalisation.
@@ -261,39 +268,4 @@ fn imagenet_normalise(x: &Tensor) -> Tensor {
     let mut shape = vec![1i64, 3];
     shape.extend(std::iter::repeat_n(1, x.dim() - 2));
     (x - mean.view(shape.as_slice())) / std.view(shape.as_slice())
-}
-
-/// `torch.optim.Adam` with its defaults (betas 0.9 and 0.999, eps 1e-8), on one tensor.
-struct Adam {
-    lr: f64,
-    step: i32,
-    first: Tensor,
-    second: Tensor,
-}
-
-impl Adam {
-    const BETA1: f64 = 0.9;
-    const BETA2: f64 = 0.999;
-    const EPS: f64 = 1e-8;
-
-    fn new(values: &Tensor, lr: f64) -> Self {
-        Adam {
-            lr,
-            step: 0,
-            first: values.zeros_like().detach(),
-            second: values.zeros_like().detach(),
-        }
-    }
-
-    fn step(&mut self, values: &Tensor, grad: &Tensor) {
-        self.step += 1;
-        self.first = &self.first * Self::BETA1 + grad * (1.0 - Self::BETA1);
-        self.second = &self.second * Self::BETA2 + grad * grad * (1.0 - Self::BETA2);
-        let corrected1 = 1.0 - Self::BETA1.powi(self.step);
-        let corrected2 = 1.0 - Self::BETA2.powi(self.step);
-        let denominator = self.second.sqrt() / corrected2.sqrt() + Self::EPS;
-        let update = &self.first / denominator * (self.lr / corrected1);
-        let mut values = values.shallow_clone();
-        let _ = values.f_sub_(&update);
-    }
 }

@@ -3,10 +3,11 @@
 //!
 //! param.rs is the image's parameterisation (a scaled Fourier spectrum or pixels, colours
 //! decorrelated, squashed into (0, 1)), transform.rs the random jitter, scaling and rotation
-//! that keep the optimisation from exploiting single pixels, and feature_visualisation.rs the
-//! objective and the Adam steps.
+//! that keep the optimisation from exploiting single pixels, objective.rs Lucent's objectives
+//! and their weighted sums, and feature_visualisation.rs the Adam steps.
 
 mod feature_visualisation;
+mod objective;
 mod param;
 mod transform;
 

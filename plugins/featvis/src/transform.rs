@@ -96,6 +96,7 @@ fn rotate(image: &Tensor, degrees: f64) -> Tensor {
         0.0,
     ])
     .view([1, 2, 3])
+    .expand([image.size()[0], 2, 3], false)
     .to_device(image.device());
     let size = image.size();
     let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), true).to_kind(image.kind());

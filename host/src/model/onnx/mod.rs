@@ -17,7 +17,7 @@ use prost::Message;
 use tch::{Device, Kind, Tensor};
 
 use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook, NodeView};
-use super::Model;
+use super::{Model, Output};
 use graph::Graph;
 pub use incremental::{Reach, Recorded};
 use tensor::TensorReader;
@@ -39,7 +39,7 @@ struct PassThrough;
 impl NodeHook for PassThrough {}
 
 impl OnnxModel {
-    pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
+    pub fn load(path: &Path, device: Device, kind: Kind, output: &Output) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the model file {}", path.display()))?;
         let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| {
@@ -73,21 +73,8 @@ impl OnnxModel {
         let reader = TensorReader::new(path);
         let graph = Graph::build(graph, opset, device, kind, &reader)
             .with_context(|| format!("cannot load the ONNX model {}", path.display()))?;
-        let count = graph.outputs.len();
-        if output_index >= count {
-            bail!(
-                "the model {} has {count} output(s) ({}); output index {output_index} is out of \
-                 range, use --output-index 0 to {}",
-                path.display(),
-                graph
-                    .outputs
-                    .iter()
-                    .map(|(_, n)| format!("`{n}`"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                count - 1
-            );
-        }
+        let names: Vec<String> = graph.outputs.iter().map(|(_, n)| n.clone()).collect();
+        let output_index = output.position(&names, &path.display().to_string())?;
         let fixed_batch = graph
             .input_shape
             .as_ref()

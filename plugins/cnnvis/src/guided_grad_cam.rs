@@ -1,0 +1,87 @@
+//! Guided Grad-CAM (Selvaraju et al., 2017) as CNN-visualisations composes it: guided
+//! backpropagation times the layer's Grad-CAM (the layer's output weighted by the spatial mean
+//! of the target score's gradient per channel, summed over channels, ReLU'd) brought to the
+//! input's grid. The CAM is resized by nearest-neighbour interpolation and left unscaled, as
+//! Captum's `GuidedGradCam` does; CNN-visualisations also rescales its CAM to [0, 1] and
+//! resizes it with an antialiasing filter for display, which changes only the map's scale and
+//! its edges.
+
+use anyhow::{bail, ensure, Result};
+use esegeta_plugin_api::{
+    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+use crate::gradient_cam::{spatial, weighted_channels};
+use crate::guided;
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// The convolutional layer (module path; `--layer` sets it) whose Grad-CAM weights the
+    /// guided gradients, usually the last convolution.
+    pub layer: String,
+}
+
+pub struct GuidedGradCam;
+
+impl Method for GuidedGradCam {
+    type Params = Params;
+
+    fn meta(&self) -> MethodMeta {
+        MethodMeta {
+            id: "cnnvis.guided_grad_cam",
+            title: "Guided Grad-CAM (CNN-vis)",
+            summary: "Guided backpropagation times the layer's Grad-CAM brought to the input's \
+                      grid.",
+            kind: MethodKind::LayerAttribution,
+            needs: Needs {
+                gradients: true,
+                layers: true,
+                backward_rules: true,
+            },
+            reference: "Selvaraju et al., Grad-CAM: Visual Explanations from Deep Networks via \
+                        Gradient-based Localization, ICCV 2017; Ozbulak, PyTorch CNN \
+                        Visualizations (guided_gradcam.py)",
+        }
+    }
+
+    fn attribute(
+        &self,
+        ctx: &Context<'_>,
+        inputs: &Tensor,
+        target: i64,
+        p: Params,
+    ) -> Result<Attribution> {
+        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        ensure!(
+            activation.dim() == inputs.dim(),
+            "guided Grad-CAM brings the layer's map to the input's grid, but layer `{}` gives \
+             shape {:?} for an input of shape {:?}; pick a convolutional layer",
+            p.layer,
+            activation.size(),
+            inputs.size()
+        );
+        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+        let weights = grad.mean_dim(spatial(&grad).as_slice(), false, Kind::Float);
+        let cam = weighted_channels(&weights, &activation).relu().unsqueeze(1);
+        let cam = nearest(&cam, &inputs.size()[2..])?;
+        let guided = guided::of_target(ctx, inputs, target)?.to_kind(Kind::Float);
+        Ok(Attribution::new((guided * cam).to_kind(inputs.kind())))
+    }
+}
+
+register_method!(GuidedGradCam);
+
+/// `map` `[B, 1, ...]` resized to the spatial `size` by nearest-neighbour interpolation
+/// (PyTorch's `interpolate(mode="nearest")`).
+fn nearest(map: &Tensor, size: &[i64]) -> Result<Tensor> {
+    Ok(match size.len() {
+        1 => map.f_upsample_nearest1d(size, None)?,
+        2 => map.f_upsample_nearest2d(size, None, None)?,
+        3 => map.f_upsample_nearest3d(size, None, None, None)?,
+        n => bail!("inputs with {n} spatial dimensions are not supported"),
+    })
+}
