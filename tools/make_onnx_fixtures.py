@@ -17,7 +17,7 @@ batch unless stated) into ``tests/fixtures/onnx/``, and writes for each:
 plus two graphs made with onnx.helper (``spec_opset20``, ``spec_opset9``) for the op forms the
 exporter does not write (auto_pad, asymmetric pads, negative slice steps, Upsample, attributes
 that later became inputs, ...), with outputs from onnxruntime, and
-``unsupported_einsum.onnx`` (an Einsum node, made with onnx.helper) and
+``unsupported_unique.onnx`` (a Unique node, made with onnx.helper) and
 ``corrupt.onnx`` (not a protobuf) for the error tests. It also exports the trained vessel
 models (tools/train_vessels.py; weights from configs/vessels/models/*.pt) to
 ``configs/vessels/models/*.onnx``, checking onnxruntime-free: the ONNX graph is re-run with
@@ -350,10 +350,11 @@ def error_fixtures():
     x = oh.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["B", 3])
     y = oh.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["B", 3])
     relu = oh.make_node("Relu", ["x"], ["r"], name="node_relu")
-    einsum = oh.make_node("Einsum", ["r", "r"], ["y"], name="node_einsum", equation="bi,bi->bi")
-    einsum.metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'mixer', 'einsum']")
-    graph = oh.make_graph([relu, einsum], "unsupported", [x], [y])
-    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)]), OUT / "unsupported_einsum.onnx")
+    # Unique: data-dependent output shapes, which no vision model of the field needs.
+    unique = oh.make_node("Unique", ["r"], ["y"], name="node_unique", sorted=1)
+    unique.metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'mixer', 'unique']")
+    graph = oh.make_graph([relu, unique], "unsupported", [x], [y])
+    onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)]), OUT / "unsupported_unique.onnx")
     (OUT / "corrupt.onnx").write_bytes(b"this is not an ONNX protobuf\xff\xfe\x00" * 8)
 
 

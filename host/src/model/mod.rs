@@ -122,7 +122,7 @@ pub fn load_output(
             kind,
             output.clone(),
         )?)),
-        "onnx" => Ok(Box::new(OnnxModel::load(path, device, kind, output)?)),
+        "onnx" => Ok(Box::new(OnnxModel::load_output(path, device, kind, output)?)),
         other => bail!(
             "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts) and ONNX (.onnx)",
             path.display()

@@ -68,6 +68,7 @@ impl Graph {
         let constant_names: HashSet<&str> =
             proto.initializer.iter().map(|t| t.name.as_str()).collect();
         let (input, input_shape) = graph_input(proto, &constant_names, &mut slots)?;
+        check_assignments(proto, &constant_names)?;
         let order = topological_order(proto, &constant_names)?;
         let ctx = BuildCtx {
             opset,
@@ -156,10 +157,7 @@ impl Graph {
                 .collect();
             let view = self.view(index);
             let inputs = hook.before_node(&view, inputs)?;
-            let outputs = node
-                .op
-                .run(&inputs)
-                .with_context(|| describe_failure(node, &inputs))?;
+            let outputs = run_node(node, &inputs)?;
             if outputs.len() < node.outputs.iter().flatten().count() {
                 bail!(
                     "{} gave {} outputs, fewer than its node declares",
@@ -239,6 +237,48 @@ fn graph_input(
     Ok((slots.of(&input.name), shape))
 }
 
+/// Refuses a graph in which a value is written twice (by two nodes, or by a node over an
+/// input or initializer) or a graph output is written by nothing: ONNX assigns every value
+/// once, and which write would win is not the model's meaning but the importer's accident.
+fn check_assignments(proto: &GraphProto, constants: &HashSet<&str>) -> Result<()> {
+    let label = |i: usize| {
+        let n = &proto.node[i];
+        format!("`{}` ({}, number {i})", n.name, n.op_type)
+    };
+    let inputs: HashSet<&str> = proto.input.iter().map(|i| i.name.as_str()).collect();
+    let mut writer: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in proto.node.iter().enumerate() {
+        for out in node.output.iter().filter(|o| !o.is_empty()) {
+            if constants.contains(out.as_str()) || inputs.contains(out.as_str()) {
+                bail!(
+                    "the node {} writes the value `{out}`, which is already the graph's input \
+                     or an initializer; ONNX assigns every value once, so the file is damaged \
+                     or not a model",
+                    label(i)
+                );
+            }
+            if let Some(first) = writer.insert(out.as_str(), i) {
+                bail!(
+                    "the value `{out}` is written by two nodes, {} and {}; ONNX assigns every \
+                     value once, so the file is damaged or not a model",
+                    label(first),
+                    label(i)
+                );
+            }
+        }
+    }
+    for output in &proto.output {
+        let name = output.name.as_str();
+        if !writer.contains_key(name) && !inputs.contains(name) && !constants.contains(name) {
+            bail!(
+                "the graph output `{name}` is written by no node, input or initializer; the \
+                 file is damaged or not a complete model"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Node indices so that every node runs after the nodes it reads from (the exporter's order
 /// when it already is one).
 fn topological_order(proto: &GraphProto, constants: &HashSet<&str>) -> Result<Vec<usize>> {
@@ -257,28 +297,73 @@ fn topological_order(proto: &GraphProto, constants: &HashSet<&str>) -> Result<Ve
             }
         }
         if order.len() == before {
-            let (i, node) = proto
-                .node
-                .iter()
-                .enumerate()
-                .find(|(i, _)| !done[*i])
-                .expect("a node is left");
-            let missing = node
-                .input
-                .iter()
-                .find(|n| !available.contains(n.as_str()))
-                .cloned()
-                .unwrap_or_default();
-            bail!(
-                "the node `{}` ({}, number {i}) reads the value `{missing}`, which no node, input \
-                 or initializer produces (or the graph has a cycle); the file is damaged or not \
-                 a complete model",
-                node.name,
-                node.op_type
-            );
+            return Err(stuck(proto, &done, &available));
         }
     }
     Ok(order)
+}
+
+/// Why no node left can run: one reads a value nothing produces, or the nodes left read each
+/// other's outputs in a cycle (named node by node).
+fn stuck(proto: &GraphProto, done: &[bool], available: &HashSet<&str>) -> anyhow::Error {
+    let producer: HashMap<&str, usize> = proto
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !done[*i])
+        .flat_map(|(i, n)| n.output.iter().map(move |o| (o.as_str(), i)))
+        .collect();
+    let missing = |i: usize| {
+        proto.node[i]
+            .input
+            .iter()
+            .find(|n| !available.contains(n.as_str()))
+            .map_or("", String::as_str)
+    };
+    let label = |i: usize| {
+        let n = &proto.node[i];
+        format!("`{}` ({}, number {i})", n.name, n.op_type)
+    };
+    let Some(first) = (0..proto.node.len()).find(|&i| !done[i]) else {
+        return anyhow!("the graph's nodes cannot be ordered");
+    };
+    // Walk back from a stuck node through the producers of what it waits for: either a value
+    // nothing produces, or a node seen before, which closes a cycle.
+    let mut path = vec![first];
+    loop {
+        let at = *path.last().unwrap_or(&first);
+        let value = missing(at);
+        match producer.get(value) {
+            None => {
+                return anyhow!(
+                    "the node {} reads the value `{value}`, which no node, input or \
+                     initializer produces; the file is damaged or not a complete model",
+                    label(at)
+                )
+            }
+            Some(&p) => {
+                if let Some(start) = path.iter().position(|&n| n == p) {
+                    let cycle = &path[start..];
+                    let mut text = format!("the node {}", label(cycle[0]));
+                    for (j, &n) in cycle.iter().enumerate() {
+                        let from = cycle.get(j + 1).copied().unwrap_or(cycle[0]);
+                        let who = if j + 1 == cycle.len() {
+                            format!("`{}`", proto.node[from].name)
+                        } else {
+                            label(from)
+                        };
+                        let lead = if j == 0 { "" } else { ", which" };
+                        text += &format!("{lead} reads `{}` from the node {who}", missing(n));
+                    }
+                    return anyhow!(
+                        "the graph has a cycle: {text}; an ONNX graph must be acyclic, so the \
+                         file is damaged or not a model"
+                    );
+                }
+                path.push(p);
+            }
+        }
+    }
 }
 
 fn build_node(
@@ -349,6 +434,19 @@ fn describe(node: &Node) -> String {
         format!(" in layer `{}`", node.layer)
     };
     format!("the node `{}` ({}){layer}", node.name, node.op_type)
+}
+
+/// Runs one node's op; a failure names the node and its input shapes, and keeps libtorch's
+/// sentence but not the C++ backtrace it appends (thirty frames that tell a user nothing).
+pub(super) fn run_node(node: &Node, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+    node.op.run(inputs).map_err(|e| {
+        let text = format!("{e:#}");
+        let e = match text.split_once("\nException raised from") {
+            Some((sentence, _)) => anyhow!("{}", sentence.trim_end()),
+            None => e,
+        };
+        e.context(describe_failure(node, inputs))
+    })
 }
 
 pub(super) fn describe_failure(node: &Node, inputs: &[Option<Tensor>]) -> String {

@@ -15,7 +15,7 @@
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{describe_failure, Graph, Node};
+use super::graph::{describe_failure, run_node, Graph, Node};
 use crate::model::graph::{Locality, SlidingWindow};
 
 /// A forward pass on one base input `[1, ...]`: the shape of every value, and the values
@@ -104,10 +104,7 @@ impl Graph {
         let (mut live, mut peak_bytes) = (0u64, 0u64);
         for (index, node) in self.nodes.iter().enumerate() {
             let inputs = base_values(&values, &node.inputs);
-            let outputs = node
-                .op
-                .run(&inputs)
-                .with_context(|| describe_failure(node, &inputs))?;
+            let outputs = run_node(node, &inputs)?;
             let locality = node
                 .op
                 .locality(&inputs)
@@ -383,11 +380,7 @@ impl Step<'_> {
                 (None, base) => base.as_ref().map(Tensor::shallow_clone),
             });
         }
-        let outputs = self
-            .node
-            .op
-            .run(&inputs)
-            .with_context(|| describe_failure(self.node, &inputs))?;
+        let outputs = run_node(self.node, &inputs)?;
         Ok(outputs.into_iter().map(Delta::Whole).collect())
     }
 

@@ -39,7 +39,12 @@ struct PassThrough;
 impl NodeHook for PassThrough {}
 
 impl OnnxModel {
-    pub fn load(path: &Path, device: Device, kind: Kind, output: &Output) -> Result<Self> {
+    pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
+        Self::load_output(path, device, kind, &Output::Index(output_index))
+    }
+
+    /// [`OnnxModel::load`] with the output chosen by position or by name.
+    pub fn load_output(path: &Path, device: Device, kind: Kind, output: &Output) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the model file {}", path.display()))?;
         let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| {

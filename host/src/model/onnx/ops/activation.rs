@@ -1,5 +1,5 @@
 //! Activations: Relu, LeakyRelu, Elu, Celu, Selu, PRelu, Sigmoid, HardSigmoid, HardSwish, Tanh,
-//! Softplus, Softsign, Gelu, Softmax, LogSoftmax.
+//! Softplus, Softsign, Gelu, Mish, ThresholdedRelu, Softmax, LogSoftmax.
 
 use anyhow::{bail, Result};
 use tch::Tensor;
@@ -63,6 +63,12 @@ pub fn build(op: &str, a: &Attrs, ctx: &BuildCtx) -> Result<Option<Box<dyn NodeO
             boxed(move |x| Ok((x * alpha + beta).f_clamp(0.0, 1.0)?))
         }
         "PRelu" => Some(Box::new(PRelu)),
+        // PyTorch's own kernel: x * tanh(softplus(x)) with its thresholded softplus.
+        "Mish" => boxed(|x| Ok(x.f_mish()?)),
+        "ThresholdedRelu" => {
+            let alpha = a.float("alpha", 1.0)? as f64;
+            boxed(move |x| Ok(x.f_where_self(&x.f_gt(alpha)?, &x.f_zeros_like()?)?))
+        }
         "Gelu" => {
             let approximate = a.choice("approximate", "none", &["none", "tanh"])?;
             boxed(move |x| Ok(x.f_gelu(&approximate)?))

@@ -127,6 +127,36 @@ fn spatial(x: &Tensor, what: &str) -> Result<Vec<i64>> {
     Ok(size[2..].to_vec())
 }
 
+/// The bias (input 2), one value per output channel. PyTorch 2.13's exporter, unoptimised,
+/// gives a bias-less 3D convolution the zero bias `Expand(0, [C_out, 2])` (onnx.reference
+/// fails on it too); a bias whose extra axes repeat one value per channel is read as that
+/// value, any other shape is refused.
+fn bias(inputs: &[Option<Tensor>], op: &str) -> Result<Option<Tensor>> {
+    let Some(b) = optional(inputs, 2) else {
+        return Ok(None);
+    };
+    // oneDNN's convolution reads the bias as dense memory: an expanded (stride 0) bias, as
+    // the exporter's Expand makes, would give it garbage.
+    if b.dim() <= 1 {
+        return Ok(Some(b.f_contiguous()?));
+    }
+    let size = b.size();
+    let rows = b.f_reshape([size[0], -1])?;
+    let first = rows.f_select(1, 0)?;
+    let repeated = rows
+        .f_eq_tensor(&first.f_unsqueeze(1)?)?
+        .f_all()?
+        .f_int64_value(&[])?;
+    if repeated == 0 {
+        bail!(
+            "{op}'s bias has shape {size:?}; it must hold one value per output channel (a \
+             1-D tensor of {} values)",
+            size[0]
+        );
+    }
+    Ok(Some(first.f_contiguous()?))
+}
+
 pub struct Conv {
     window: Window,
     group: i64,
@@ -149,7 +179,7 @@ impl Conv {
         if prefers_onednn(x, w, self.group) {
             return Ok(x.f_mkldnn_convolution(
                 w,
-                optional(inputs, 2),
+                bias(inputs, "Conv")?.as_ref(),
                 padding,
                 stride,
                 dilation,
@@ -158,7 +188,7 @@ impl Conv {
         }
         Ok(x.f_convolution(
             w,
-            optional(inputs, 2),
+            bias(inputs, "Conv")?.as_ref(),
             stride,
             padding,
             dilation,
@@ -299,7 +329,7 @@ impl ConvTranspose {
         let n = spatial(x, "ConvTranspose")?.len();
         Ok(x.f_convolution(
             input(inputs, 1, "W")?,
-            optional(inputs, 2),
+            bias(inputs, "ConvTranspose")?.as_ref(),
             self.window.strides(n),
             vec![0; n],
             self.window.dilations(n),

@@ -1,6 +1,6 @@
-//! Gemm (fully connected layers) and MatMul.
+//! Gemm (fully connected layers), MatMul and Einsum.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{input, optional};
@@ -63,5 +63,56 @@ impl NodeOp for MatMul {
         Ok(vec![
             input(inputs, 0, "A")?.f_matmul(input(inputs, 1, "B")?)?
         ])
+    }
+}
+
+/// A sum of products over the axes an equation names (`"bhqd,bhkd->bhqk"`), by libtorch's
+/// einsum, whose equation language (numpy's, with `...` and the implicit output) is ONNX's.
+pub struct Einsum {
+    equation: String,
+}
+
+impl Einsum {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        if !a.has("equation") {
+            bail!("Einsum needs the attribute `equation`");
+        }
+        // ONNX allows spaces around the terms; libtorch does not.
+        let equation: String = a
+            .string("equation", "")?
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        if equation.is_empty() {
+            bail!("Einsum's equation is empty");
+        }
+        Ok(Einsum { equation })
+    }
+}
+
+impl NodeOp for Einsum {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let operands: Vec<&Tensor> = (0..inputs.len())
+            .map(|i| input(inputs, i, "Inputs"))
+            .collect::<Result<_>>()?;
+        let terms = self
+            .equation
+            .split("->")
+            .next()
+            .unwrap_or("")
+            .split(',')
+            .count();
+        if terms != operands.len() {
+            bail!(
+                "Einsum's equation `{}` names {terms} operand(s) but the node has {}",
+                self.equation,
+                operands.len()
+            );
+        }
+        Ok(vec![Tensor::f_einsum(
+            &self.equation,
+            &operands,
+            None::<&[i64]>,
+        )?])
     }
 }

@@ -3,16 +3,21 @@
 //! autograd, devices and precision come from libtorch.
 
 mod activation;
+mod arity;
 mod constant;
 mod conv;
 mod elementwise;
+mod gather;
 mod index;
 mod linear;
 mod norm;
 mod pool;
 mod reduce;
 mod resize;
+mod select;
+mod sequence;
 mod shape;
+mod space;
 
 use anyhow::{anyhow, bail, Result};
 use tch::{Device, Kind, Tensor};
@@ -50,8 +55,11 @@ pub const SUPPORTED: &[&str] = &[
     "Conv",
     "ConvTranspose",
     "Cos",
+    "CumSum",
+    "DepthToSpace",
     "Div",
     "Dropout",
+    "Einsum",
     "Elu",
     "Equal",
     "Erf",
@@ -60,6 +68,8 @@ pub const SUPPORTED: &[&str] = &[
     "Flatten",
     "Floor",
     "Gather",
+    "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -69,6 +79,7 @@ pub const SUPPORTED: &[&str] = &[
     "GroupNormalization",
     "HardSigmoid",
     "HardSwish",
+    "Hardmax",
     "Identity",
     "InstanceNormalization",
     "IsInf",
@@ -79,15 +90,19 @@ pub const SUPPORTED: &[&str] = &[
     "LessOrEqual",
     "Log",
     "LogSoftmax",
+    "LpNormalization",
     "MatMul",
     "Max",
     "MaxPool",
     "Mean",
     "Min",
+    "Mish",
     "Mod",
     "Mul",
     "Neg",
+    "NonZero",
     "Not",
+    "OneHot",
     "Or",
     "PRelu",
     "Pad",
@@ -96,6 +111,8 @@ pub const SUPPORTED: &[&str] = &[
     "Reciprocal",
     "ReduceL1",
     "ReduceL2",
+    "ReduceLogSum",
+    "ReduceLogSumExp",
     "ReduceMax",
     "ReduceMean",
     "ReduceMin",
@@ -106,7 +123,10 @@ pub const SUPPORTED: &[&str] = &[
     "Reshape",
     "Resize",
     "Round",
+    "ScatterElements",
+    "ScatterND",
     "Selu",
+    "SequenceAt",
     "Shape",
     "Sigmoid",
     "Sign",
@@ -116,14 +136,19 @@ pub const SUPPORTED: &[&str] = &[
     "Softmax",
     "Softplus",
     "Softsign",
+    "SpaceToDepth",
     "Split",
+    "SplitToSequence",
     "Sqrt",
     "Squeeze",
     "Sub",
     "Sum",
     "Tanh",
+    "ThresholdedRelu",
     "Tile",
+    "TopK",
     "Transpose",
+    "Trilu",
     "Unsqueeze",
     "Upsample",
     "Where",
@@ -139,6 +164,7 @@ pub fn build(node: &NodeProto, ctx: &BuildCtx) -> Result<Box<dyn NodeOp>> {
             node.domain
         );
     }
+    arity::check(node)?;
     let a = Attrs::new(node);
     let t = node.op_type.as_str();
     if let Some(op) = activation::build(t, &a, ctx)? {
@@ -152,6 +178,7 @@ pub fn build(node: &NodeProto, ctx: &BuildCtx) -> Result<Box<dyn NodeOp>> {
         "ConvTranspose" => Box::new(conv::ConvTranspose::new(&a)?),
         "Gemm" => Box::new(linear::Gemm::new(&a)?),
         "MatMul" => Box::new(linear::MatMul),
+        "Einsum" => Box::new(linear::Einsum::new(&a)?),
         "MaxPool" => Box::new(pool::MaxPool::new(&a, node.output.len())?),
         "AveragePool" => Box::new(pool::AveragePool::new(&a)?),
         "GlobalAveragePool" => Box::new(pool::GlobalPool { max: false }),
@@ -161,8 +188,25 @@ pub fn build(node: &NodeProto, ctx: &BuildCtx) -> Result<Box<dyn NodeOp>> {
         "GroupNormalization" => Box::new(norm::GroupNorm::new(&a)?),
         "LayerNormalization" => Box::new(norm::LayerNorm::new(&a, node.output.len())?),
         "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1"
-        | "ReduceL2" | "ReduceSumSquare" => Box::new(reduce::Reduce::new(t, &a)?),
+        | "ReduceL2" | "ReduceSumSquare" | "ReduceLogSum" | "ReduceLogSumExp" => {
+            Box::new(reduce::Reduce::new(t, &a)?)
+        }
         "ArgMax" => Box::new(reduce::ArgMax::new(&a)?),
+        "CumSum" => Box::new(reduce::CumSum::new(&a)?),
+        "LpNormalization" => Box::new(norm::LpNorm::new(&a)?),
+        "GatherElements" => Box::new(gather::GatherElements::new(&a)?),
+        "GatherND" => Box::new(gather::GatherND::new(&a)?),
+        "ScatterElements" => Box::new(gather::ScatterElements::new(&a)?),
+        "ScatterND" => Box::new(gather::ScatterND::new(&a)?),
+        "TopK" => Box::new(select::TopK::new(&a, ctx.opset)?),
+        "NonZero" => Box::new(select::NonZero),
+        "OneHot" => Box::new(select::OneHot::new(&a)?),
+        "Hardmax" => Box::new(select::Hardmax::new(&a, ctx.opset)?),
+        "Trilu" => Box::new(select::Trilu::new(&a)?),
+        "DepthToSpace" => Box::new(space::DepthToSpace::new(&a)?),
+        "SpaceToDepth" => Box::new(space::SpaceToDepth::new(&a)?),
+        "SplitToSequence" => Box::new(sequence::SplitToSequence::new(&a)?),
+        "SequenceAt" => Box::new(sequence::SequenceAt),
         "Resize" => Box::new(resize::Resize::new(&a, ctx.opset)?),
         "Upsample" => Box::new(resize::Resize::upsample(&a)?),
         "Concat" => Box::new(index::Concat::new(&a)?),

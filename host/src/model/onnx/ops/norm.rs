@@ -1,5 +1,5 @@
-//! BatchNormalization (inference), InstanceNormalization, GroupNormalization and
-//! LayerNormalization.
+//! BatchNormalization (inference), InstanceNormalization, GroupNormalization,
+//! LayerNormalization and LpNormalization.
 
 use anyhow::{bail, Result};
 use tch::Tensor;
@@ -157,5 +157,34 @@ impl NodeOp for LayerNorm {
             self.epsilon,
             false,
         )?])
+    }
+}
+
+/// x divided by its L1 or L2 norm along one axis (ONNX adds no epsilon, unlike
+/// `F.normalize`: a zero vector gives NaN, as it does in ONNX).
+pub struct LpNorm {
+    axis: i64,
+    p: i64,
+}
+
+impl LpNorm {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        let p = a.int("p", 2)?;
+        if p != 1 && p != 2 {
+            bail!("LpNormalization's p must be 1 or 2 (the ONNX spec's only values), got {p}");
+        }
+        Ok(LpNorm {
+            axis: a.int("axis", -1)?,
+            p,
+        })
+    }
+}
+
+impl NodeOp for LpNorm {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "input")?;
+        let ax = axis(self.axis, x.dim() as i64)?;
+        let norm = x.f_norm_scalaropt_dim(self.p, [ax], true)?;
+        Ok(vec![x.f_div(&norm)?])
     }
 }

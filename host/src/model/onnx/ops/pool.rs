@@ -1,8 +1,8 @@
-//! MaxPool (ceil_mode, dilations, pads), AveragePool (count_include_pad, ceil_mode),
-//! GlobalAveragePool and GlobalMaxPool.
+//! MaxPool (ceil_mode, dilations, pads, and the argmax indices output), AveragePool
+//! (count_include_pad, ceil_mode), GlobalAveragePool and GlobalMaxPool.
 
 use anyhow::{anyhow, bail, Result};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use super::conv::{torch_pad, Window};
 use super::input;
@@ -30,13 +30,12 @@ pub struct MaxPool {
     window: Window,
     kernel: Vec<i64>,
     ceil_mode: bool,
+    /// Whether the node asks for the second output, the argmax indices.
+    indices: bool,
 }
 
 impl MaxPool {
     pub fn new(a: &Attrs, outputs: usize) -> Result<Self> {
-        if outputs > 1 {
-            bail!("MaxPool's second output (the argmax indices) is not supported");
-        }
         let window = Window::new(a)?;
         let kernel = window
             .kernel
@@ -49,6 +48,7 @@ impl MaxPool {
             window,
             kernel,
             ceil_mode: a.int("ceil_mode", 0)? != 0,
+            indices: outputs > 1,
         })
     }
 }
@@ -69,8 +69,53 @@ impl MaxPool {
     }
 }
 
+impl MaxPool {
+    fn pool_with_indices(&self, x: &Tensor, padding: Vec<i64>) -> Result<(Tensor, Tensor)> {
+        let n = padding.len();
+        let (k, s, d) = (
+            &self.kernel,
+            self.window.strides(n),
+            self.window.dilations(n),
+        );
+        let c = self.ceil_mode;
+        Ok(match n {
+            1 => x.f_max_pool1d_with_indices(k, s, padding, d, c)?,
+            2 => x.f_max_pool2d_with_indices(k, s, padding, d, c)?,
+            _ => x.f_max_pool3d_with_indices(k, s, padding, d, c)?,
+        })
+    }
+}
+
+/// ONNX's MaxPool indices from libtorch's: libtorch counts within each (n, c) plane of the
+/// tensor it pooled (here padded by `begins` when the pads were applied first); ONNX counts
+/// over the whole unpadded input, row-major, so the batch and channel move the index too.
+fn onnx_indices(torch: &Tensor, size: &[i64], pooled: &[i64], begins: &[i64]) -> Result<Tensor> {
+    let spatial = &size[2..];
+    let mut rest = torch.shallow_clone();
+    let mut index = torch.f_zeros_like()?;
+    let mut scale = 1;
+    // Unravel over the pooled plane from the last axis, ravel over the unpadded one.
+    for j in (0..spatial.len()).rev() {
+        let coord = rest.f_remainder(pooled[j])?.f_sub_scalar(begins[j])?;
+        rest = rest.f_div_tensor_mode(&Tensor::from(pooled[j]), "floor")?;
+        index = index.f_add(&coord.f_mul_scalar(scale)?)?;
+        scale *= spatial[j];
+    }
+    let (n, c) = (size[0], size[1]);
+    let mut view = vec![1i64; size.len()];
+    view[0] = n;
+    view[1] = c;
+    let plane = Tensor::f_arange(n * c, (Kind::Int64, torch.device()))?
+        .f_mul_scalar(scale)?
+        .f_reshape(&view)?;
+    Ok(index.f_add(&plane)?)
+}
+
 impl NodeOp for MaxPool {
     fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        if self.indices {
+            return self.run_with_indices(inputs);
+        }
         let x = input(inputs, 0, "X")?;
         let size = spatial(x, "MaxPool", &self.kernel)?;
         let n = size.len();
@@ -84,7 +129,11 @@ impl NodeOp for MaxPool {
         Ok(vec![self.pool(&x, padding, self.ceil_mode)?])
     }
 
+    /// The indices output names absolute positions, which a window of the input would move.
     fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        if self.indices {
+            return Ok(Locality::Global);
+        }
         let size = spatial(input(inputs, 0, "X")?, "MaxPool", &self.kernel)?;
         let window = self
             .window
@@ -97,6 +146,25 @@ impl NodeOp for MaxPool {
         let x = input(inputs, 0, "X")?;
         let n = spatial(x, "MaxPool", &self.kernel)?.len();
         Ok(vec![self.pool(x, vec![0; n], false)?])
+    }
+}
+
+impl MaxPool {
+    fn run_with_indices(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "X")?;
+        let size = spatial(x, "MaxPool", &self.kernel)?;
+        let n = size.len();
+        let (begins, ends) = self.window.pads(&size, &self.kernel)?;
+        let (values, torch) = if native(&begins, &ends, &self.kernel) {
+            let (v, i) = self.pool_with_indices(x, begins)?;
+            (v, onnx_indices(&i, &x.size(), &size, &vec![0; n])?)
+        } else {
+            let padded = x.f_pad(torch_pad(&begins, &ends), "constant", f64::NEG_INFINITY)?;
+            let (v, i) = self.pool_with_indices(&padded, vec![0; n])?;
+            let pooled = padded.size()[2..].to_vec();
+            (v, onnx_indices(&i, &x.size(), &pooled, &begins)?)
+        };
+        Ok(vec![values, torch])
     }
 }
 

@@ -1,10 +1,11 @@
-//! ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare (axes as attribute or, in newer opsets, as
-//! input; keepdims; noop_with_empty_axes) and ArgMax.
+//! ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare/LogSum/LogSumExp (axes as attribute or, in
+//! newer opsets, as input; keepdims; noop_with_empty_axes), ArgMax, and CumSum (a running
+//! sum along one axis: exclusive, reverse).
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use tch::Tensor;
 
-use super::{axes_from, axis, input};
+use super::{axes_from, axis, input, ints};
 use crate::model::graph::NodeOp;
 use crate::model::onnx::attrs::Attrs;
 
@@ -38,6 +39,9 @@ impl Reduce {
                 .f_sum_dim_intlist(Some(axes), k, None)?
                 .f_sqrt()?,
             "ReduceSumSquare" => x.f_square()?.f_sum_dim_intlist(Some(axes), k, None)?,
+            // PyTorch's logsumexp subtracts the maximum first, so large inputs do not overflow.
+            "ReduceLogSumExp" => x.f_logsumexp(axes, k)?,
+            "ReduceLogSum" => x.f_sum_dim_intlist(Some(axes), k, None)?.f_log()?,
             _ => {
                 // ReduceProd: one axis at a time, from the last so indices stay valid.
                 let mut sorted = axes.to_vec();
@@ -96,5 +100,47 @@ impl NodeOp for ArgMax {
         let n = x.size()[ax as usize];
         let flipped = x.f_flip([ax])?.f_argmax(ax, self.keepdims)?;
         Ok(vec![(flipped.f_neg()? + (n - 1))])
+    }
+}
+
+pub struct CumSum {
+    exclusive: bool,
+    reverse: bool,
+}
+
+impl CumSum {
+    pub fn new(a: &Attrs) -> Result<Self> {
+        Ok(CumSum {
+            exclusive: a.int("exclusive", 0)? != 0,
+            reverse: a.int("reverse", 0)? != 0,
+        })
+    }
+}
+
+impl NodeOp for CumSum {
+    fn run(&self, inputs: &[Option<Tensor>]) -> Result<Vec<Tensor>> {
+        let x = input(inputs, 0, "x")?;
+        let given = ints(input(inputs, 1, "axis")?)?;
+        let [a] = given.as_slice() else {
+            bail!(
+                "CumSum's axis must hold one integer, got {} values",
+                given.len()
+            );
+        };
+        let ax = axis(*a, x.dim() as i64)?;
+        let x = if self.reverse {
+            x.f_flip([ax])?
+        } else {
+            x.shallow_clone()
+        };
+        let mut y = x.f_cumsum(ax, None::<tch::Kind>)?;
+        let len = x.size()[ax as usize];
+        if self.exclusive && len > 0 {
+            // Each position sums what comes before it only: the running sum shifted by one,
+            // not minus the element (which would round differently from ONNX's definition).
+            let first = y.f_narrow(ax, 0, 1)?.f_zeros_like()?;
+            y = Tensor::f_cat(&[first, y.f_narrow(ax, 0, len - 1)?], ax)?;
+        }
+        Ok(vec![if self.reverse { y.f_flip([ax])? } else { y }])
     }
 }

@@ -1,11 +1,13 @@
-//! Resize and the older Upsample: nearest (every nearest_mode) and linear (bi-/trilinear)
-//! interpolation, with the coordinate_transformation_modes PyTorch's exporter writes
-//! (half_pixel, pytorch_half_pixel, align_corners, asymmetric), from scales or sizes.
+//! Resize and the older Upsample: nearest (every nearest_mode), linear (bi-/trilinear) and
+//! cubic (bicubic, any cubic_coeff_a, exclude_outside) interpolation, with the
+//! coordinate_transformation_modes PyTorch's exporter writes (half_pixel, pytorch_half_pixel,
+//! align_corners, asymmetric), from scales or sizes.
 //!
 //! The forms PyTorch's own upsampling computes (what its exporter writes for nn.Upsample and
 //! F.interpolate) run on PyTorch's kernels, so values and gradients match PyTorch to the bit.
 //! Every other form runs separably, one resized axis at a time, by gathering the source rows
-//! (index_select) and, for linear, blending two of them, following the ONNX formulas.
+//! (index_select) and, for linear and cubic, blending two or four of them, following the ONNX
+//! formulas.
 
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
@@ -14,8 +16,22 @@ use super::{axis, floats, input, ints, optional};
 use crate::model::graph::{Locality, NodeOp};
 use crate::model::onnx::attrs::Attrs;
 
+/// PyTorch's bicubic coefficient, which its exporter writes as `cubic_coeff_a`.
+const TORCH_CUBIC_A: f32 = -0.75;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
 pub struct Resize {
-    linear: bool,
+    mode: Mode,
+    /// The cubic kernel's `a` (Keys' coefficient) and whether taps outside the input get no
+    /// weight (the others renormalised) instead of repeating the edge.
+    cubic_a: f32,
+    exclude_outside: bool,
     coordinates: String,
     nearest: String,
     axes: Option<Vec<i64>>,
@@ -27,7 +43,7 @@ pub struct Resize {
 
 impl Resize {
     pub fn new(a: &Attrs, opset: i64) -> Result<Self> {
-        let mode = a.choice("mode", "nearest", &["nearest", "linear"])?;
+        let mode = a.choice("mode", "nearest", &["nearest", "linear", "cubic"])?;
         if a.int("antialias", 0)? != 0 {
             bail!("Resize with antialias=1 is not supported");
         }
@@ -35,7 +51,13 @@ impl Resize {
         debug_assert_eq!(policy, "stretch");
         let old = opset < 11;
         Ok(Resize {
-            linear: mode == "linear",
+            mode: match mode.as_str() {
+                "linear" => Mode::Linear,
+                "cubic" => Mode::Cubic,
+                _ => Mode::Nearest,
+            },
+            cubic_a: a.float("cubic_coeff_a", TORCH_CUBIC_A)?,
+            exclude_outside: a.int("exclude_outside", 0)? != 0,
             coordinates: if old {
                 "asymmetric".into()
             } else {
@@ -68,7 +90,13 @@ impl Resize {
     pub fn upsample(a: &Attrs) -> Result<Self> {
         let mode = a.choice("mode", "nearest", &["nearest", "linear", "bilinear"])?;
         Ok(Resize {
-            linear: mode != "nearest",
+            mode: if mode == "nearest" {
+                Mode::Nearest
+            } else {
+                Mode::Linear
+            },
+            cubic_a: TORCH_CUBIC_A,
+            exclude_outside: false,
             coordinates: "asymmetric".into(),
             nearest: "floor".into(),
             axes: None,
@@ -122,8 +150,9 @@ impl Resize {
 
     /// PyTorch's upsampling kernel for this resize, when it computes exactly the ONNX form:
     /// batch and channels untouched, 1 to 3 spatial axes, and linear with align_corners or
-    /// half_pixel (pytorch_half_pixel while no axis shrinks to 1), or nearest with
-    /// asymmetric coordinates rounded down.
+    /// half_pixel (pytorch_half_pixel while no axis shrinks to 1), cubic the same way on 2
+    /// axes with PyTorch's coefficient and edge taps, or nearest with asymmetric coordinates
+    /// rounded down.
     fn native(&self, x: &Tensor, targets: &[(i64, f64)], given: bool) -> Result<Option<Tensor>> {
         let size = x.size();
         let n = size.len();
@@ -138,13 +167,22 @@ impl Resize {
         let out: Vec<i64> = targets[2..].iter().map(|t| t.0).collect();
         let scales: Vec<Option<f64>> = targets[2..].iter().map(|t| given.then_some(t.1)).collect();
         let s = |i: usize| scales.get(i).copied().flatten();
-        let y = match (self.linear, self.coordinates.as_str()) {
-            (true, "align_corners") => linear_kernel(x, &out, true, &[None, None, None])?,
-            (true, "half_pixel") => linear_kernel(x, &out, false, &[s(0), s(1), s(2)])?,
-            (true, "pytorch_half_pixel") if out.iter().all(|&o| o > 1) => {
-                linear_kernel(x, &out, false, &[s(0), s(1), s(2)])?
+        let half_pixel = match self.coordinates.as_str() {
+            "half_pixel" => true,
+            "pytorch_half_pixel" => out.iter().all(|&o| o > 1),
+            _ => false,
+        };
+        let torch_cubic = out.len() == 2 && self.cubic_a == TORCH_CUBIC_A && !self.exclude_outside;
+        let y = match (self.mode, self.coordinates.as_str()) {
+            (Mode::Linear, "align_corners") => linear_kernel(x, &out, true, &[None, None, None])?,
+            (Mode::Linear, _) if half_pixel => linear_kernel(x, &out, false, &[s(0), s(1), s(2)])?,
+            (Mode::Cubic, "align_corners") if torch_cubic => {
+                x.f_upsample_bicubic2d(&out, true, None, None)?
             }
-            (false, "asymmetric") if self.nearest == "floor" => match out.len() {
+            (Mode::Cubic, _) if torch_cubic && half_pixel => {
+                x.f_upsample_bicubic2d(&out, false, s(0), s(1))?
+            }
+            (Mode::Nearest, "asymmetric") if self.nearest == "floor" => match out.len() {
                 1 => x.f_upsample_nearest1d(&out, s(0))?,
                 2 => x.f_upsample_nearest2d(&out, s(0), s(1))?,
                 _ => x.f_upsample_nearest3d(&out, s(0), s(1), s(2))?,
@@ -190,7 +228,10 @@ impl Resize {
         let clamp = |v: f64| (v as i64).clamp(0, len - 1);
         let device = x.device();
         let index = |v: Vec<i64>| Tensor::from_slice(&v).f_to_device(device);
-        if !self.linear {
+        if self.mode == Mode::Cubic {
+            return self.cubic_axis(x, ax, &coords);
+        }
+        if self.mode == Mode::Nearest {
             let idx: Vec<i64> = coords
                 .iter()
                 .map(|&c| clamp(self.nearest_index(c)))
@@ -209,6 +250,67 @@ impl Resize {
         let a = x.f_index_select(ax as i64, &index(lower)?)?;
         let b = x.f_index_select(ax as i64, &index(upper)?)?;
         Ok(a.f_add(&(b.f_sub(&a)?.f_mul(&w)?))?)
+    }
+
+    /// Keys' cubic convolution weight at distance `d` from a source position.
+    fn cubic_weight(&self, d: f64) -> f64 {
+        let a = self.cubic_a as f64;
+        let d = d.abs();
+        if d <= 1.0 {
+            ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0
+        } else if d < 2.0 {
+            ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a
+        } else {
+            0.0
+        }
+    }
+
+    /// Cubic interpolation along one axis: four taps around each source coordinate, the
+    /// edge repeated outside the input (or, with exclude_outside, those taps weighted 0 and
+    /// the rest renormalised).
+    fn cubic_axis(&self, x: &Tensor, ax: usize, coords: &[f64]) -> Result<Tensor> {
+        let len = x.size()[ax];
+        let out = coords.len() as i64;
+        let mut shape = vec![1i64; x.dim()];
+        shape[ax] = out;
+        let mut y: Option<Tensor> = None;
+        let taps: Vec<Vec<(i64, f64)>> = coords
+            .iter()
+            .map(|&c| {
+                let base = c.floor();
+                let t = c - base;
+                let mut row: Vec<(i64, f64)> = (-1..=2)
+                    .map(|o| (base as i64 + o, self.cubic_weight(t - o as f64)))
+                    .collect();
+                if self.exclude_outside {
+                    for tap in &mut row {
+                        if tap.0 < 0 || tap.0 >= len {
+                            tap.1 = 0.0;
+                        }
+                    }
+                    let total: f64 = row.iter().map(|t| t.1).sum();
+                    for tap in &mut row {
+                        tap.1 /= total;
+                    }
+                }
+                row
+            })
+            .collect();
+        for tap in 0..4 {
+            let idx: Vec<i64> = taps.iter().map(|r| r[tap].0.clamp(0, len - 1)).collect();
+            let w: Vec<f64> = taps.iter().map(|r| r[tap].1).collect();
+            let w = Tensor::from_slice(&w)
+                .f_to_kind(x.kind())?
+                .f_reshape(&shape)?
+                .f_to_device(x.device())?;
+            let index = Tensor::from_slice(&idx).f_to_device(x.device())?;
+            let term = x.f_index_select(ax as i64, &index)?.f_mul(&w)?;
+            y = Some(match y {
+                Some(acc) => acc.f_add(&term)?,
+                None => term,
+            });
+        }
+        Ok(y.expect("four taps"))
     }
 }
 
@@ -252,7 +354,11 @@ impl NodeOp for Resize {
 
     /// Integer upsampling from given scales, with coordinates that move with the window
     /// (align_corners does not), is local; sizes would not follow a window of the input.
+    /// Cubic taps reach two input positions, beyond what [`Locality::Upsample`] allows.
     fn locality(&self, inputs: &[Option<Tensor>]) -> Result<Locality> {
+        if self.mode == Mode::Cubic {
+            return Ok(Locality::Global);
+        }
         let size = input(inputs, 0, "X")?.size();
         let (targets, given) = self.targets(inputs, &size)?;
         let moves = matches!(
