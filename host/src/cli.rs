@@ -43,6 +43,9 @@ struct Cli {
 enum Command {
     /// Runs one method on one input and writes the map (.npy, .nii.gz or .png by extension).
     Explain(ExplainArgs),
+    /// Superpixels or supervoxels of one input (SLIC, Felzenszwalb, quickshift, as
+    /// scikit-image's): a label map on its grid, usable as any method's feature_mask.
+    Segment(crate::segment::command::SegmentArgs),
     /// Lists an ONNX model's layers (PyTorch module paths) with the op type of each, and with
     /// an input, the shape of each layer's output.
     Layers {
@@ -399,6 +402,7 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Explain(args) => run_explain(&registry, args),
+        Command::Segment(args) => crate::segment::command::run(args),
         Command::Doctor {
             model,
             input,

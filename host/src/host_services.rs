@@ -188,6 +188,18 @@ impl Host for JobHost<'_> {
         })
     }
 
+    fn segment(
+        &self,
+        inputs: TensorRef<'_>,
+        spec_json: RStr<'_>,
+    ) -> RResult<TensorHandle, RString> {
+        guarded(|| {
+            let spec: serde_json::Value = serde_json::from_str(spec_json.as_str())?;
+            crate::segment::segment_json(&inputs.to_tensor(), &spec, &self.base_dir)
+                .map(TensorHandle::new)
+        })
+    }
+
     fn backward_rules(&self, request: RuleBackward<'_>) -> RResult<RuleGradients, RString> {
         guarded(|| {
             let graph = taps::graph_of(self.model, "a rule-based method")?;

@@ -21,6 +21,7 @@ pub mod report;
 pub mod rules;
 pub mod run;
 pub mod schema_text;
+pub mod segment;
 pub mod serve;
 pub mod suggest;
 pub mod taps;

@@ -192,6 +192,12 @@ pub trait Host {
         base: TensorRef<'_>,
         inputs: TensorRef<'_>,
     ) -> RResult<TensorHandle, RString>;
+
+    /// Superpixels or supervoxels of each example of `inputs` (`[B, C, ...spatial]`) by the
+    /// segmentation `spec_json` (`{"algorithm": "slic", ...params}`, scikit-image's names):
+    /// labels `[B, ...spatial]`, int64.
+    fn segment(&self, inputs: TensorRef<'_>, spec_json: RStr<'_>)
+        -> RResult<TensorHandle, RString>;
 }
 
 /// The host's handle as a plugin receives it.

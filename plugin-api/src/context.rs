@@ -252,6 +252,17 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// Superpixels or supervoxels of each example of `inputs` by the segmentation `spec`
+    /// (`{"algorithm": "slic", ...params}`): labels `[B, ...spatial]`, int64.
+    pub fn segment(&self, inputs: &Tensor, spec: &serde_json::Value) -> Result<Tensor> {
+        let spec_json = spec.to_string();
+        into_result(
+            self.host
+                .segment(TensorRef::new(inputs), RStr::from_str(&spec_json)),
+        )
+        .map(|t| t.into_tensor())
+    }
+
     pub fn layers(&self) -> Result<Vec<String>> {
         into_result(self.host.layers()).map(|v| v.into_iter().map(|s| s.into_string()).collect())
     }

@@ -12,6 +12,7 @@ pub mod maps;
 mod method;
 mod optim;
 pub mod params;
+pub mod segmentation;
 mod tensor;
 
 pub use abi::{
@@ -21,6 +22,7 @@ pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
 pub use optim::Adam;
 pub use params::{broadcast_to, TensorOrScalar};
+pub use segmentation::FeatureMaskSpec;
 pub use tensor::{TensorHandle, TensorRef};
 
 // Re-exported so that plugins name the exact versions the ABI was built with.

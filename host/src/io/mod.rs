@@ -4,6 +4,7 @@
 mod atomic;
 pub mod heatmap;
 mod image_file;
+pub mod labels;
 pub mod montage;
 mod nifti_file;
 mod npy;

@@ -74,3 +74,26 @@ pub fn write(map: &Tensor, source: Option<&NiftiHeader>, out: &Path) -> Result<(
             .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
     })
 }
+
+/// Writes integer labels `[...spatial]` (2 or 3 dims, int64) as an int32 NIfTI with the
+/// source's header (its affine), for label maps such as superpixels.
+pub fn write_labels(labels: &Tensor, source: Option<&NiftiHeader>, out: &Path) -> Result<()> {
+    let shape: Vec<usize> = labels.size().iter().map(|&d| d as usize).collect();
+    let values = Vec::<i64>::try_from(labels.flatten(0, -1))?;
+    let values = values
+        .into_iter()
+        .map(|v| i32::try_from(v).map_err(|_| anyhow!("label {v} does not fit a NIfTI int32")))
+        .collect::<Result<Vec<i32>>>()?;
+    let array = ArrayD::from_shape_vec(IxDyn(&shape), values)?;
+    let mut header = source.cloned().unwrap_or_default();
+    header.scl_slope = 1.0;
+    header.scl_inter = 0.0;
+    header.datatype = NiftiType::Int32 as i16;
+    header.bitpix = 32;
+    write_atomically(out, |tmp| {
+        nifti::writer::WriterOptions::new(tmp)
+            .reference_header(&header)
+            .write_nifti(&array)
+            .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
+    })
+}

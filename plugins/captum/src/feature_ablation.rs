@@ -4,7 +4,8 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, FeatureMaskSpec, Method, MethodKind, MethodMeta, Needs,
+    TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -22,8 +23,11 @@ pub struct Params {
     /// A file of integer labels grouping the input's elements into features that are ablated
     /// together. Its shape is the input's, or broadcasts to it (a batch dimension of 1, or none,
     /// shares it across examples). Default: every element is its own feature.
+    /// Or `{"segmentation": {"algorithm": "slic", ...}}`: superpixels or supervoxels of the
+    /// input the method explains (slic, felzenszwalb, quickshift with scikit-image's
+    /// parameters; see `esegeta segment`).
     #[serde(default)]
-    pub feature_mask: Option<String>,
+    pub feature_mask: Option<FeatureMaskSpec>,
     /// Features ablated together in one forward pass.
     /// Default: as many as the memory budget allows (Captum's is 1). The map equals the
     /// unbatched one up to float rounding, except through a segmentation wrapper whose
@@ -68,7 +72,7 @@ impl Method for FeatureAblation {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
+        let features = FeatureMask::new(ctx, p.feature_mask.as_ref(), inputs)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let ids = features.features();
         let map = ablate(

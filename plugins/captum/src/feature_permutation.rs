@@ -4,7 +4,7 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    register_method, Attribution, Context, FeatureMaskSpec, Method, MethodKind, MethodMeta, Needs,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -21,8 +21,11 @@ pub struct Params {
     /// A file of integer labels grouping the input's elements into features that are permuted
     /// together. Its shape is the input's, or broadcasts to it (a batch dimension of 1, or none,
     /// shares it across examples). Default: every element is its own feature.
+    /// Or `{"segmentation": {"algorithm": "slic", ...}}`: superpixels or supervoxels of the
+    /// input the method explains (slic, felzenszwalb, quickshift with scikit-image's
+    /// parameters; see `esegeta segment`).
     #[serde(default)]
-    pub feature_mask: Option<String>,
+    pub feature_mask: Option<FeatureMaskSpec>,
     /// Features permuted together in one forward pass.
     /// Default: as many as the memory budget allows (Captum's is 1). The map equals the
     /// unbatched one up to float rounding, except through a segmentation wrapper whose
@@ -65,7 +68,7 @@ impl Method for FeaturePermutation {
             "feature permutation shuffles each feature across the examples of the batch, so it \
              needs at least 2 examples; the input has {batch}; give a batch of inputs"
         );
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
+        let features = FeatureMask::new(ctx, p.feature_mask.as_ref(), inputs)?;
         let mut rng = StdRng::seed_from_u64(ctx.seed());
         let ids = features.features();
         let map = ablate(

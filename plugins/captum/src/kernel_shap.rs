@@ -6,7 +6,8 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, FeatureMaskSpec, Method, MethodKind, MethodMeta, Needs,
+    TensorOrScalar,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -29,8 +30,11 @@ pub struct Params {
     /// leave coalitions together. Its shape is the input's, or broadcasts to it (a batch
     /// dimension of 1, or none, shares it across examples). Default: every element is its own
     /// feature, which needs far more samples than there are elements: give a mask on images.
+    /// Or `{"segmentation": {"algorithm": "slic", ...}}`: superpixels or supervoxels of the
+    /// input the method explains (slic, felzenszwalb, quickshift with scikit-image's
+    /// parameters; see `esegeta segment`).
     #[serde(default)]
-    pub feature_mask: Option<String>,
+    pub feature_mask: Option<FeatureMaskSpec>,
     /// Coalitions sampled per example, the full and the empty one included.
     #[serde(default = "default_n_samples")]
     #[schemars(range(min = 1))]
@@ -83,7 +87,7 @@ impl Method for KernelShap {
             ctx,
             inputs,
             &p.baselines,
-            p.feature_mask.as_deref(),
+            p.feature_mask.as_ref(),
             (p.n_samples, p.perturbations_per_eval),
             Surrogate::LinearRegression,
         )?;

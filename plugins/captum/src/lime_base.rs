@@ -6,7 +6,7 @@
 //! feature receives. Each example of a batch gets its own samples and fit, as in Captum.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Context, LogLevel, TensorOrScalar};
+use esegeta_plugin_api::{Context, FeatureMaskSpec, LogLevel, TensorOrScalar};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use tch::{Device, Kind, Tensor};
@@ -48,7 +48,7 @@ impl Fit {
         ctx: &Context<'_>,
         inputs: &Tensor,
         baselines: &TensorOrScalar,
-        feature_mask: Option<&str>,
+        feature_mask: Option<&FeatureMaskSpec>,
         (n_samples, perturbations_per_eval): (usize, Option<usize>),
         surrogate: Surrogate,
     ) -> Result<Self> {

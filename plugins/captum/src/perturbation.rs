@@ -9,7 +9,7 @@
 //! [`credit`] directly.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Context, Pass};
+use esegeta_plugin_api::{Context, FeatureMaskSpec, Pass};
 use tch::{Device, Kind, Tensor};
 
 /// One perturbed copy of the whole input batch.
@@ -161,9 +161,25 @@ pub struct FeatureMask {
 }
 
 impl FeatureMask {
-    /// The mask in the file `path`, or each element its own feature when there is none.
-    pub fn new(ctx: &Context<'_>, path: Option<&str>, inputs: &Tensor) -> Result<Self> {
-        Self::over(ctx, "feature_mask", path, inputs, "the input")
+    /// The mask in a file, or the host's segmentation of the input (superpixels, supervoxels),
+    /// or each element its own feature when there is none.
+    pub fn new(ctx: &Context<'_>, spec: Option<&FeatureMaskSpec>, inputs: &Tensor) -> Result<Self> {
+        match spec {
+            Some(FeatureMaskSpec::Segmentation(s)) => {
+                let labels = segment_labels(ctx, &s.segmentation.to_json(), inputs)?;
+                Self::from_labels(labels)
+            }
+            Some(FeatureMaskSpec::File(path)) => {
+                Self::over(ctx, "feature_mask", Some(path), inputs, "the input")
+            }
+            None => Self::over(ctx, "feature_mask", None, inputs, "the input"),
+        }
+    }
+
+    fn from_labels(labels: Tensor) -> Result<Self> {
+        let (unique, _) = labels.f_internal_unique(true, false)?;
+        let features = Vec::<i64>::try_from(&unique.to_device(Device::Cpu))?;
+        Ok(FeatureMask { labels, features })
     }
 
     /// [`FeatureMask::new`] for a mask over something other than the input, such as a
@@ -179,9 +195,7 @@ impl FeatureMask {
             Some(path) => labels_from_file(ctx, param, path, inputs, what)?,
             None => one_feature_per_element(inputs),
         };
-        let (unique, _) = labels.f_internal_unique(true, false)?;
-        let features = Vec::<i64>::try_from(&unique.to_device(Device::Cpu))?;
-        Ok(FeatureMask { labels, features })
+        Self::from_labels(labels)
     }
 
     pub fn features(&self) -> &[i64] {
@@ -197,6 +211,19 @@ impl FeatureMask {
     pub fn select(&self, feature: i64) -> Tensor {
         self.labels.eq(feature)
     }
+}
+
+/// The host's segmentation of each example (`[B, ...spatial]`), shared by its channels:
+/// `[B, C, ...spatial]` like the input.
+fn segment_labels(ctx: &Context<'_>, spec: &serde_json::Value, inputs: &Tensor) -> Result<Tensor> {
+    let labels = ctx
+        .segment(inputs, spec)
+        .map_err(|e| anyhow::anyhow!("`feature_mask`'s segmentation failed: {e:#}"))?;
+    Ok(labels
+        .unsqueeze(1)
+        .f_expand(inputs.size(), false)?
+        .contiguous()
+        .to_device(inputs.device()))
 }
 
 fn one_feature_per_element(inputs: &Tensor) -> Tensor {

@@ -4,8 +4,8 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, LogLevel, Method, MethodKind, MethodMeta, Needs,
-    TensorOrScalar,
+    register_method, Attribution, Context, FeatureMaskSpec, LogLevel, Method, MethodKind,
+    MethodMeta, Needs, TensorOrScalar,
 };
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -26,8 +26,11 @@ pub struct Params {
     /// A file of integer labels 0, 1, 2, ... grouping the input's elements into features that
     /// are added together. Its shape is the input's, or broadcasts to it (a batch dimension of
     /// 1, or none, shares it across examples). Default: every element is its own feature.
+    /// Or `{"segmentation": {"algorithm": "slic", ...}}`: superpixels or supervoxels of the
+    /// input the method explains (slic, felzenszwalb, quickshift with scikit-image's
+    /// parameters; see `esegeta segment`).
     #[serde(default)]
-    pub feature_mask: Option<String>,
+    pub feature_mask: Option<FeatureMaskSpec>,
     /// Number of random feature orders averaged.
     #[serde(default = "default_n_samples")]
     #[schemars(range(min = 1))]
@@ -80,7 +83,7 @@ impl Method for ShapleyValueSampling {
             p.n_samples
         );
         let batch = per_eval(ctx, p.perturbations_per_eval, inputs)?;
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
+        let features = FeatureMask::new(ctx, p.feature_mask.as_ref(), inputs)?;
         let baselines = p.baselines.resolve(ctx, "baselines", inputs)?;
         let mut order = playing_features(ctx, &features);
         let walk = Walk {

@@ -8,7 +8,8 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, TensorOrScalar,
+    register_method, Attribution, Context, FeatureMaskSpec, Method, MethodKind, MethodMeta, Needs,
+    TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -28,8 +29,11 @@ pub struct Params {
     /// (regions, organs, patches), at most 20 of them: the method evaluates all 2^n
     /// coalitions. Its shape is the input's, or broadcasts to it (a batch dimension of 1, or
     /// none, shares it across examples). Required unless the input has at most 20 elements.
+    /// Or `{"segmentation": {"algorithm": "slic", ...}}`: superpixels or supervoxels of the
+    /// input the method explains (slic, felzenszwalb, quickshift with scikit-image's
+    /// parameters; see `esegeta segment`).
     #[serde(default)]
-    pub feature_mask: Option<String>,
+    pub feature_mask: Option<FeatureMaskSpec>,
     /// Coalitions evaluated together in one forward pass.
     /// Default: as many as the memory budget allows (Captum's is 1). The map equals the
     /// unbatched one up to float rounding, except through a segmentation wrapper whose
@@ -69,7 +73,7 @@ impl Method for ShapleyValues {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let features = FeatureMask::new(ctx, p.feature_mask.as_deref(), inputs)?;
+        let features = FeatureMask::new(ctx, p.feature_mask.as_ref(), inputs)?;
         let players = playing_features(ctx, &features);
         ensure!(
             players.len() <= MAX_FEATURES,
