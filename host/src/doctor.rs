@@ -118,9 +118,10 @@ fn examine(path: &Path, r: &Request<'_>, input: Option<&Tensor>, report: &mut St
         }
     }
     families(model.as_ref(), findings.gradients, report);
-    if findings.graph {
-        match crate::layers::table(path, r.input, &r.output, r.device) {
-            Ok(table) => {
+    if let Some(graph) = model.graph() {
+        match crate::layers::rows_of(graph, Some(x), path) {
+            Ok(rows) => {
+                let table = crate::layers::format_rows(&rows, true);
                 let _ = writeln!(report, "  layers:");
                 for line in table.lines() {
                     let _ = writeln!(report, "    {line}");

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-use crate::model::graph::{NodeHook, NodeView};
+use crate::model::graph::{GraphModel, NodeHook, NodeView};
 
 /// The command that exports a PyTorch model to ONNX (and TorchScript) for layer methods.
 pub const EXPORT_COMMAND: &str = "python tools/export_model.py path/to/model.py:make_model \
@@ -53,19 +53,29 @@ pub fn rows(
             model_path.display()
         );
     };
-    let shapes = match input {
-        Some(path) => {
-            let x = crate::io::load_input(path)?.tensor.to_device(device);
-            let x = match graph.fixed_batch() {
-                Some(b) if x.size().first() != Some(&b) => bail!(
+    let x = match input {
+        Some(path) => Some(crate::io::load_input(path)?.tensor.to_device(device)),
+        None => None,
+    };
+    rows_of(graph, x.as_ref(), model_path)
+}
+
+/// [`rows`] of a loaded graph, with shapes when `x` is given (`model_path` names it in errors).
+pub fn rows_of(graph: &dyn GraphModel, x: Option<&Tensor>, model_path: &Path) -> Result<Vec<Row>> {
+    let shapes = match x {
+        Some(x) => {
+            if let Some(b) = graph
+                .fixed_batch()
+                .filter(|&b| x.size().first() != Some(&b))
+            {
+                bail!(
                     "{} was exported with a fixed batch size of {b}; give an input with that \
                      batch size",
                     model_path.display()
-                ),
-                _ => x,
-            };
+                );
+            }
             let mut hook = Shapes(Vec::new());
-            let _output = tch::no_grad(|| graph.forward_hooked(&x, &mut hook))?;
+            let _output = tch::no_grad(|| graph.forward_hooked(x, &mut hook))?;
             Some(hook.0)
         }
         None => None,
@@ -90,7 +100,14 @@ pub fn table(
     output: &crate::model::Output,
     device: Device,
 ) -> Result<String> {
-    let layers = rows(model_path, input, output, device)?;
+    Ok(format_rows(
+        &rows(model_path, input, output, device)?,
+        input.is_some(),
+    ))
+}
+
+/// `layers` as a table: name, op and, `with_shapes`, output shape.
+pub fn format_rows(layers: &[Row], with_shapes: bool) -> String {
     let width = layers
         .iter()
         .map(|l| l.name.len())
@@ -98,13 +115,13 @@ pub fn table(
         .unwrap_or(5)
         .max(5);
     let mut out = format!("{:width$}  {:22}", "layer", "op");
-    if input.is_some() {
+    if with_shapes {
         out.push_str("  output shape");
     }
     out = out.trim_end().to_string() + "\n";
     for layer in layers {
         let mut line = format!("{:width$}  {:22}", layer.name, layer.op);
-        if input.is_some() {
+        if with_shapes {
             match &layer.shape {
                 Some(s) => line.push_str(&format!("  {s:?}")),
                 None => line.push_str("  -"),
@@ -113,5 +130,5 @@ pub fn table(
         out.push_str(line.trim_end());
         out.push('\n');
     }
-    Ok(out)
+    out
 }

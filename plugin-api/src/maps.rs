@@ -35,6 +35,17 @@ pub fn resample(map: &Tensor, size: &[i64], align_corners: bool) -> Result<Tenso
     })
 }
 
+/// `map` (`[B, C, ...]`, 1D to 3D) resized to the spatial `size` by nearest-neighbour
+/// interpolation (PyTorch's `interpolate(mode="nearest")`, as Captum's guided Grad-CAM does).
+pub fn resample_nearest(map: &Tensor, size: &[i64]) -> Result<Tensor> {
+    Ok(match size.len() {
+        1 => map.f_upsample_nearest1d(size, None)?,
+        2 => map.f_upsample_nearest2d(size, None, None)?,
+        3 => map.f_upsample_nearest3d(size, None, None, None)?,
+        n => bail!("inputs with {n} spatial dimensions are not supported"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -62,11 +62,7 @@ pub fn write(map: &Tensor, source: Option<&NiftiHeader>, out: &Path) -> Result<(
     let shape: Vec<usize> = volume.size().iter().map(|&d| d as usize).collect();
     let values = Vec::<f32>::try_from(volume.flatten(0, -1))?;
     let array = ArrayD::from_shape_vec(IxDyn(&shape), values)?;
-    let mut header = source.cloned().unwrap_or_default();
-    header.scl_slope = 1.0;
-    header.scl_inter = 0.0;
-    header.datatype = NiftiType::Float32 as i16;
-    header.bitpix = 32;
+    let header = header_for(source, NiftiType::Float32);
     write_atomically(out, |tmp| {
         nifti::writer::WriterOptions::new(tmp)
             .reference_header(&header)
@@ -85,15 +81,21 @@ pub fn write_labels(labels: &Tensor, source: Option<&NiftiHeader>, out: &Path) -
         .map(|v| i32::try_from(v).map_err(|_| anyhow!("label {v} does not fit a NIfTI int32")))
         .collect::<Result<Vec<i32>>>()?;
     let array = ArrayD::from_shape_vec(IxDyn(&shape), values)?;
-    let mut header = source.cloned().unwrap_or_default();
-    header.scl_slope = 1.0;
-    header.scl_inter = 0.0;
-    header.datatype = NiftiType::Int32 as i16;
-    header.bitpix = 32;
+    let header = header_for(source, NiftiType::Int32);
     write_atomically(out, |tmp| {
         nifti::writer::WriterOptions::new(tmp)
             .reference_header(&header)
             .write_nifti(&array)
             .map_err(|e| anyhow!("cannot write {}: {e}", out.display()))
     })
+}
+
+/// The source's header (its affine), or a default one, for unscaled 32-bit `datatype`.
+fn header_for(source: Option<&NiftiHeader>, datatype: NiftiType) -> NiftiHeader {
+    let mut header = source.cloned().unwrap_or_default();
+    header.scl_slope = 1.0;
+    header.scl_inter = 0.0;
+    header.datatype = datatype as i16;
+    header.bitpix = 32;
+    header
 }

@@ -65,10 +65,5 @@ fn upsample_nearest(map: &Tensor, size: &[i64]) -> Result<Tensor> {
             map.size()
         );
     }
-    Ok(match size.len() {
-        1 => map.upsample_nearest1d(size, None),
-        2 => map.upsample_nearest2d(size, None, None),
-        3 => map.upsample_nearest3d(size, None, None, None),
-        n => bail!("inputs with {n} spatial dimensions are not supported"),
-    })
+    esegeta_plugin_api::maps::resample_nearest(map, size)
 }

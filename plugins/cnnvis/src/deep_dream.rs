@@ -17,7 +17,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::optimise::{check_filter, layer_value, positive, range, resize, some_steps};
+use crate::optimise::{at_least_one, check_filter, layer_value, positive, range, resize};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -93,8 +93,8 @@ impl Method for DeepDream {
         _target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        some_steps(p.steps)?;
-        some_steps(p.octaves).context("octaves must be at least 1")?;
+        at_least_one("steps", p.steps)?;
+        at_least_one("octaves", p.octaves)?;
         positive("lr", p.lr)?;
         positive("octave_scale", p.octave_scale)?;
         anyhow::ensure!(

@@ -6,7 +6,8 @@
 //! resizes it with an antialiasing filter for display, which changes only the map's scale and
 //! its edges.
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{ensure, Result};
+use esegeta_plugin_api::maps::resample_nearest;
 use esegeta_plugin_api::{
     register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
@@ -67,21 +68,10 @@ impl Method for GuidedGradCam {
         let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
         let weights = grad.mean_dim(spatial(&grad).as_slice(), false, Kind::Float);
         let cam = weighted_channels(&weights, &activation).relu().unsqueeze(1);
-        let cam = nearest(&cam, &inputs.size()[2..])?;
+        let cam = resample_nearest(&cam, &inputs.size()[2..])?;
         let guided = guided::of_target(ctx, inputs, target)?.to_kind(Kind::Float);
         Ok(Attribution::new((guided * cam).to_kind(inputs.kind())))
     }
 }
 
 register_method!(GuidedGradCam);
-
-/// `map` `[B, 1, ...]` resized to the spatial `size` by nearest-neighbour interpolation
-/// (PyTorch's `interpolate(mode="nearest")`).
-fn nearest(map: &Tensor, size: &[i64]) -> Result<Tensor> {
-    Ok(match size.len() {
-        1 => map.f_upsample_nearest1d(size, None)?,
-        2 => map.f_upsample_nearest2d(size, None, None)?,
-        3 => map.f_upsample_nearest3d(size, None, None, None)?,
-        n => bail!("inputs with {n} spatial dimensions are not supported"),
-    })
-}

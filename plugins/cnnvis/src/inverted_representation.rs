@@ -21,7 +21,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::optimise::{layer_value, non_negative, positive, some_steps, total_variation};
+use crate::optimise::{at_least_one, layer_value, non_negative, positive, total_variation};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -133,9 +133,9 @@ impl Method for InvertedRepresentation {
 register_method!(InvertedRepresentation);
 
 fn check(p: &Params) -> Result<()> {
-    some_steps(p.steps)?;
+    at_least_one("steps", p.steps)?;
     positive("lr", p.lr)?;
-    positive("decay_every", p.decay_every as f64)?;
+    at_least_one("decay_every", p.decay_every)?;
     positive("alpha", p.alpha)?;
     positive("tv_beta", p.tv_beta)?;
     for (name, value) in [

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::optimise::{check_filter, layer_value, non_negative, positive, range, some_steps};
+use crate::optimise::{at_least_one, check_filter, layer_value, non_negative, positive, range};
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +76,7 @@ impl Method for LayerVisualisation {
         _target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        some_steps(p.steps)?;
+        at_least_one("steps", p.steps)?;
         positive("lr", p.lr)?;
         non_negative("weight_decay", p.weight_decay)?;
         let first = inputs.narrow(0, 0, 1).to_kind(Kind::Float);

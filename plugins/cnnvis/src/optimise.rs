@@ -51,9 +51,10 @@ pub fn non_negative(name: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
-/// Refuses `steps` of 0 (the schema says so too, but a config can bypass it).
-pub fn some_steps(steps: usize) -> Result<()> {
-    ensure!(steps > 0, "steps must be at least 1 (it is 0)");
+/// Refuses a count of 0 (`steps`, `octaves`: the schema says so too, but a config can
+/// bypass it).
+pub fn at_least_one(name: &str, count: usize) -> Result<()> {
+    ensure!(count > 0, "{name} must be at least 1 (it is 0)");
     Ok(())
 }
 
