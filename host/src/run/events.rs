@@ -58,7 +58,10 @@ impl Events {
     }
 
     pub fn job_finished(&self, record: &JobRecord) {
-        self.emit(json!({"event": "job_finished", "record": record}));
+        // Checked before the record is copied into a JSON tree, once per job of every run.
+        if self.enabled {
+            self.emit(json!({"event": "job_finished", "record": record}));
+        }
     }
 
     fn emit(&self, event: Value) {

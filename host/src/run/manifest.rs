@@ -1,5 +1,7 @@
-//! `results.json`: every job of a run with its status, timing, files and extras. Rewritten
-//! atomically after each job, so an interrupted run loses nothing and resumes from it.
+//! `results.json`: every job of a run with its status, timing, files and extras. A run in
+//! progress appends each finished job to a journal beside it and rewrites it atomically when
+//! due (run/journal.rs); loading replays the journal, so an interrupted run loses nothing and
+//! resumes from it.
 
 use std::path::{Path, PathBuf};
 
@@ -74,22 +76,64 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest at `path`, or an empty one when there is none yet.
+    /// The manifest at `path`, or an empty one when there is none yet, with the records its
+    /// journal holds (jobs that finished after the file was last rewritten) replayed onto it.
     pub fn load_or_new(path: &Path, config: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Ok(Manifest {
+        let mut manifest = if path.exists() {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not an esegeta manifest; move it away to start the run afresh",
+                    path.display()
+                )
+            })?
+        } else {
+            Manifest {
                 config: config.to_path_buf(),
                 ..Default::default()
-            });
+            }
+        };
+        // Written sorted; sorted again in case a person or another tool edited the file.
+        manifest.jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        manifest.jobs.dedup_by(|a, b| a.id == b.id);
+        manifest.replay(&super::journal::journal_path(path))?;
+        Ok(manifest)
+    }
+
+    /// The manifest at `path` with its journal replayed, as JSON: what a reader outside the
+    /// run (the GUI) shows. `None` when there is neither.
+    pub fn read_json(path: &Path) -> Option<Value> {
+        if !path.exists() && !super::journal::journal_path(path).exists() {
+            return None;
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
-            format!(
-                "{} is not an esegeta manifest; move it away to start the run afresh",
-                path.display()
-            )
-        })
+        let manifest = Manifest::load_or_new(path, Path::new("")).ok()?;
+        serde_json::to_value(manifest).ok()
+    }
+
+    /// Records appended to the journal at `path`, one per line. A line that does not parse is
+    /// the one a kill tore (a record is one write): its job runs again.
+    fn replay(&mut self, path: &Path) -> Result<()> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            match serde_json::from_str::<JobRecord>(line) {
+                Ok(record) => self.record(record),
+                Err(e) => tracing::warn!(
+                    "{} line {}: not a whole job record ({e}); that job runs again",
+                    path.display(),
+                    n + 1
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// The record of a finished job whose files are all still there.
@@ -112,14 +156,14 @@ impl Manifest {
 
     /// Replaces the job's record (or adds it), keeping records sorted by id.
     pub fn record(&mut self, record: JobRecord) {
-        self.jobs.retain(|r| r.id != record.id);
-        self.jobs.push(record);
-        self.jobs.sort_by(|a, b| a.id.cmp(&b.id));
+        match self.jobs.binary_search_by(|r| r.id.cmp(&record.id)) {
+            Ok(i) => self.jobs[i] = record,
+            Err(i) => self.jobs.insert(i, record),
+        }
     }
 
-    /// Written after every job: streamed to the file, not built as one string first, which
-    /// for a long run is megabytes allocated and freed per job (a soak run's memory grew with
-    /// it).
+    /// Streamed to the file, not built as one string first, which for a long run is
+    /// megabytes allocated and freed.
     pub fn save(&self, path: &Path) -> Result<()> {
         write_atomically(path, |tmp| {
             let mut file = std::io::BufWriter::with_capacity(64 << 10, std::fs::File::create(tmp)?);

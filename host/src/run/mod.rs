@@ -6,6 +6,7 @@ mod caveats;
 mod child;
 pub mod events;
 pub mod identity;
+mod journal;
 mod lock;
 pub mod manifest;
 pub mod plan;
@@ -113,7 +114,7 @@ pub fn run(
         &todo.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
         resumed,
     );
-    let manifest = Mutex::new(manifest);
+    let manifest = Mutex::new(journal::ManifestWriter::new(manifest, &manifest_path)?);
     let bar = progress_bar(todo.len());
     let queue = Mutex::new(VecDeque::from(todo));
     let slots = slots(loaded);
@@ -123,7 +124,6 @@ pub fn run(
         for device in &slots {
             let (queue, manifest, bar) = (&queue, &manifest, &bar);
             let (identities, reruns) = (&identities, &reruns);
-            let manifest_path = &manifest_path;
             scope.spawn(move || {
                 tch::set_num_threads(threads as i32);
                 let mut models = worker::Models::default();
@@ -166,8 +166,7 @@ pub fn run(
                     }
                     bar.inc(1);
                     let mut m = manifest.lock().unwrap_or_else(|p| p.into_inner());
-                    m.record(record);
-                    if let Err(e) = m.save(manifest_path) {
+                    if let Err(e) = m.record(&record) {
                         tracing::error!("cannot save the manifest: {e:#}");
                     }
                 }
@@ -176,12 +175,17 @@ pub fn run(
     });
     bar.finish_and_clear();
     let manifest = manifest.into_inner().unwrap_or_else(|p| p.into_inner());
-    manifest.save(&manifest_path)?;
+    let (failed, timed_out, done) = (
+        manifest.count(Status::Failed),
+        manifest.count(Status::TimedOut),
+        manifest.count(Status::Done),
+    );
+    manifest.finish()?;
     // A shard's report would show a share of the run: `esegeta merge` writes the whole one.
     if shard.is_none() {
         write_report(&folder);
     }
-    outcome(&manifest, resumed, manifest_path)
+    outcome(failed, timed_out, done, resumed, manifest_path)
 }
 
 /// Each job's identity; a file that cannot be read gives an identity naming the error (the
@@ -212,9 +216,13 @@ pub fn write_report(folder: &Path) {
     }
 }
 
-fn outcome(manifest: &Manifest, resumed: usize, path: PathBuf) -> Result<Summary> {
-    let count = |s: Status| manifest.jobs.iter().filter(|r| r.status == s).count();
-    let (failed, timed_out) = (count(Status::Failed), count(Status::TimedOut));
+fn outcome(
+    failed: usize,
+    timed_out: usize,
+    done: usize,
+    resumed: usize,
+    path: PathBuf,
+) -> Result<Summary> {
     if failed + timed_out > 0 {
         return Err(JobsFailed {
             failed,
@@ -224,7 +232,7 @@ fn outcome(manifest: &Manifest, resumed: usize, path: PathBuf) -> Result<Summary
         .into());
     }
     Ok(Summary {
-        done: count(Status::Done),
+        done,
         resumed,
         manifest: path,
     })

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::{broadcast, Semaphore};
 
 use super::roots::Roots;
+use crate::run::manifest::Manifest;
 
 #[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -98,10 +99,8 @@ impl Run {
             .find(|e| e["event"] == "planned")
             .map(|e| e["jobs"].clone())
             .unwrap_or(Value::Array(Vec::new()));
-        let manifest = std::fs::read_to_string(self.folder.join("results.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .unwrap_or(Value::Null);
+        let manifest =
+            Manifest::read_json(&self.folder.join("results.json")).unwrap_or(Value::Null);
         json!({
             "id": self.id,
             "status": progress.status,
@@ -193,9 +192,7 @@ fn earlier_run(id: &str, config_file: &Path, roots: &Roots) -> Option<Run> {
     let folder = roots
         .resolve(config.pointer("/output/folder")?.as_str()?)
         .ok()?;
-    let manifest = std::fs::read_to_string(folder.join("results.json"))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let manifest = Manifest::read_json(&folder.join("results.json"));
     let (status, error) = match &manifest {
         Some(m) => {
             let jobs = m["jobs"].as_array().cloned().unwrap_or_default();
