@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Result};
 use tch::Tensor;
 
-use crate::model::graph::{GraphModel, LayerInfo, NodeHook, NodeView};
+use crate::model::graph::{pad_batch, GraphModel, LayerInfo, NodeHook, NodeView};
 use crate::model::Model;
 use crate::task::TaskWrapper;
 
@@ -94,20 +94,17 @@ pub fn forward_taps(
         .collect::<Result<_>>()?;
     let batch = inputs.size()[0];
     let chunk = graph.fixed_batch().filter(|&n| n != batch).unwrap_or(batch);
-    if batch % chunk != 0 {
-        bail!(
-            "the model was exported with a fixed batch size of {chunk}, which does not divide \
-             this batch of {batch}; export it with a dynamic batch (tools/export_model.py)"
-        );
-    }
     let mut scores = Vec::new();
     let mut captured: Vec<Vec<Tensor>> = taps.iter().map(|_| Vec::new()).collect();
     for start in (0..batch).step_by(chunk as usize) {
-        let mut hook = TapHook::new(taps, &sites, start, chunk);
-        let out = graph.forward_hooked(&inputs.narrow(0, start, chunk), &mut hook)?;
-        scores.push(wrapper.scores(&out)?);
+        let len = chunk.min(batch - start);
+        let mut hook = TapHook::new(taps, &sites, start, len, chunk);
+        let part = pad_batch(inputs.narrow(0, start, len), chunk)?;
+        let out = graph.forward_hooked(&part, &mut hook)?;
+        scores.push(wrapper.scores(&out)?.narrow(0, 0, len));
         for (i, value) in hook.captured.into_iter().enumerate() {
             match value {
+                Some(v) if len < chunk => captured[i].push(v.narrow(0, 0, len)),
                 Some(v) => captured[i].push(v),
                 None => bail!(
                     "the layer `{}` did not run in the forward pass",
@@ -116,8 +113,9 @@ pub fn forward_taps(
             }
         }
     }
-    // One chunk: the captured value itself, so that gradients reach it (a concatenation of
-    // chunks is a copy that the scores do not depend on).
+    // One whole chunk: the captured value itself, so that gradients reach it (a concatenation
+    // of chunks, or a padded chunk's real rows, is a copy that the scores do not depend on:
+    // Context::tap_gradient then replaces the layer by it).
     let layers = captured
         .into_iter()
         .map(|mut parts| match parts.len() {
@@ -134,14 +132,16 @@ struct TapHook<'a> {
     sites: &'a [Site],
     /// Output taps by node.
     by_node: HashMap<usize, Vec<usize>>,
-    /// The chunk of the batch being run: replacements are cut to it.
+    /// The rows of the batch being run (`start..start + len`), padded to `chunk`:
+    /// replacements are cut to them and padded alike.
     start: i64,
     len: i64,
+    chunk: i64,
     captured: Vec<Option<Tensor>>,
 }
 
 impl<'a> TapHook<'a> {
-    fn new(taps: &'a [Tap], sites: &'a [Site], start: i64, len: i64) -> Self {
+    fn new(taps: &'a [Tap], sites: &'a [Site], start: i64, len: i64, chunk: i64) -> Self {
         let mut by_node: HashMap<usize, Vec<usize>> = HashMap::new();
         for (i, site) in sites.iter().enumerate() {
             if let Site::Output(node) = site {
@@ -154,6 +154,7 @@ impl<'a> TapHook<'a> {
             by_node,
             start,
             len,
+            chunk,
             captured: (0..taps.len()).map(|_| None).collect(),
         }
     }
@@ -173,6 +174,7 @@ impl<'a> TapHook<'a> {
                 self.start + self.len
             )
         })?;
+        let value = pad_batch(value, self.chunk)?;
         if value.size() != original.size() {
             bail!(
                 "the replacement for layer `{}` has shape {:?}, but the layer's {side} has \

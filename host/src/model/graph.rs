@@ -9,6 +9,20 @@ use tch::Tensor;
 
 pub use crate::model::onnx::{Reach, Recorded};
 
+/// `part` (its first `len <= size` examples of a batch) padded to exactly `size` examples
+/// with copies of its last one: a model exported with a fixed batch size accepts no other, and
+/// copies of a real example keep every value in the range the model was made for.
+pub fn pad_batch(part: Tensor, size: i64) -> Result<Tensor> {
+    let len = part.size()[0];
+    if len >= size {
+        return Ok(part);
+    }
+    let mut shape = part.size();
+    shape[0] = size - len;
+    let copies = part.f_narrow(0, len - 1, 1)?.f_expand(&shape, false)?;
+    Ok(Tensor::f_cat(&[part, copies], 0)?)
+}
+
 /// One named layer: a PyTorch module path and the node whose output is the layer's output
 /// (for a block, its last node).
 #[derive(Clone, Debug)]

@@ -114,16 +114,7 @@ pub fn backward(
     composite: &Composite,
     layer: Option<Site>,
 ) -> Result<RuleOutput> {
-    let batch = inputs.size()[0];
-    if let Some(fixed) = graph.fixed_batch().filter(|&n| n != batch) {
-        bail!(
-            "backward rules need the whole batch in one pass, but the model was exported with a \
-             fixed batch size of {fixed} and this pass has {batch} examples; export it with a \
-             dynamic batch (tools/export_model.py)"
-        );
-    }
-    let mut recorder = Recorder::default();
-    let output = graph.forward_hooked(inputs, &mut recorder)?;
+    let (recorder, output) = record(graph, inputs)?;
     let layer_value = layer.as_ref().map(|site| site_value(graph, site));
     let mut pass = Pass::new(graph, composite, &recorder.records);
     let coverage_warning = coverage(graph, composite, recorder.records.len(), &pass.rules);
@@ -190,6 +181,40 @@ pub fn backward(
         layer,
         coverage_warning,
     })
+}
+
+/// Every node's values in a forward pass of `inputs`, and the model output: in one pass, or
+/// on a model exported with another fixed batch size in chunks of it, joined (chunks.rs).
+fn record(graph: &dyn GraphModel, inputs: &Tensor) -> Result<(Recorder, Tensor)> {
+    let batch = inputs.size()[0];
+    let Some(fixed) = graph.fixed_batch().filter(|&n| n != batch) else {
+        let mut recorder = Recorder::default();
+        let output = graph.forward_hooked(inputs, &mut recorder)?;
+        return Ok((recorder, output));
+    };
+    let mut per_node: Vec<Vec<Recorded>> = Vec::new();
+    let mut outputs = Vec::new();
+    let mut joined = Recorder::default();
+    for part in super::chunks::split(inputs, fixed)? {
+        let mut recorder = Recorder::default();
+        outputs.push(graph.forward_hooked(&part, &mut recorder)?.detach());
+        if per_node.is_empty() {
+            per_node = recorder.records.into_iter().map(|r| vec![r]).collect();
+        } else if per_node.len() != recorder.records.len() {
+            bail!("the graph ran a different number of nodes on another chunk of the batch");
+        } else {
+            for (node, r) in per_node.iter_mut().zip(recorder.records) {
+                node.push(r);
+            }
+        }
+        joined.model_input = recorder.model_input;
+    }
+    joined.records = per_node
+        .into_iter()
+        .map(|chunks| super::chunks::join(chunks, fixed, batch))
+        .collect::<Result<_>>()?;
+    let output = Tensor::f_cat(&outputs, 0)?.f_narrow(0, 0, batch)?;
+    Ok((joined, output))
 }
 
 /// Where a rule-based backward pass starts.
@@ -386,6 +411,7 @@ impl NodeHook for Recorder {
                 .map(|t| t.as_ref().map(Tensor::shallow_clone))
                 .collect(),
             outputs: outputs.iter().map(Tensor::shallow_clone).collect(),
+            parts: None,
         });
         Ok(outputs)
     }

@@ -8,6 +8,7 @@
 //! entry wins and unmatched nodes take the plain gradient. The engine (engine.rs) records
 //! every node's values during the forward pass and walks the nodes in reverse.
 
+mod chunks;
 mod deconvnet;
 mod engine;
 mod excitation_backprop;
@@ -36,12 +37,18 @@ pub use engine::{activations, backward, RuleOutput, Start};
 pub struct Recorded {
     pub inputs: Vec<Option<Tensor>>,
     pub outputs: Vec<Tensor>,
+    /// On a fixed-batch model run in chunks: the chunks this record joins (its values are
+    /// then copies without autograd history; products run on the chunks).
+    parts: Option<Box<chunks::Parts>>,
 }
 
 impl Recorded {
     /// The plain vector-Jacobian product of the node: gradients of its leaf inputs given
     /// `grad_outputs` (None for inputs that are constants or do not depend on the outputs).
     pub fn vjp(&self, grad_outputs: &[Option<Tensor>]) -> Result<Vec<Option<Tensor>>> {
+        if let Some(parts) = &self.parts {
+            return parts.vjp(grad_outputs);
+        }
         let mut objective: Option<Tensor> = None;
         for (out, grad) in self.outputs.iter().zip(grad_outputs) {
             if let (Some(g), true) = (grad, out.requires_grad()) {

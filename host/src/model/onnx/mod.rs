@@ -132,14 +132,7 @@ impl OnnxModel {
         let mut start = 0;
         while start < batch {
             let len = chunk.min(batch - start);
-            let mut part = inputs.narrow(0, start, len);
-            if len < chunk {
-                // A fixed-batch graph accepts no other size: pad with copies of the last example.
-                let mut shape = part.size();
-                shape[0] = chunk - len;
-                let pad = part.narrow(0, len - 1, 1).f_expand(&shape, false)?;
-                part = Tensor::f_cat(&[part, pad], 0)?;
-            }
+            let part = super::graph::pad_batch(inputs.narrow(0, start, len), chunk)?;
             let out = self.graph.run(&part, &mut PassThrough, self.output_index)?;
             outputs.push(out.f_narrow(0, 0, len)?);
             start += len;
