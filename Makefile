@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test
+.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test zoo
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -60,6 +60,12 @@ bench-cnnvis: build
 ## test suite does: FUZZ_ITERATIONS inputs per reader (default 20000).
 fuzz: build
 	$(ENV) ESEGETA_FUZZ_ITERATIONS=$${FUZZ_ITERATIONS:-20000} cargo test --release -p esegeta --test fuzz -- --nocapture
+
+## The model zoo: every torchvision and MONAI architecture of tools/make_zoo.py exported,
+## loaded on both backends and explained against Captum; rewrites docs/models.md. Installs
+## tools/requirements-zoo.txt into the venv (torch stays 2.13.0). ZOO_ARGS: --only SUBSTR.
+zoo: build
+	$(ENV) pip install --quiet -r tools/requirements-zoo.txt && python tools/make_zoo.py --table docs/models.md $(ZOO_ARGS)
 
 ## A run of 2100 jobs (every method family, the small ONNX classifier) with resident memory
 ## and open files sampled (tools/soak.py); SOAK_ARGS: --inputs N (x 42 jobs), --methods SUBSTR.
