@@ -213,24 +213,31 @@ fn the_mask_output_marks_the_top_positive_segments() {
     assert_eq!(diff, 0.0);
 }
 
-/// A volume through the threshold wrapper, with SLIC supervoxels: the fit is reported, and
-/// the supervoxels it ranks highest hold more vessel than the volume does on average.
+/// A volume through the threshold wrapper, with SLIC supervoxels of the centre 32^3 (the vessel
+/// UNet's TorchScript export takes any size; the whole 64^3 volume costs a minute per hundred
+/// samples on two loaded cores): the fit is reported, and the five supervoxels it ranks highest
+/// hold more vessel than the cropped volume does on average (measured: 0.13 against 0.034).
 #[test]
 fn supervoxels_on_the_vessel_demo_point_at_vessels() {
     let root = fixtures().join("../../configs/vessels");
     let dir = scratch("lime-vessels");
     let out = dir.join("map.npy");
     let params = json!({
-        "segmentation_fn": {"algorithm": "slic", "n_segments": 64, "compactness": 0.1},
-        "num_samples": 120,
-        "output": "weights",
-        "mask": {"num_features": 6}
+        "segmentation_fn": {"algorithm": "slic", "n_segments": 27, "compactness": 0.1},
+        "num_samples": 80
     });
     let mut cmd = esegeta();
     cmd.current_dir(&root)
-        .args(["explain", "--model", "models/unet.onnx"])
+        .args(["explain", "--model", "models/unet.pt"])
         .args(["--input", "vessels_00.nii.gz", "--normalize", "minmax"])
-        .args(["--wrapper", "threshold", "--target", "1"])
+        .args([
+            "--crop",
+            "32,32,32",
+            "--wrapper",
+            "threshold",
+            "--target",
+            "1",
+        ])
         .args([
             "--method",
             "lime.lime_image",
@@ -249,22 +256,26 @@ fn supervoxels_on_the_vessel_demo_point_at_vessels() {
     let vessels = esegeta::io::load_input(&root.join("vessels_00_mask.nii.gz"))
         .unwrap()
         .tensor
-        .gt(0.5)
-        .view([-1]);
-    let chance = vessels
+        .gt(0.5);
+    let centre = |t: &Tensor| {
+        t.narrow(2, 16, 32)
+            .narrow(3, 16, 32)
+            .narrow(4, 16, 32)
+            .reshape([-1])
+    };
+    let chance = centre(&vessels)
         .to_kind(Kind::Double)
         .mean(Kind::Double)
         .double_value(&[]);
-    // The voxels of the six segments of largest positive weight.
-    let top = mask_of_top(&extras, &map, 6);
+    let top = mask_of_top(&extras, &centre(&map), 5);
     let inside = top
-        .logical_and(&vessels)
+        .logical_and(&centre(&vessels))
         .sum(Kind::Double)
         .double_value(&[]);
     let share = inside / top.sum(Kind::Double).double_value(&[]);
     assert!(
         share > 2.0 * chance,
-        "the top supervoxels are {share:.3} vessel, the volume {chance:.3} (R^2 {score})"
+        "the top supervoxels are {share:.3} vessel, the crop {chance:.3} (R^2 {score})"
     );
 }
 
@@ -282,7 +293,7 @@ fn mask_of_top(extras: &Value, map: &Tensor, k: usize) -> Tensor {
     let threshold = sorted[k.min(sorted.len()) - 1];
     map.view([-1])
         .to_kind(Kind::Double)
-        .ge(threshold - 1e-12 * threshold.abs())
+        .ge(threshold - 1e-6 * threshold.abs())
 }
 
 /// A 3D segmenter through the argmax wrapper: a map of the input's shape, one value per
