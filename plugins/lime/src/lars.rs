@@ -51,7 +51,8 @@ pub fn lasso_path(x: &[f64], y: &[f64], n: usize, p: usize) -> Vec<Vec<f64>> {
             // alpha_min = 0 is reached: the last point is the path's end.
             break;
         }
-        if path.len() - 1 >= MAX_ITER || active.len() >= p {
+        // n_iter (the knots after the first) reached max_iter, or every feature is active.
+        if path.len() > MAX_ITER || active.len() >= p {
             break;
         }
         if !drop {

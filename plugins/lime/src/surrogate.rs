@@ -305,7 +305,8 @@ fn cholesky_solve(a: &[f64], b: &[f64], k: usize) -> Option<Vec<f64>> {
                 s -= l[i * k + m] * l[j * k + m];
             }
             if i == j {
-                if !(s > 0.0) {
+                // Not positive, or NaN: not positive definite.
+                if s.is_nan() || s <= 0.0 {
                     return None;
                 }
                 l[i * k + i] = s.sqrt();
