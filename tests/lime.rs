@@ -389,3 +389,35 @@ fn bad_inputs_are_refused_by_name() {
     let e = refused(r#"{"num_sample": 10}"#);
     assert!(e.contains("num_sample"), "{e}");
 }
+
+/// A batch: each example gets its own segments, samples (the same seed's) and fit, the same
+/// as when it is explained alone.
+#[test]
+fn each_example_of_a_batch_is_explained_as_if_alone() {
+    let dir = scratch("lime-batch");
+    let x = load(&fixture("classifier2d_x2.npy"));
+    assert_eq!(x.size()[0], 2);
+    let params = r#"{"num_samples": 64, "segmentation_fn": {"algorithm": "slic", "n_segments": 4, "compactness": 1}}"#;
+    let run_on = |input: &std::path::Path, name: &str| {
+        let out = dir.join(name);
+        let mut cmd = explain_cmd(
+            "classifier2d.pt",
+            input.to_str().unwrap(),
+            "lime.lime_image",
+        );
+        cmd.args(["--params", params, "--target", "1"])
+            .arg("--out")
+            .arg(&out);
+        let (ok, stdout, stderr) = run(&mut cmd);
+        assert!(ok, "{stderr}");
+        (load(&out), extras_of(&stdout))
+    };
+    let (both, extras) = run_on(&fixture("classifier2d_x2.npy"), "both.npy");
+    assert_eq!(both.size(), x.size());
+    assert_eq!(extras["score"].as_array().unwrap().len(), 2);
+    let second = dir.join("second.npy");
+    x.narrow(0, 1, 1).write_npy(&second).unwrap();
+    let (alone, _) = run_on(&second, "alone.npy");
+    let (diff, scale) = max_diff(&both.narrow(0, 1, 1), &alone);
+    assert!(scale > 0.0 && diff <= 1e-4 * scale, "{diff:e} of {scale:e}");
+}
