@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test zoo
+.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis bench-lime fuzz soak cluster-test zoo
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -50,6 +50,11 @@ bench: build
 ## `pip install torchray==1.0.0.2` in the venv (tools/README.md). BENCH_ARGS: --quick, --reps N.
 bench-torchray: build
 	$(ENV) python bench/torchray.py $(BENCH_ARGS)
+
+## lime.lime_image against lime 0.2.0.1's LimeImageExplainer (1000 samples, quickshift) on the
+## bench's ResNet-18 and the lime fixtures' small CNN; BENCH_ARGS: --quick, --reps N, --threads N.
+bench-lime: build
+	$(ENV) python bench/lime.py $(BENCH_ARGS)
 
 ## cnnvis's DeepDream, layer visualisation and inverted representation against their PyTorch
 ## references (tools/cnnvis_reference.py) on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N.
