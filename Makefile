@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis fuzz soak cluster-test
+.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-shap bench-cnnvis fuzz soak cluster-test
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -50,6 +50,11 @@ bench: build
 ## `pip install torchray==1.0.0.2` in the venv (tools/README.md). BENCH_ARGS: --quick, --reps N.
 bench-torchray: build
 	$(ENV) python bench/torchray.py $(BENCH_ARGS)
+
+## shap's partition explainer (blur and constant maskers) and gradient explainer against shap
+## 0.51 itself on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N, --threads N.
+bench-shap: build
+	$(ENV) python bench/shap.py $(BENCH_ARGS)
 
 ## cnnvis's DeepDream, layer visualisation and inverted representation against their PyTorch
 ## references (tools/cnnvis_reference.py) on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N.
