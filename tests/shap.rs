@@ -165,7 +165,8 @@ fn deep_explainer_needs_a_graph_model() {
 }
 
 /// Partition explainer, 2D, blur and constant maskers: shap's queue and tree exactly, to
-/// `1e-3 * max|shap|`.
+/// `1e-3 * max|shap|`; the 15x13 image has odd widths, which shap halves unevenly (the tree
+/// built with the other half first is off by 80-120% of the map's scale there).
 #[test]
 fn partition_explainer_is_shaps() {
     for name in [
@@ -173,6 +174,8 @@ fn partition_explainer_is_shaps() {
         "cnn2d_partition_blur35",
         "cnn2d_partition_const05",
         "cnn2d_partition_const0_2000",
+        "gapcnn2d_partition_blur35",
+        "gapcnn2d_partition_const02",
     ] {
         check_to(name, 1e-3);
     }

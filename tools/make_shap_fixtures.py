@@ -62,6 +62,20 @@ class Cnn(nn.Module):
         return self.net(x)
 
 
+class GapCnn(nn.Module):
+    """conv-ReLU-maxpool-conv-ReLU, global average pooling, linear: any image size, so that the
+    partition tree meets odd widths (shap halves them unevenly)."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                 nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, classes))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 class Column(nn.Module):
     """One output column of a model, `[B, 1]`: shap's gradient explainer then explains it
     alone instead of every class."""
@@ -216,6 +230,17 @@ def main():
                                         (0.5, 500, "const05"), (0.0, 2000, "const0_2000")):
         partition_case(fx, m2, onnx2, x1, "shap/cnn2d_x1.npy", target2, mask_value, max_evals,
                        f"cnn2d_partition_{name}")
+
+    # Odd widths: a 3x15x13 image through a size-agnostic CNN.
+    torch.manual_seed(7)
+    mg = GapCnn().eval()
+    xo = smooth_images(1, 3, (15, 13), 8)
+    onnxg, _ = export(mg, xo.repeat(2, 1, 1, 1), "gapcnn2d")
+    (OUT / "gapcnn2d.pt").unlink()
+    save("gapcnn2d_x.npy", xo)
+    for mask_value, max_evals, name in (("blur(3,5)", 400, "blur35"), (0.2, 600, "const02")):
+        partition_case(fx, mg, onnxg, xo, "shap/gapcnn2d_x.npy", 2, mask_value, max_evals,
+                       f"gapcnn2d_partition_{name}")
 
     # 3D
     torch.manual_seed(4)
