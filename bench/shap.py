@@ -2,8 +2,8 @@
 
 On the bench's ResNet-18 (bench/models/resnet18.pt, 1x3x224x224, target 3): the partition
 explainer (Image masker `blur(128,128)`, shap's documented example, and a constant; 500
-evaluations, shap's batch size 10) and the gradient explainer (200 samples, a background of 8
-images, one target column): esegeta's method time (`esegeta explain --timing`, the plugin call
+evaluations, shap's batch size 10; and blur on a small CNN, where the model is cheap) and the gradient explainer (200 samples, a background of 8
+images, one target column; esegeta's default batch from the memory budget, and shap's 50): esegeta's method time (`esegeta explain --timing`, the plugin call
 alone) and shap's (the call alone, in a child process with the same model file and thread
 count), alternating, `--reps` times; the table gives medians and esegeta's time as a fraction
 of shap's. `pip install shap opencv-python-headless torch==2.13.0`.
@@ -53,6 +53,8 @@ if method == "partition":
             return model(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)).numpy()
     masker = shap.maskers.Image(params["masker"], hwc.shape[1:])
     explainer = shap.explainers.Partition(f, masker)
+    # A first small call compiles shap's numba functions, which should not count.
+    explainer(hwc, max_evals=4, batch_size=10, outputs=np.array([target]), silent=True)
     start = time.perf_counter()
     explainer(hwc, max_evals=params["max_evals"], batch_size=10, outputs=np.array([target]),
               silent=True)
@@ -65,20 +67,39 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
-def cases(quick, background):
+def small_cnn(path):
+    """A small size-agnostic CNN (two convolutions, global pooling), traced: where the model is
+    cheap, what each library adds around it shows."""
+    import torch
+    import torch.nn as nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
+                        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(16, 10)).eval()
+    with torch.no_grad():
+        torch.jit.trace(net, torch.rand(2, 3, 224, 224)).save(path)
+    return path
+
+
+def cases(quick, background, small):
     evals, samples = (100, 40) if quick else (500, 200)
     return [
-        ("partition_blur", "shap.partition_explainer", "partition",
+        ("partition_blur", MODEL, "shap.partition_explainer", "partition",
          {"masker": "blur(128,128)", "max_evals": evals}),
-        ("partition_constant", "shap.partition_explainer", "partition",
+        ("partition_constant", MODEL, "shap.partition_explainer", "partition",
          {"masker": 0.0, "max_evals": evals}),
-        ("gradient", "shap.gradient_explainer", "gradient",
+        ("partition_blur_small_cnn", small, "shap.partition_explainer", "partition",
+         {"masker": "blur(128,128)", "max_evals": evals}),
+        ("gradient", MODEL, "shap.gradient_explainer", "gradient",
          {"background": background, "nsamples": samples, "rseed": 0}),
+        # shap's batch of 50 gradients, which the memory budget's default does not reach.
+        ("gradient_batch50", MODEL, "shap.gradient_explainer", "gradient",
+         {"background": background, "nsamples": samples, "rseed": 0, "batch_size": 50}),
     ]
 
 
-def esegeta_seconds(method, params, threads, out):
-    cmd = [str(ESEGETA), "explain", "--model", str(MODEL), "--input", str(IMAGE),
+def esegeta_seconds(model, method, params, threads, out):
+    cmd = [str(ESEGETA), "explain", "--model", str(model), "--input", str(IMAGE),
            "--method", method, "--params", json.dumps(params), "--target", str(TARGET),
            "--threads", str(threads), "--timing", "--out", out]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -86,9 +107,9 @@ def esegeta_seconds(method, params, threads, out):
     return json.loads(line[len("timing: "):])["method_s"]
 
 
-def shap_seconds(kind, params, threads):
+def shap_seconds(model, kind, params, threads):
     cmd = [sys.executable, "-c", SHAP_CALL, kind, json.dumps(params), str(threads),
-           str(MODEL), str(IMAGE), str(TARGET)]
+           str(model), str(IMAGE), str(TARGET)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
@@ -111,15 +132,17 @@ def main():
                              for i in range(8)]).astype(np.float32)
         background = f"{tmp}/background.npy"
         np.save(background, bg)
-        for name, method, kind, params in cases(args.quick, background):
+        small = small_cnn(f"{tmp}/small_cnn.pt")
+        for name, model, method, kind, params in cases(args.quick, background, small):
             if args.only not in name:
                 continue
             e, t = [], []
             for _ in range(args.reps):
-                e.append(esegeta_seconds(method, params, args.threads, f"{tmp}/{name}.npy"))
-                t.append(shap_seconds(kind, params, args.threads))
+                e.append(esegeta_seconds(model, method, params, args.threads,
+                                         f"{tmp}/{name}.npy"))
+                t.append(shap_seconds(model, kind, params, args.threads))
             me, mt = statistics.median(e), statistics.median(t)
-            shown = {k: v for k, v in params.items() if k != "background"}
+            shown = {k: v for k, v in params.items() if k not in ("background", "rseed")}
             rows.append(f"| {name} | {json.dumps(shown)} | {me:.2f} | {mt:.2f} | {me / mt:.2f} |")
     print(f"threads {args.threads}, {args.reps} repetition(s), medians in seconds")
     print("| case | parameters | esegeta | shap | esegeta / shap |")
