@@ -125,13 +125,16 @@ fn gradient_explainer_converges_to_shaps_high_sample_map() {
     assert!(e2000 < e200, "error did not fall: {e200:e} -> {e2000:e}");
 }
 
-/// Deep explainer: shap's rules on the ONNX graph, to `1e-3 * max|shap|`.
+/// Deep explainer: shap's rules on the ONNX graph, to `1e-3 * max|shap|`; on the skip
+/// connection's model a rule replacing the whole gradient at its input rather than its own
+/// share (as Captum's do) is off by far more.
 #[test]
 fn deep_explainer_is_shaps() {
     for name in [
         "cnn2d_deep",
         "cnn2d_deep_t3",
         "cnn2d_softmax_deep",
+        "skipcnn2d_deep",
         "cnn3d_deep",
     ] {
         check_to(name, 1e-3);

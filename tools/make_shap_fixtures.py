@@ -76,6 +76,25 @@ class GapCnn(nn.Module):
         return self.net(x)
 
 
+class SkipCnn(nn.Module):
+    """A UNet-like skip: a ReLU's output feeds a max-pool and, past it, a concatenation, so that
+    shap's hooks replace only their own share of its gradient."""
+
+    def __init__(self, classes=3):
+        super().__init__()
+        self.conv1, self.relu1 = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2, self.relu2 = nn.Conv2d(4, 4, 3, padding=1), nn.ReLU()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv3, self.relu3 = nn.Conv2d(8, 6, 3, padding=1), nn.ReLU()
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, classes))
+
+    def forward(self, x):
+        a = self.relu1(self.conv1(x))
+        b = self.up(self.relu2(self.conv2(self.pool(a))))
+        return self.head(self.relu3(self.conv3(torch.cat([a, b], 1))))
+
+
 class Column(nn.Module):
     """One output column of a model, `[B, 1]`: shap's gradient explainer then explains it
     alone instead of every class."""
@@ -241,6 +260,14 @@ def main():
     for mask_value, max_evals, name in (("blur(3,5)", 400, "blur35"), (0.2, 600, "const02")):
         partition_case(fx, mg, onnxg, xo, "shap/gapcnn2d_x.npy", 2, mask_value, max_evals,
                        f"gapcnn2d_partition_{name}")
+
+    # A skip connection (deep explainer).
+    torch.manual_seed(9)
+    ms = SkipCnn().eval()
+    onnxs, _ = export(ms, x2, "skipcnn2d")
+    (OUT / "skipcnn2d.pt").unlink()
+    deep_case(fx, ms, onnxs, x2, bg2, "shap/cnn2d_x.npy", "shap/cnn2d_bg.npy", 0,
+              "skipcnn2d_deep")
 
     # 3D
     torch.manual_seed(4)

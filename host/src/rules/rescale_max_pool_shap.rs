@@ -3,13 +3,14 @@
 //! input's maxima and `y - m` to the reference's, the two are added and divided by `Δx`. It
 //! differs from Captum's (rescale_maxpool.rs) in two ways that change maps: where
 //! `|Δx| < eps` (shap's 1e-7) the multiplier is 0, not a gradient, and the output gradient is
-//! the one after its consumers' rules (a full backward hook's `grad_output`).
+//! the one after its consumers' rules (a full backward hook's `grad_output`). Like
+//! rescale_shap.rs it replaces only the pool's own share of its input's gradient.
 
 use anyhow::Result;
 use tch::Tensor;
 
 use super::rescale::halves;
-use super::rescale_shap::rewritten_output;
+use super::rescale_shap::{own_share, rewritten_output};
 use super::{Grads, Recorded, Rule};
 use crate::model::graph::NodeView;
 
@@ -32,14 +33,15 @@ impl Rule for RescaleMaxPoolShap {
         // The pool's own backward routes each output to its maximum's position, as shap's
         // unpooling with the pool's indices does (for non-overlapping windows).
         let routed = recorded.vjp(&[Some(g * delta_out)])?;
+        let (_, others) = own_share(recorded, grads)?;
         let Some(routed) = routed[0].as_ref() else {
-            return Ok(grads.input.zeros_like());
+            return Ok(others);
         };
         let (a, b) = halves(routed)?;
         let delta_in = &x - &x_ref;
         let small = delta_in.abs().lt(self.eps);
         let half = (a + b) / &delta_in;
         let half = half.zeros_like().where_self(&small, &half);
-        Ok(Tensor::cat(&[&half, &half], 0))
+        Ok(others + Tensor::cat(&[&half, &half], 0))
     }
 }
