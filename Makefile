@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := . tools/env.sh &&
 ESEGETA := target/release/esegeta
 
-.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis bench-lime fuzz soak cluster-test zoo
+.PHONY: build demo demo-lesion serve test schemas bench bench-torchray bench-cnnvis bench-lime bench-shap fuzz soak cluster-test zoo
 
 ## Builds the esegeta binary and every plugin (release), beside each other in target/release.
 build:
@@ -55,6 +55,11 @@ bench-torchray: build
 ## bench's ResNet-18 and the lime fixtures' small CNN; BENCH_ARGS: --quick, --reps N, --threads N.
 bench-lime: build
 	$(ENV) python bench/lime.py $(BENCH_ARGS)
+
+## shap's partition explainer (blur and constant maskers) and gradient explainer against shap
+## 0.51 itself on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N, --threads N.
+bench-shap: build
+	$(ENV) python bench/shap.py $(BENCH_ARGS)
 
 ## cnnvis's DeepDream, layer visualisation and inverted representation against their PyTorch
 ## references (tools/cnnvis_reference.py) on the bench's ResNet-18; BENCH_ARGS: --quick, --reps N.

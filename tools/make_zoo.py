@@ -111,7 +111,7 @@ ZOO = [
                              feature_size=8, hidden_size=48, mlp_dim=96, num_heads=4),
      (1, 1, 32, 32, 32), "segmentation"),
     ("monai SwinUNETR 3D", monai("SwinUNETR", in_channels=1, out_channels=2, feature_size=12,
-                                 spatial_dims=3), (1, 1, 32, 32, 32), "segmentation"),
+                                 spatial_dims=3), (1, 1, 64, 64, 64), "segmentation"),
     ("monai HighResNet 3D", monai("HighResNet", spatial_dims=3, in_channels=1,
                                   out_channels=2), (1, 1, 24, 24, 24), "segmentation"),
     ("monai DenseNet121 3D", monai("DenseNet121", spatial_dims=3, in_channels=1,

@@ -21,7 +21,9 @@ mod lrp_gamma;
 mod lrp_z_box;
 mod pass_through;
 mod rescale;
+mod rescale_max_pool_shap;
 mod rescale_maxpool;
+mod rescale_shap;
 mod rescale_softmax;
 
 use anyhow::{Context as _, Result};
@@ -135,6 +137,18 @@ pub enum RuleSpec {
         #[serde(default = "default_eps")]
         eps: f64,
     },
+    /// DeepLift's rescale as shap's DeepExplainer applies it (after the consumers' rules;
+    /// shap's threshold 1e-6).
+    RescaleShap {
+        #[serde(default = "default_shap_eps")]
+        eps: f64,
+    },
+    /// DeepLift's max-pool rule as shap's DeepExplainer applies it (0 where `|Δx|` is below
+    /// shap's 1e-7).
+    RescaleMaxPoolShap {
+        #[serde(default = "default_shap_pool_eps")]
+        eps: f64,
+    },
     /// LRP-ε on linear nodes.
     Epsilon {
         #[serde(default = "default_lrp_epsilon")]
@@ -198,6 +212,16 @@ fn default_eps() -> f64 {
     1e-10
 }
 
+/// shap's `nonlinear_1d` threshold.
+fn default_shap_eps() -> f64 {
+    1e-6
+}
+
+/// shap's `maxpool` threshold.
+fn default_shap_pool_eps() -> f64 {
+    1e-7
+}
+
 impl RuleSpec {
     /// The rule, or `None` for the plain gradient.
     fn build(&self) -> Option<Box<dyn Rule>> {
@@ -208,6 +232,10 @@ impl RuleSpec {
             RuleSpec::Rescale { eps } => Box::new(rescale::Rescale { eps }),
             RuleSpec::RescaleMaxPool { eps } => Box::new(rescale_maxpool::RescaleMaxPool { eps }),
             RuleSpec::RescaleSoftmax { eps } => Box::new(rescale_softmax::RescaleSoftmax { eps }),
+            RuleSpec::RescaleShap { eps } => Box::new(rescale_shap::RescaleShap { eps }),
+            RuleSpec::RescaleMaxPoolShap { eps } => {
+                Box::new(rescale_max_pool_shap::RescaleMaxPoolShap { eps })
+            }
             RuleSpec::Epsilon { epsilon } => Box::new(lrp_epsilon::LrpEpsilon { epsilon }),
             RuleSpec::Gamma {
                 gamma,
