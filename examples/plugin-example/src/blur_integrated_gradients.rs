@@ -101,9 +101,7 @@ impl Method for BlurIntegratedGradients {
         while start < p.steps {
             ctx.check_cancelled()?;
             let end = (start + per_pass).min(p.steps);
-            let blurred: Vec<Tensor> = (start..end)
-                .map(|i| gaussian_blur(&x, sigmas[i]))
-                .collect();
+            let blurred: Vec<Tensor> = (start..end).map(|i| gaussian_blur(&x, sigmas[i])).collect();
             let points = Tensor::cat(&blurred, 0).to_kind(inputs.kind());
             let gradients = ctx.gradient(&points, target)?.to_kind(Kind::Double);
             let batch = inputs.size()[0];
@@ -178,8 +176,13 @@ mod tests {
     #[test]
     fn defaults_are_saliencys_and_bad_values_are_refused_by_name() {
         let p = params("{}");
-        assert_eq!((p.max_sigma, p.steps, p.grad_step, p.sqrt), (50.0, 100, 0.01, false));
-        let e = check(&params(r#"{"grad_step": 0}"#)).unwrap_err().to_string();
+        assert_eq!(
+            (p.max_sigma, p.steps, p.grad_step, p.sqrt),
+            (50.0, 100, 0.01, false)
+        );
+        let e = check(&params(r#"{"grad_step": 0}"#))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("grad_step must be a positive"), "{e}");
         let e = check(&params(r#"{"steps": 0}"#)).unwrap_err().to_string();
         assert!(e.contains("steps must be at least 1"), "{e}");

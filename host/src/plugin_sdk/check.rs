@@ -26,6 +26,8 @@ pub struct CheckRequest {
     pub file: PathBuf,
     /// `ID=JSON`: parameters for a method whose schema requires some without defaults.
     pub params: Vec<String>,
+    /// Only these methods (all when empty).
+    pub methods: Vec<String>,
     /// The plugin folders given with `--plugins` (other plugins the methods may call).
     pub plugin_dirs: Vec<PathBuf>,
 }
@@ -71,9 +73,17 @@ pub fn run(request: &CheckRequest) -> Result<()> {
     if ids.is_empty() && failures.is_empty() {
         failures.push("it provides no methods (register them with register_method!)".into());
     }
-    for id in given.keys().filter(|id| !ids.contains(id)) {
-        bail!("--params names {id}, which {file} does not provide; it provides {ids:?}");
+    for id in given
+        .keys()
+        .chain(&request.methods)
+        .filter(|id| !ids.contains(id))
+    {
+        bail!("{id} is not a method of {file}; it provides {ids:?}");
     }
+    let ids: Vec<String> = ids
+        .into_iter()
+        .filter(|id| request.methods.is_empty() || request.methods.contains(id))
+        .collect();
     for id in &ids {
         println!("  {id}");
         let info = &registry.methods[id].info;
@@ -101,7 +111,7 @@ pub fn run(request: &CheckRequest) -> Result<()> {
         }
         for step in &steps {
             let status = if step.ok { "ok  " } else { "FAIL" };
-            println!("    {status}  {:<13} {}", step.check, step.detail);
+            println!("    {status}  {:<16} {}", step.check, step.detail);
             if !step.ok {
                 failures.push(format!("{id}: {}: {}", step.check, step.detail));
             }

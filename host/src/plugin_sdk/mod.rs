@@ -39,6 +39,9 @@ pub enum PluginCommand {
         /// (repeatable), e.g. --params acme.sleep='{"seconds": 1}'.
         #[arg(long = "params", value_name = "METHOD=JSON")]
         params: Vec<String>,
+        /// Check only this method (repeatable; default: every method of the file).
+        #[arg(long = "method", value_name = "ID")]
+        methods: Vec<String>,
         /// Internal: probe this one method (the kit runs each probe in a child process).
         #[arg(long, hide = true, requires = "dims")]
         probe: Option<String>,
@@ -72,19 +75,24 @@ pub fn run(command: PluginCommand, plugin_dirs: &[PathBuf]) -> Result<()> {
         }
         PluginCommand::Check {
             file,
-            params,
             probe: Some(method),
             dims,
             probe_params,
+            ..
         } => {
-            let _ = params;
             let registry = crate::plugins::Registry::discover_with(&file, plugin_dirs);
             let params = serde_json::from_str(&probe_params).context("--probe-params")?;
             probe::run(&registry, &method, dims.unwrap_or(2), &params)
         }
-        PluginCommand::Check { file, params, .. } => check::run(&check::CheckRequest {
+        PluginCommand::Check {
             file,
             params,
+            methods,
+            ..
+        } => check::run(&check::CheckRequest {
+            file,
+            params,
+            methods,
             plugin_dirs: plugin_dirs.to_vec(),
         }),
     }
