@@ -35,6 +35,9 @@ pub struct CheckRequest {
 /// Runs the kit and prints its report; an error when anything failed.
 pub fn run(request: &CheckRequest) -> Result<()> {
     let file = request.file.display().to_string();
+    if !request.file.is_file() {
+        bail!("plugin check failed for {file}: there is no such file (give the built .so, e.g. target/release/libesegeta_NAME.so)");
+    }
     let given = parse_params(&request.params)?;
     let registry = Registry::discover_with(&request.file, &request.plugin_dirs);
     let Some(index) = registry
