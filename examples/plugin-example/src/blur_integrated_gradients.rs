@@ -101,11 +101,18 @@ impl Method for BlurIntegratedGradients {
         while start < p.steps {
             ctx.check_cancelled()?;
             let end = (start + per_pass).min(p.steps);
-            let blurred: Vec<Tensor> = (start..end).map(|i| gaussian_blur(&x, sigmas[i])).collect();
+            // Cancellation is checked per step, not only per pass: on small inputs one pass
+            // holds the whole path, and blurring it takes most of the time.
+            let mut blurred = Vec::with_capacity(end - start);
+            for &sigma in &sigmas[start..end] {
+                ctx.check_cancelled()?;
+                blurred.push(gaussian_blur(&x, sigma));
+            }
             let points = Tensor::cat(&blurred, 0).to_kind(inputs.kind());
             let gradients = ctx.gradient(&points, target)?.to_kind(Kind::Double);
             let batch = inputs.size()[0];
             for (k, i) in (start..end).enumerate() {
+                ctx.check_cancelled()?;
                 let ahead = gaussian_blur(&x, sigmas[i] + p.grad_step);
                 let derivative = (ahead - &blurred[k]) / p.grad_step;
                 let gradient = gradients.narrow(0, k as i64 * batch, batch);

@@ -285,7 +285,7 @@ fn probe(
 fn cancellation(seconds: f64, run: impl FnOnce() -> (bool, Duration)) {
     let (finished, after) = run();
     let detail = if finished && after.is_zero() {
-        format!("it finished ({seconds:.2} s) before the cancel flag was set")
+        format!("it finished before the cancel flag was set (its first run took {seconds:.2} s)")
     } else if finished {
         format!(
             "it finished {:.2} s after the cancel flag was set (bound {} s)",
