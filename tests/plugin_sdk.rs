@@ -321,10 +321,10 @@ fn the_example_plugin_agrees_with_pair_saliency() {
             &load(&fixture(&format!("plugin_example/{name}.npy"))),
         );
         // Both blur in float64 and take float32 gradients of the same TorchScript model: they
-        // agree to float32 rounding summed over the path's steps, within 1e-4 of the map's
-        // largest value.
+        // agree to float32 rounding summed over the path's steps: within 1e-5 of the map's
+        // largest value (measured: 1.5e-7 in 2D, 1.3e-7 in 3D).
         assert!(
-            scale > 0.0 && diff <= 1e-4 * scale,
+            scale > 0.0 && diff <= 1e-5 * scale,
             "{name}: max |diff| {diff}, max |saliency| {scale}"
         );
     }
