@@ -14,6 +14,7 @@ pub mod model;
 pub mod near;
 pub mod params;
 pub mod patch;
+pub mod plugin_sdk;
 pub mod plugins;
 pub mod preprocess;
 pub mod randomisation;

@@ -41,7 +41,23 @@ impl Registry {
     /// Loads every plugin found in `extra_dirs`, `ESEGETA_PLUGIN_PATH` and beside the binary.
     pub fn discover(extra_dirs: &[PathBuf]) -> Self {
         let mut registry = Registry::default();
-        let mut seen = Vec::new();
+        registry.discover_into(extra_dirs, Vec::new());
+        registry
+    }
+
+    /// Loads `first`, then every other plugin [`Registry::discover`] finds: `first` wins any
+    /// duplicate id, and a clash with an installed plugin is reported naming both files (what
+    /// `esegeta plugin check` needs).
+    pub fn discover_with(first: &Path, extra_dirs: &[PathBuf]) -> Self {
+        let mut registry = Registry::default();
+        registry.add(first);
+        let seen = vec![first.canonicalize().unwrap_or(first.to_path_buf())];
+        registry.discover_into(extra_dirs, seen);
+        registry
+    }
+
+    fn discover_into(&mut self, extra_dirs: &[PathBuf], mut seen: Vec<PathBuf>) {
+        let registry = self;
         for (dir, only_ours) in search_dirs(extra_dirs) {
             for path in plugin_files(&dir, only_ours) {
                 let canonical = path.canonicalize().unwrap_or(path.clone());
@@ -51,7 +67,6 @@ impl Registry {
                 }
             }
         }
-        registry
     }
 
     /// Loads one plugin file; a failure is recorded in `problems`.

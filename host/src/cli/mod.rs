@@ -1,5 +1,5 @@
 //! The command line: `esegeta explain | layers | methods | schema | run | check | serve | merge |
-//! report`.
+//! report | plugin new | plugin check`.
 
 use std::path::PathBuf;
 
@@ -156,6 +156,12 @@ enum Command {
         #[arg(long)]
         threads: Option<i32>,
     },
+    /// Plugins of your own: `plugin new NAME` scaffolds an out-of-tree plugin project,
+    /// `plugin check FILE` is the conformance kit for a built plugin (docs/plugins.md).
+    Plugin {
+        #[command(subcommand)]
+        command: crate::plugin_sdk::PluginCommand,
+    },
     /// Prints one method's parameter JSON Schema (or with --text, a table of its parameters),
     /// or writes every method's into a folder.
     Schema {
@@ -263,12 +269,17 @@ fn init_logging(level: &str, file: Option<PathBuf>) {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    // The plugin commands load what they need themselves (check: the file first).
+    let command = match cli.command {
+        Command::Plugin { command } => return crate::plugin_sdk::run(command, &cli.plugins),
+        other => other,
+    };
     let registry = Registry::discover(&cli.plugins);
     for problem in &registry.problems {
         tracing::warn!("{problem}");
         eprintln!("warning: {problem}");
     }
-    match cli.command {
+    match command {
         Command::Explain(args) => run_explain(&registry, args),
         Command::Segment(args) => crate::segment::command::run(args),
         Command::Doctor { model, save_output } => {
@@ -375,6 +386,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plugin { command } => crate::plugin_sdk::run(command, &cli.plugins),
         Command::Schema {
             id: None,
             write_dir,
