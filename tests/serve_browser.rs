@@ -123,8 +123,10 @@ async fn shot(c: &Client, name: &str) {
 }
 
 async fn click(c: &Client, css: &str) {
+    // A Chromium started for the first time on a machine (its profile and font caches) can
+    // take longer than 20 s to show the first listing: a fresh CI run once did.
     c.wait()
-        .at_most(Duration::from_secs(20))
+        .at_most(Duration::from_secs(60))
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("no {css}: {e}"))
