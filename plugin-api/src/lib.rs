@@ -10,6 +10,7 @@ mod context;
 mod export;
 pub mod maps;
 mod method;
+pub mod numpy_random;
 mod optim;
 pub mod params;
 pub mod segmentation;

@@ -13,7 +13,6 @@ mod felzenszwalb;
 mod gaussian;
 mod image;
 mod lab;
-mod mt19937;
 mod numpy_random;
 mod quickshift;
 mod slic;

@@ -3,7 +3,7 @@
 //! `RandomState(123)` and moved by five rounds of k-means (`scipy.cluster.vq.kmeans2`), as
 //! `_get_mask_centroids` does. Both also give the seed spacing SLIC normalises distances by.
 
-use super::mt19937::Mt19937;
+use esegeta_plugin_api::numpy_random::RandomState;
 
 /// One axis of a regular grid: the first index and the step (scikit-image's `slice(start,
 /// None, step)`; a step of 1 covers every index).
@@ -79,12 +79,12 @@ pub fn mask_centroids(
         .filter(|(_, &m)| m)
         .map(|(i, _)| [(i / (h * w)) as f64, ((i / w) % h) as f64, (i % w) as f64])
         .collect();
-    let mut rng = Mt19937::new(123);
-    let mut initial = rng.choice(coords.len(), n.min(coords.len()));
+    let mut rng = RandomState::new(123);
+    let mut initial = rng.choice_without_replacement(coords.len(), n.min(coords.len()));
     initial.sort_unstable();
     let dense = 10usize.pow(spatial_dims).saturating_mul(n);
     let sample: Vec<[f64; 3]> = if coords.len() > dense {
-        let mut idx = rng.choice(coords.len(), dense);
+        let mut idx = rng.choice_without_replacement(coords.len(), dense);
         idx.sort_unstable();
         idx.iter().map(|&i| coords[i]).collect()
     } else {

@@ -10,7 +10,6 @@
 mod distances;
 mod lars;
 mod lime_image;
-mod mt19937;
 mod samples;
 mod segments;
 mod surrogate;

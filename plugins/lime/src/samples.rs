@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, ensure, Result};
 use esegeta_plugin_api::Context;
 use tch::{Device, Kind};
 
-use crate::mt19937::RandomState;
+use esegeta_plugin_api::numpy_random::RandomState;
 
 /// `num_samples x features` rows, row-major, in float64.
 pub struct Rows {

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use crate::background;
-use crate::numpy_random::NumpyRandom;
+use esegeta_plugin_api::numpy_random::RandomState;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,7 +89,7 @@ impl Method for GradientExplainer {
         let data = background::load(ctx, &p.background, inputs, "GradientExplainer")?;
         let n_data = data.size()[0] as u32;
         let rseed = p.rseed.unwrap_or(ctx.seed() as u32);
-        let mut draws = NumpyRandom::seed(rseed);
+        let mut draws = RandomState::new(rseed);
         let mut noise_rng = StdRng::seed_from_u64(u64::from(rseed) ^ 0x5ca1_ab1e);
         let per_pass = p
             .batch_size
@@ -102,7 +102,7 @@ impl Method for GradientExplainer {
             // shap draws every sample of an example before its gradients.
             let samples: Vec<(i64, f64)> = (0..p.nsamples)
                 .map(|_| {
-                    let r = draws.choice(n_data) as i64;
+                    let r = draws.randint(n_data as u64) as i64;
                     (r, draws.uniform())
                 })
                 .collect();

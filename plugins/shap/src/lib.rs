@@ -11,7 +11,6 @@ mod background;
 mod deep_explainer;
 mod gradient_explainer;
 mod image_masker;
-mod numpy_random;
 mod partition_explainer;
 
 esegeta_plugin_api::export_plugin!("shap");
