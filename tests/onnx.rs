@@ -472,6 +472,33 @@ fn unsupported_op_names_op_node_and_layer() {
     }
 }
 
+/// One error names every unsupported op, its nodes and layers, not only the first one met.
+#[test]
+fn every_unsupported_op_is_named_at_once() {
+    let err = model::load(
+        &onnx_dir().join("unsupported_several.onnx"),
+        Device::Cpu,
+        Kind::Float,
+        0,
+    )
+    .err()
+    .unwrap();
+    let msg = format!("{err:#}");
+    for part in [
+        "2 op types",
+        "`Unique` (5 nodes: `node_unique_0` in layer `block0`, `node_unique_1` in layer `block1`",
+        "and 2 more",
+        "`FusedGelu` (domain `com.microsoft`) (1 node: `node_fused`)",
+        "Supported ops:",
+    ] {
+        assert!(msg.contains(part), "{part} missing from: {msg}");
+    }
+    assert!(
+        !msg.contains("node_unique_3"),
+        "only three nodes per op are listed: {msg}"
+    );
+}
+
 #[test]
 fn wrong_input_shape_is_a_clear_error() {
     let model = load_model("classifier2d.onnx", 0);

@@ -17,7 +17,8 @@ batch unless stated) into ``tests/fixtures/onnx/``, and writes for each:
 plus two graphs made with onnx.helper (``spec_opset20``, ``spec_opset9``) for the op forms the
 exporter does not write (auto_pad, asymmetric pads, negative slice steps, Upsample, attributes
 that later became inputs, ...), with outputs from onnxruntime, and
-``unsupported_unique.onnx`` (a Unique node, made with onnx.helper) and
+``unsupported_unique.onnx`` (a Unique node, made with onnx.helper; ``--errors-only`` remakes
+these alone), ``unsupported_several.onnx`` (several unsupported ops) and
 ``corrupt.onnx`` (not a protobuf) for the error tests. It also exports the trained vessel
 models (tools/train_vessels.py; weights from configs/vessels/models/*.pt) to
 ``configs/vessels/models/*.onnx``, checking onnxruntime-free: the ONNX graph is re-run with
@@ -356,6 +357,20 @@ def error_fixtures():
     graph = oh.make_graph([relu, unique], "unsupported", [x], [y])
     onnx.save(oh.make_model(graph, opset_imports=[oh.make_opsetid("", 20)]), OUT / "unsupported_unique.onnx")
     (OUT / "corrupt.onnx").write_bytes(b"this is not an ONNX protobuf\xff\xfe\x00" * 8)
+    # Several unsupported ops at once (five Unique nodes, a custom-domain op, a
+    # Unique-free layer between them): the loader names them all in one error.
+    nodes, last = [], "x"
+    for i in range(5):
+        node = oh.make_node("Unique", [last], [f"u{i}"], name=f"node_unique_{i}", sorted=1)
+        node.metadata_props.add(key="pkg.torch.onnx.name_scopes",
+                                value=f"['', 'block{i}', 'unique']")
+        nodes.append(node)
+        last = f"u{i}"
+    nodes.append(oh.make_node("FusedGelu", [last], ["g"], name="node_fused", domain="com.microsoft"))
+    nodes.append(oh.make_node("Relu", ["g"], ["y"], name="node_relu"))
+    graph = oh.make_graph(nodes, "unsupported_several", [x], [y])
+    opsets = [oh.make_opsetid("", 20), oh.make_opsetid("com.microsoft", 1)]
+    onnx.save(oh.make_model(graph, opset_imports=opsets), OUT / "unsupported_several.onnx")
 
 
 # --------------------------------------------------------------------------
@@ -526,6 +541,9 @@ def vessel_models():
 
 
 def main():
+    if "--errors-only" in sys.argv:
+        error_fixtures()
+        return
     start_fixtures(OUT)
     manifest = []
     c2d = from_torchscript(Classifier2d(), "classifier2d.pt")

@@ -70,6 +70,9 @@ impl Graph {
         let (input, input_shape) = graph_input(proto, &constant_names, &mut slots)?;
         check_assignments(proto, &constant_names)?;
         let order = topological_order(proto, &constant_names)?;
+        ops::check_supported(&proto.node, |n| {
+            names::module_paths(n).pop().unwrap_or_default()
+        })?;
         let ctx = BuildCtx {
             opset,
             float_kind: kind,

@@ -155,6 +155,60 @@ pub const SUPPORTED: &[&str] = &[
     "Xor",
 ];
 
+/// Fails naming every node whose op esegeta does not run, grouped by op type, so that a user
+/// learns all that a re-export must avoid at once, not one op per attempt. `layer` gives a
+/// node's PyTorch module path (empty when the exporter wrote none).
+pub fn check_supported<'a>(
+    nodes: impl IntoIterator<Item = &'a NodeProto>,
+    layer: impl Fn(&NodeProto) -> String,
+) -> Result<()> {
+    let mut missing: Vec<(String, Vec<String>)> = Vec::new();
+    for node in nodes {
+        let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+        if standard && SUPPORTED.contains(&node.op_type.as_str()) {
+            continue;
+        }
+        let op = if standard {
+            format!("`{}`", node.op_type)
+        } else {
+            format!("`{}` (domain `{}`)", node.op_type, node.domain)
+        };
+        let at = match layer(node) {
+            l if l.is_empty() => format!("`{}`", node.name),
+            l => format!("`{}` in layer `{l}`", node.name),
+        };
+        match missing.iter_mut().find(|(o, _)| *o == op) {
+            Some((_, at_list)) => at_list.push(at),
+            None => missing.push((op, vec![at])),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let listed: Vec<String> = missing
+        .iter()
+        .map(|(op, at)| {
+            let shown: Vec<&str> = at.iter().take(3).map(String::as_str).collect();
+            let more = match at.len().saturating_sub(3) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
+            };
+            let nodes = if at.len() == 1 { "node" } else { "nodes" };
+            format!("{op} ({} {nodes}: {}{more})", at.len(), shown.join(", "))
+        })
+        .collect();
+    bail!(
+        "the model uses {} op type{} not supported by esegeta's ONNX importer: {}. \
+         Re-export the model so that it avoids them (a newer or older opset, or \
+         `tools/export_model.py`), or explain its TorchScript export as a black box. Supported \
+         ops: {}",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        listed.join("; "),
+        SUPPORTED.join(", ")
+    )
+}
+
 /// Builds the op for `node`, or fails naming what is wrong with it.
 pub fn build(node: &NodeProto, ctx: &BuildCtx) -> Result<Box<dyn NodeOp>> {
     if !node.domain.is_empty() && node.domain != "ai.onnx" {
