@@ -1,16 +1,18 @@
 //! Models: anything that maps an input batch to an output tensor with autograd.
 
 mod cuda;
-pub mod graph;
-pub mod onnx;
+mod onnx;
 mod torchscript;
+
+/// The graph view of ONNX models (nodes, layers, hooks), from the executor's crate.
+pub use esegeta_onnx::graph_model as graph;
 
 use std::path::Path;
 
 use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
-pub use onnx::OnnxModel;
+pub use esegeta_onnx::OnnxModel;
 pub use torchscript::TorchScriptModel;
 
 /// A loaded model on one device.
@@ -122,7 +124,7 @@ pub fn load_output(
             kind,
             output.clone(),
         )?)),
-        "onnx" => Ok(Box::new(OnnxModel::load_output(path, device, kind, output)?)),
+        "onnx" => Ok(Box::new(onnx::load(path, device, kind, output)?)),
         other => bail!(
             "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts) and ONNX (.onnx)",
             path.display()

@@ -6,8 +6,8 @@ use tch::{Kind, Tensor};
 
 use super::conv::{torch_pad, Window};
 use super::input;
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 fn spatial(x: &Tensor, op: &str, kernel: &[i64]) -> Result<Vec<i64>> {
     let size = x.size();

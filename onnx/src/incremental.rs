@@ -16,7 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 use tch::{Device, Kind, Tensor};
 
 use super::graph::{describe_failure, run_node, Graph, Node};
-use crate::model::graph::{Locality, SlidingWindow};
+use crate::graph_model::{Locality, SlidingWindow};
 
 /// A forward pass on one base input `[1, ...]`: the shape of every value, and the values
 /// incremental evaluation reads (the windows' inputs, what goes into nodes that run in full);

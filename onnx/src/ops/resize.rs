@@ -13,8 +13,8 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{axis, floats, input, ints, optional};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 /// PyTorch's bicubic coefficient, which its exporter writes as `cubic_coeff_a`.
 const TORCH_CUBIC_A: f32 = -0.75;

@@ -5,8 +5,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axis, input, optional};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 pub struct BatchNorm {
     epsilon: f64,

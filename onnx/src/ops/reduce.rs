@@ -6,8 +6,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axes_from, axis, input, ints};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 pub struct Reduce {
     kind: String,

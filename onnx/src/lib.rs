@@ -1,14 +1,22 @@
-//! ONNX models (`.onnx`, with the external data file PyTorch's exporter writes beside it),
-//! imported into the host's own graph and run node by node with libtorch ops, so that every
-//! layer can be tapped and every node can take a backward rule.
+//! esegeta's ONNX executor: an ONNX model (`.onnx`, with the external data file PyTorch's
+//! exporter writes beside it) imported into a graph of libtorch ops and run node by node, so
+//! that autograd, devices and precision come from libtorch, every layer can be tapped and
+//! every node can take a backward rule (`graph_model`), and a change to the input can be
+//! propagated through only the part of each layer it reaches (`incremental`).
+//!
+//! The host (`esegeta`) wraps [`OnnxModel`] as one of its models; nothing here knows of
+//! methods, plugins or runs.
 
 mod attrs;
 mod graph;
+pub mod graph_model;
 mod incremental;
 mod names;
 mod ops;
 mod proto;
+pub mod suggest;
 mod tensor;
+pub mod torch_errors;
 
 use std::path::Path;
 
@@ -16,9 +24,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use prost::Message;
 use tch::{Device, Kind, Tensor};
 
-use super::graph::{find_layer, GraphModel, LayerInfo, NodeHook, NodeView};
-use super::{Model, Output};
 use graph::Graph;
+use graph_model::{find_layer, pad_batch, GraphModel, LayerInfo, NodeHook, NodeView};
 pub use incremental::{Reach, Recorded};
 use tensor::TensorReader;
 
@@ -39,12 +46,30 @@ struct PassThrough;
 impl NodeHook for PassThrough {}
 
 impl OnnxModel {
+    /// Loads the model at `path` on `device` with floating initializers of `kind`, explaining
+    /// graph output `output_index`.
     pub fn load(path: &Path, device: Device, kind: Kind, output_index: usize) -> Result<Self> {
-        Self::load_output(path, device, kind, &Output::Index(output_index))
+        Self::load_output(path, device, kind, |names, model| {
+            names
+                .get(output_index)
+                .map(|_| output_index)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "the model {model} has no output {output_index}: it has {} output(s)",
+                        names.len()
+                    )
+                })
+        })
     }
 
-    /// [`OnnxModel::load`] with the output chosen by position or by name.
-    pub fn load_output(path: &Path, device: Device, kind: Kind, output: &Output) -> Result<Self> {
+    /// [`OnnxModel::load`] with the output chosen by `pick` from the graph's output names
+    /// (and the model's path, for its message).
+    pub fn load_output(
+        path: &Path,
+        device: Device,
+        kind: Kind,
+        pick: impl FnOnce(&[String], &str) -> Result<usize>,
+    ) -> Result<Self> {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read the model file {}", path.display()))?;
         let model = proto::ModelProto::decode(bytes.as_slice()).map_err(|e| {
@@ -79,7 +104,7 @@ impl OnnxModel {
         let graph = Graph::build(graph, opset, device, kind, &reader)
             .with_context(|| format!("cannot load the ONNX model {}", path.display()))?;
         let names: Vec<String> = graph.outputs.iter().map(|(_, n)| n.clone()).collect();
-        let output_index = output.position(&names, &path.display().to_string())?;
+        let output_index = pick(&names, &path.display().to_string())?;
         let fixed_batch = graph
             .input_shape
             .as_ref()
@@ -132,7 +157,7 @@ impl OnnxModel {
         let mut start = 0;
         while start < batch {
             let len = chunk.min(batch - start);
-            let part = super::graph::pad_batch(inputs.narrow(0, start, len), chunk)?;
+            let part = pad_batch(inputs.narrow(0, start, len), chunk)?;
             let out = self.graph.run(&part, &mut PassThrough, self.output_index)?;
             outputs.push(out.f_narrow(0, 0, len)?);
             start += len;
@@ -141,8 +166,11 @@ impl OnnxModel {
     }
 }
 
-impl Model for OnnxModel {
-    fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
+/// What the host's `Model` trait asks of a model, for its adapter.
+impl OnnxModel {
+    /// The chosen output for `inputs` `[B, ...]`, with autograd history when gradients are
+    /// enabled; a fixed-batch export runs in chunks of its batch size.
+    pub fn forward(&self, inputs: &Tensor) -> Result<Tensor> {
         self.check_input(inputs)?;
         match self.fixed_batch {
             Some(fixed) if inputs.size()[0] != fixed => self.forward_chunked(inputs, fixed),
@@ -150,25 +178,21 @@ impl Model for OnnxModel {
         }
     }
 
-    fn layers(&self) -> Result<Vec<String>> {
-        Ok(self.graph.layers.iter().map(|l| l.name.clone()).collect())
-    }
-
-    fn graph(&self) -> Option<&dyn GraphModel> {
-        Some(self)
+    /// The layers' names (PyTorch module paths), in execution order.
+    pub fn layer_names(&self) -> Vec<String> {
+        self.graph.layers.iter().map(|l| l.name.clone()).collect()
     }
 
     /// Floating initializers, less batch norms' running statistics (buffers, not parameters:
     /// re-initialising them as weights would make variances negative).
-    fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
         let statistics = self.graph.batch_norm_statistics();
-        Ok(self
-            .graph
+        self.graph
             .initializers
             .iter()
             .filter(|(_, name, t)| ops::is_floating(t.kind()) && !statistics.contains(name))
             .map(|(_, name, t)| (name.clone(), t.shallow_clone()))
-            .collect())
+            .collect()
     }
 }
 

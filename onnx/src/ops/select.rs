@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{axis, input, ints, optional};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 /// One integer from a one-element tensor input (K, depth, k).
 fn scalar_int(t: &Tensor, op: &str, what: &str) -> Result<i64> {

@@ -5,8 +5,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axis, input, BuildCtx};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 /// An activation of one input computed by a closure over its parameters.
 struct Activation {

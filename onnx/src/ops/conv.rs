@@ -5,8 +5,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{input, optional};
-use crate::model::graph::{Locality, NodeOp, SlidingWindow};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp, SlidingWindow};
 
 /// The window geometry shared by convolutions and pools.
 pub struct Window {

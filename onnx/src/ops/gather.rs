@@ -10,8 +10,8 @@ use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 use super::{axis, input};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 /// Indices as int64 on `device`, negative ones moved into `[0, len)` of their axis (`lens`
 /// broadcasts against them).

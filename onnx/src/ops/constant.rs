@@ -5,9 +5,9 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{input, ints, is_floating, BuildCtx};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
-use crate::model::onnx::tensor::kind_of;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
+use crate::tensor::kind_of;
 
 /// A floating tensor in the model's precision; others keep their type.
 fn to_model(t: Tensor, ctx: &BuildCtx) -> Result<Tensor> {

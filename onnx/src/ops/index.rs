@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 use super::{axis, input, ints, optional};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 pub struct Concat {
     axis: i64,

@@ -3,7 +3,7 @@
 //! `['', 'enc1', 'enc1.0', 'conv3d']`: the root, the modules from the outermost in, and last
 //! the traced op itself), and the layer list built from them.
 
-use crate::model::graph::LayerInfo;
+use crate::graph_model::LayerInfo;
 
 use super::proto::NodeProto;
 
@@ -90,7 +90,7 @@ fn parse_str_list(text: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::onnx::proto::StringStringEntryProto;
+    use crate::proto::StringStringEntryProto;
 
     fn node(scopes: &str) -> NodeProto {
         NodeProto {

@@ -8,8 +8,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::input;
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 fn blocksize(a: &Attrs, op: &str) -> Result<i64> {
     if !a.has("blocksize") {

@@ -9,8 +9,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{axis, input, ints, optional};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 pub struct SplitToSequence {
     axis: i64,

@@ -6,8 +6,8 @@ use tch::Tensor;
 
 use super::conv::torch_pad;
 use super::{axes_from, axis, input, ints, optional};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 pub struct Reshape {
     allowzero: bool,

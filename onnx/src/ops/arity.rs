@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Result};
 
-use crate::model::onnx::proto::NodeProto;
+use crate::proto::NodeProto;
 
 /// Fewest and most inputs (`None`: any number) of `op`, or `None` for an op not listed.
 fn bounds(op: &str) -> Option<(usize, Option<usize>)> {

@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 use tch::Tensor;
 
 use super::{input, optional};
-use crate::model::graph::NodeOp;
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::NodeOp;
 
 /// Y = alpha * A' B' + beta * C, with A' and B' optionally transposed.
 pub struct Gemm {

@@ -7,7 +7,7 @@
 use anyhow::{bail, Result};
 use tch::Tensor;
 
-pub use crate::model::onnx::{Reach, Recorded};
+pub use crate::{Reach, Recorded};
 
 /// `part` (its first `len <= size` examples of a batch) padded to exactly `size` examples
 /// with copies of its last one: a model exported with a fixed batch size accepts no other, and

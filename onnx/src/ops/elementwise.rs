@@ -5,8 +5,8 @@ use anyhow::Result;
 use tch::Tensor;
 
 use super::{input, is_floating, optional, BuildCtx};
-use crate::model::graph::{Locality, NodeOp};
-use crate::model::onnx::attrs::Attrs;
+use crate::attrs::Attrs;
+use crate::graph_model::{Locality, NodeOp};
 
 type Unary = fn(&Tensor) -> Result<Tensor, tch::TchError>;
 type Binary = fn(&Tensor, &Tensor) -> Result<Tensor>;

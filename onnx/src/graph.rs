@@ -11,7 +11,7 @@ use super::names;
 use super::ops::{self, is_floating, BuildCtx};
 use super::proto::{GraphProto, NodeProto, ValueInfoProto};
 use super::tensor::TensorReader;
-use crate::model::graph::{LayerInfo, NodeHook, NodeOp, NodeView};
+use crate::graph_model::{LayerInfo, NodeHook, NodeOp, NodeView};
 
 pub struct Node {
     pub name: String,

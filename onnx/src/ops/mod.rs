@@ -25,7 +25,7 @@ use tch::{Device, Kind, Tensor};
 use super::attrs::Attrs;
 use super::proto::NodeProto;
 use super::tensor::TensorReader;
-use crate::model::graph::NodeOp;
+use crate::graph_model::NodeOp;
 
 /// What op constructors need beyond the node: the opset (attributes moved to inputs over
 /// time), the floating kind the model runs in, its device, and the tensor reader.
