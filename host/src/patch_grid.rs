@@ -93,6 +93,7 @@ pub fn patch_grid(
     };
     // One example is enough for shapes (padded to a fixed-batch export's size).
     let one = pad_batch(inputs.narrow(0, 0, 1), graph.fixed_batch().unwrap_or(1))?;
-    tch::no_grad(|| graph.forward_hooked(&one, &mut hook))?;
+    // Only what the hook records is wanted, not the output.
+    let _output = tch::no_grad(|| graph.forward_hooked(&one, &mut hook))?;
     Ok(hook.grid.map(|(_, grid)| grid).unwrap_or_default())
 }
