@@ -1,6 +1,6 @@
 //! The Host handle a running method receives: the wrapped model's forward (also with layer
-//! taps, with backward rules, and near a base input), tensor loading, the memory budget,
-//! progress, cancellation, logging, the seed, and `explain`.
+//! taps, with backward rules, and near a base input), a layer's patch grid, tensor loading,
+//! the memory budget, progress, cancellation, logging, the seed, and `explain`.
 //!
 //! Every entry catches panics (tch panics on some libtorch errors): a panic must not unwind
 //! through the plugin's frames.
@@ -197,6 +197,21 @@ impl Host for JobHost<'_> {
             let spec: serde_json::Value = serde_json::from_str(spec_json.as_str())?;
             crate::segment::segment_json(&inputs.to_tensor(), &spec, &self.base_dir)
                 .map(TensorHandle::new)
+        })
+    }
+
+    fn patch_grid(
+        &self,
+        inputs: TensorRef<'_>,
+        layer: RStr<'_>,
+        at_input: bool,
+        behind_transpose: bool,
+    ) -> RResult<RVec<i64>, RString> {
+        guarded(|| {
+            let graph = taps::graph_of(self.model, "a layer method")?;
+            let inputs = inputs.to_tensor();
+            crate::patch_grid::patch_grid(graph, &inputs, &layer, at_input, behind_transpose)
+                .map(RVec::from)
         })
     }
 

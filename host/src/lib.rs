@@ -14,6 +14,7 @@ pub mod model;
 pub mod near;
 pub mod params;
 pub mod patch;
+pub mod patch_grid;
 pub mod plugin_sdk;
 pub mod plugins;
 pub mod preprocess;

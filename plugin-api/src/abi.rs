@@ -198,6 +198,19 @@ pub trait Host {
     /// labels `[B, ...spatial]`, int64.
     fn segment(&self, inputs: TensorRef<'_>, spec_json: RStr<'_>)
         -> RResult<TensorHandle, RString>;
+
+    /// The patch grid of a vision transformer's layer: the spatial size, at `inputs`, of the
+    /// output of the patch embedding that feeds `layer`'s output (its input with `at_input`),
+    /// the last convolution upstream whose kernel equals its stride (above 1) and that pads
+    /// nothing; empty when there is none. With `behind_transpose` the answer is empty without
+    /// a forward pass unless a Transpose lies upstream too (a value channels-last).
+    fn patch_grid(
+        &self,
+        inputs: TensorRef<'_>,
+        layer: RStr<'_>,
+        at_input: bool,
+        behind_transpose: bool,
+    ) -> RResult<RVec<i64>, RString>;
 }
 
 /// The host's handle as a plugin receives it.

@@ -252,6 +252,23 @@ impl<'a> Context<'a> {
         })
     }
 
+    /// The patch grid feeding `tap`'s value at `inputs` (see [`crate::abi::Host::patch_grid`]):
+    /// the spatial size of the patch embedding's output, empty when there is none.
+    pub fn patch_grid(
+        &self,
+        inputs: &Tensor,
+        tap: Tap<'_>,
+        behind_transpose: bool,
+    ) -> Result<Vec<i64>> {
+        let grid = into_result(self.host.patch_grid(
+            TensorRef::new(inputs),
+            RStr::from_str(tap.layer),
+            tap.at_input,
+            behind_transpose,
+        ))?;
+        Ok(grid.into_vec())
+    }
+
     /// Superpixels or supervoxels of each example of `inputs` by the segmentation `spec`
     /// (`{"algorithm": "slic", ...params}`): labels `[B, ...spatial]`, int64.
     pub fn segment(&self, inputs: &Tensor, spec: &serde_json::Value) -> Result<Tensor> {

@@ -15,6 +15,7 @@ mod optim;
 pub mod params;
 pub mod segmentation;
 mod tensor;
+pub mod tokens;
 
 pub use abi::{
     panic_message, LogLevel, MethodInfo, MethodKind, Needs, ABI_VERSION, LIBTORCH_VERSION,

@@ -18,6 +18,12 @@ use crate::guided_backprop::relu_rule_gradient;
 pub struct Params {
     /// The convolutional layer (module path) whose Grad-CAM map weights the guided gradients.
     pub layer: String,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 pub struct GuidedGradCam;
@@ -43,7 +49,8 @@ impl Method for GuidedGradCam {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let params = json!({"layer": p.layer, "relu_attributions": true});
+        let params =
+            json!({"layer": p.layer, "relu_attributions": true, "token_grid": p.token_grid});
         let cam = ctx
             .explain("captum.layer_grad_cam", &params, inputs, target)?
             .map;

@@ -36,6 +36,12 @@ pub struct Params {
     /// Attribute to the layer's input (the value its first node reads) instead of its output.
     #[serde(default)]
     pub attribute_to_layer_input: bool,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 pub struct LayerGradCam;
@@ -68,7 +74,8 @@ impl Method for LayerGradCam {
         p: Params,
     ) -> Result<Attribution> {
         let tap = capture(&p.layer, p.attribute_to_layer_input);
-        let (grad, activation) = ctx.tap_gradient(inputs, target, tap)?;
+        let token_grid = p.token_grid.as_deref();
+        let (grad, activation) = ctx.spatial_tap_gradient(inputs, target, tap, token_grid)?;
         let map = grad_cam(
             &grad,
             &activation,

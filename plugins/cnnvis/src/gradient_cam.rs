@@ -22,6 +22,12 @@ pub struct Params {
     /// `align_corners=False`), for display over the input.
     #[serde(default)]
     pub upsample_to_input: bool,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 /// One gradient CAM: its description and how it combines G and A into the channel-summed
@@ -59,7 +65,9 @@ impl Method for GradientCam {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        let tap = Tap::capture(&p.layer);
+        let token_grid = p.token_grid.as_deref();
+        let (grad, activation) = ctx.spatial_tap_gradient(inputs, target, tap, token_grid)?;
         ensure!(
             activation.dim() >= 3,
             "a class activation map needs a layer with spatial dimensions, but layer `{}` \

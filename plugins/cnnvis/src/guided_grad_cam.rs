@@ -24,6 +24,12 @@ pub struct Params {
     /// The convolutional layer (module path; `--layer` sets it) whose Grad-CAM weights the
     /// guided gradients, usually the last convolution.
     pub layer: String,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 pub struct GuidedGradCam;
@@ -56,7 +62,9 @@ impl Method for GuidedGradCam {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        let tap = Tap::capture(&p.layer);
+        let token_grid = p.token_grid.as_deref();
+        let (grad, activation) = ctx.spatial_tap_gradient(inputs, target, tap, token_grid)?;
         ensure!(
             activation.dim() == inputs.dim(),
             "guided Grad-CAM brings the layer's map to the input's grid, but layer `{}` gives \

@@ -35,6 +35,12 @@ pub struct Params {
     /// `align_corners=False`), for display over the input.
     #[serde(default)]
     pub upsample_to_input: bool,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 pub struct ScoreCam;
@@ -72,8 +78,8 @@ impl Method for ScoreCam {
                 "perturbations_per_eval must be at least 1 (it is {n})"
             );
         }
-        let (_, mut taps) = tch::no_grad(|| ctx.forward_taps(inputs, &[Tap::capture(&p.layer)]))?;
-        let activation = taps.remove(0).detach();
+        let tap = Tap::capture(&p.layer);
+        let activation = ctx.spatial_layer_value(inputs, tap, p.token_grid.as_deref())?;
         let per_eval = p
             .perturbations_per_eval
             .unwrap_or_else(|| ctx.examples_per_pass(&inputs.narrow(0, 0, 1), Pass::Forward));

@@ -47,16 +47,17 @@ fn probability_at(
     target: i64,
     layer: &str,
     contrast_at: Option<&str>,
+    token_grid: Option<&[i64]>,
 ) -> Result<Tensor> {
-    let pass = ctx.backward_rules(
-        inputs,
-        target,
-        &composite(contrast_at),
-        Some(Tap::capture(layer)),
-    )?;
+    let tap = Tap::capture(layer);
+    let pass = ctx.backward_rules(inputs, target, &composite(contrast_at), Some(tap))?;
     let at_layer = pass.layer.ok_or_else(|| {
         anyhow::anyhow!("the target's score does not depend on layer `{layer}`; pick a layer the model's output comes through")
     })?;
+    // A transformer's tokens onto their patch grid (the relevance is shaped like the layer).
+    let at_layer = ctx
+        .token_layout(inputs, tap, token_grid, &at_layer.size())?
+        .apply(&at_layer)?;
     ensure_spatial(&at_layer, layer)?;
     Ok(at_layer.to_kind(Kind::Float))
 }
@@ -95,7 +96,8 @@ impl Method for ExcitationBackprop {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let probability = probability_at(ctx, inputs, target, &p.layer, None)?;
+        let probability =
+            probability_at(ctx, inputs, target, &p.layer, None, p.token_grid.as_deref())?;
         let map = p.post().apply(&to_map(&probability), inputs)?;
         Ok(Attribution::new(map.detach().to_kind(inputs.kind())))
     }
@@ -173,8 +175,8 @@ impl Method for ContrastiveExcitationBackprop {
             "contrast_layer: the model has no layer `{}` (`esegeta layers MODEL` lists them)",
             p.contrast_layer
         );
-        let target_pass = probability_at(ctx, inputs, target, &p.layer, None)?;
-        let dual_pass = probability_at(ctx, inputs, target, &p.layer, Some(&classifier))?;
+        let target_pass = probability_at(ctx, inputs, target, &p.layer, None, None)?;
+        let dual_pass = probability_at(ctx, inputs, target, &p.layer, Some(&classifier), None)?;
         let post = Post {
             resize: p.resize,
             resize_mode: p.resize_mode,

@@ -30,6 +30,12 @@ pub struct Params {
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub smooth: f64,
+    /// For a vision transformer's token layer (`[B, 1 + h*w, C]`, or Swin's channels-last
+    /// `[B, H, W, C]`): the patch grid `[h, w]` (`[d, h, w]` in 3D) the tokens are laid out
+    /// on, leading class tokens dropped. By default the grid of the patch embedding (the
+    /// convolution whose kernel equals its stride) that feeds the layer.
+    #[serde(default)]
+    pub token_grid: Option<Vec<i64>>,
 }
 
 impl Params {
@@ -77,7 +83,9 @@ impl Method for LayerSaliency {
         target: i64,
         p: Params,
     ) -> Result<Attribution> {
-        let (grad, activation) = ctx.tap_gradient(inputs, target, Tap::capture(&p.layer))?;
+        let tap = Tap::capture(&p.layer);
+        let token_grid = p.token_grid.as_deref();
+        let (grad, activation) = ctx.spatial_tap_gradient(inputs, target, tap, token_grid)?;
         ensure_spatial(&activation, &p.layer)?;
         let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
         let map = p
