@@ -284,6 +284,16 @@ batch where it allows; TorchScript traced with gradients) and run by esegeta:
 - Grad-CAM: `captum.layer_grad_cam` on the architecture's last convolution (ONNX only:
   TorchScript files have no layers), against Captum's `LayerGradCam` (tolerance 1e-3).
 
+Float32 and ReLU kinks: a ReLU network's gradient is piecewise constant in which units are
+active, so where one pre-activation lies within float32 rounding of zero, two float32
+computations (or float32 and float64) can take opposite sides and the map moves by a discrete
+amount. On MONAI's SegResNet 3D with seeds 1-6, esegeta's ONNX saliency lay 3e-3 to 2e-2 of
+scale from float64 on seeds 1, 4 and 5, and PyTorch's own float32 model (Captum) on seeds 3
+and 5, each otherwise at 2e-5 to 2e-4; with the argmax mask unchanged. `python
+tools/float32_kinks.py` shows the cause: each large error comes with one or two ReLU inputs
+whose sign differs from float64's, whichever float32 kernel computes the group norm, and none
+without. Per-op gradients (tests/onnx_ops.rs) agree with PyTorch's to float32 rounding.
+
 Classifiers explain their top class; segmenters class 1 through the argmax wrapper
 (`--task segmentation --wrapper argmax`). A failing row names the op or feature that is
 missing, as esegeta's own error says it.
