@@ -211,6 +211,7 @@ fn ten_thousand_calls_neither_leak_nor_double_free() {
         cancelled: &cancelled,
         progress: None,
         device: tch::Device::Cpu,
+        kind: tch::Kind::Float,
         near: Default::default(),
         warnings: Default::default(),
     };

@@ -376,6 +376,30 @@ fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
     assert_eq!(diff, 0.0, "recomputed in fp32");
 }
 
+/// fp64 runs model and method in float64: the saliency map is Captum's (fp32) up to float32
+/// rounding, and not bit-equal to it, since float64 arithmetic rounded it differently.
+#[test]
+fn an_fp64_run_computes_in_float64() {
+    let methods = json!([{"id": "captum.saliency", "params": {"abs": false}}]);
+    let config = write_config("run-fp64", one_input(methods, json!({"precision": "fp64"})));
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let m = manifest(&config, "results.json");
+    let saliency = job(&m, "captum.saliency");
+    assert_eq!(
+        (
+            saliency["precision"].as_str(),
+            saliency["precision_fallback"].as_bool()
+        ),
+        (Some("fp64"), Some(false))
+    );
+    let ours = load(Path::new(saliency["files"][0].as_str().unwrap()));
+    let captum = load(&fixture("classifier2d_saliency_noabs.npy"));
+    // Within 1e-5 of the map's scale (measured: 1.1e-7).
+    let (diff, scale) = max_diff(&ours, &captum);
+    assert!(diff > 0.0 && diff <= 1e-5 * scale, "{diff} (scale {scale})");
+}
+
 #[test]
 fn patched_volumes_are_stitched_on_the_source_grid() {
     let config = |patching: Value| {

@@ -35,6 +35,8 @@ pub struct Job {
     pub fixed_mask: bool,
     pub layer: Option<String>,
     pub device: Device,
+    /// The model's and input's float kind: Float (fp32) or Double (fp64).
+    pub kind: tch::Kind,
     pub output: model::Output,
     pub seed: u64,
     pub memory_budget: u64,
@@ -87,7 +89,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         .clone()
         .map(|spec| every_dimension(spec, &input.tensor.size()[2..], &job.input))
         .transpose()?;
-    let model = model::load_output(&job.model, job.device, tch::Kind::Float, &job.output)?;
+    let model = model::load_output(&job.model, job.device, job.kind, &job.output)?;
     check_needs(method, model.as_ref(), &job.method, &job.model)?;
     let region = job
         .mask
@@ -108,7 +110,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         progress: None,
     };
     let cancelled = AtomicBool::new(false);
-    let inputs = prepared.to_device(job.device);
+    let inputs = prepared.to_device(job.device).to_kind(job.kind);
     let once = || -> Result<(Tensor, Value, f64)> {
         match &patching {
             None => attribute_timed(registry, model.as_ref(), &inputs, &request, &cancelled),
@@ -241,6 +243,7 @@ pub fn attribute_timed(
         cancelled,
         progress: request.progress,
         device: inputs.device(),
+        kind: inputs.kind(),
         near: Default::default(),
         warnings: std::sync::Mutex::new(empty_mask.into_iter().collect()),
     };

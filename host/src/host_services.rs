@@ -40,6 +40,10 @@ pub struct JobHost<'a> {
     pub progress: Option<&'a Progress<'a>>,
     /// Where the model runs: on CPU, batches are capped (see [`CPU_BYTES_PER_PASS`]).
     pub device: tch::Device,
+    /// The float kind of the model and of the job's inputs. Inputs a method passes in another
+    /// float kind (an optimiser's float32 image in an fp64 or fp16 job) are cast to it, with
+    /// autograd through the cast, so every method runs at every precision.
+    pub kind: tch::Kind,
     /// The recorded forward pass of the last base input of `forward_near`.
     pub near: NearCache,
     /// What the host noticed that makes the map mean less than its name (each sentence once),
@@ -78,7 +82,8 @@ impl<'a> JobHost<'a> {
 
     /// Scores `[B, K]` of the wrapped model.
     pub fn scores(&self, inputs: &tch::Tensor) -> Result<tch::Tensor> {
-        self.wrapper.scores(&self.model.forward(inputs)?)
+        let inputs = self.model_input(inputs);
+        self.wrapper.scores(&self.model.forward(&inputs)?)
     }
 
     /// Scores of `inputs`, examples near `base` (see [`crate::near`]).
@@ -86,8 +91,18 @@ impl<'a> JobHost<'a> {
         let Some(graph) = self.model.graph() else {
             return self.scores(inputs);
         };
-        let output = self.near.output(self.model, graph, base, inputs)?;
+        let (base, inputs) = (self.model_input(base), self.model_input(inputs));
+        let output = self.near.output(self.model, graph, &base, &inputs)?;
         self.wrapper.scores(&output)
+    }
+
+    /// `t` in the model's float kind (see [`JobHost::kind`]); integer tensors as they are.
+    fn model_input(&self, t: &tch::Tensor) -> tch::Tensor {
+        if t.is_floating_point() && t.kind() != self.kind {
+            t.to_kind(self.kind)
+        } else {
+            t.shallow_clone()
+        }
     }
 
     /// Runs a method of any loaded plugin on this job's model.
@@ -168,8 +183,8 @@ impl Host for JobHost<'_> {
                     at_input: t.at_input,
                 })
                 .collect();
-            let (scores, layers) =
-                taps::forward_taps(self.model, self.wrapper, &inputs.to_tensor(), &taps)?;
+            let inputs = self.model_input(&inputs.to_tensor());
+            let (scores, layers) = taps::forward_taps(self.model, self.wrapper, &inputs, &taps)?;
             Ok(TappedForward {
                 scores: TensorHandle::new(scores),
                 layers: layers.into_iter().map(TensorHandle::new).collect(),
@@ -209,7 +224,7 @@ impl Host for JobHost<'_> {
     ) -> RResult<RVec<i64>, RString> {
         guarded(|| {
             let graph = taps::graph_of(self.model, "a layer method")?;
-            let inputs = inputs.to_tensor();
+            let inputs = self.model_input(&inputs.to_tensor());
             crate::patch_grid::patch_grid(graph, &inputs, &layer, at_input, behind_transpose)
                 .map(RVec::from)
         })
@@ -223,7 +238,7 @@ impl Host for JobHost<'_> {
                 Some(name) => Some(taps::site(graph, name.as_str(), request.at_layer_input)?),
                 None => None,
             };
-            let inputs = request.inputs.to_tensor();
+            let inputs = self.model_input(&request.inputs.to_tensor());
             let seed = request.layer_seed.into_option().map(|t| t.to_tensor());
             let start = match &seed {
                 Some(seed) => rules::Start::Layer(seed),

@@ -13,6 +13,7 @@ mod method;
 pub mod numpy_random;
 mod optim;
 pub mod params;
+mod precision;
 pub mod segmentation;
 mod tensor;
 pub mod tokens;
@@ -24,6 +25,7 @@ pub use context::{Context, Pass, RuleGradients, Tap};
 pub use method::{Attribution, ErasedMethod, Method, MethodEntry, MethodMeta};
 pub use optim::Adam;
 pub use params::{broadcast_to, TensorOrScalar};
+pub use precision::accumulation;
 pub use segmentation::FeatureMaskSpec;
 pub use tensor::{TensorHandle, TensorRef};
 

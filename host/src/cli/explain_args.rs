@@ -54,6 +54,10 @@ pub(super) struct ExplainArgs {
     /// cpu or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// fp32, or fp64 for a float64 reference that tells float32 rounding from error (reduced
+    /// precision is a run's `execution.precision`, with its fp32 fallback).
+    #[arg(long, value_parser = ["fp32", "fp64"], default_value = "fp32")]
+    precision: String,
     /// Which output of a model with several (deep supervision) to explain.
     #[arg(long)]
     output_index: Option<usize>,
@@ -168,6 +172,11 @@ pub(super) fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> 
         fixed_mask: args.fixed_mask,
         layer: args.layer,
         device: crate::model::parse_device(&args.device)?,
+        kind: if args.precision == "fp64" {
+            tch::Kind::Double
+        } else {
+            tch::Kind::Float
+        },
         output: crate::model::Output::of(args.output.as_deref(), args.output_index),
         seed: args.seed,
         memory_budget: DEFAULT_MEMORY_BUDGET,

@@ -284,10 +284,23 @@ impl MethodSpec {
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
+    /// float32, PyTorch's and Captum's default.
     #[default]
     Fp32,
+    /// bfloat16 (model and input cast), falling back to fp32 when the map holds NaN or inf.
     Bf16,
+    /// float16 (autocast on CUDA, cast elsewhere), with the same fallback.
     Fp16,
+    /// float64: slower, and the reference that tells float32 rounding from error. A map that
+    /// moves between fp32 and fp64 is sensitive to rounding there (a ReLU input near zero).
+    Fp64,
+}
+
+impl Precision {
+    /// bf16 and fp16, whose maps are checked for NaN and inf and recomputed in fp32.
+    pub fn is_reduced(self) -> bool {
+        matches!(self, Precision::Bf16 | Precision::Fp16)
+    }
 }
 
 #[derive(Deserialize, Serialize, JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -106,6 +106,7 @@ pub(super) fn kind(precision: Precision) -> Kind {
         Precision::Fp32 => Kind::Float,
         Precision::Bf16 => Kind::BFloat16,
         Precision::Fp16 => Kind::Half,
+        Precision::Fp64 => Kind::Double,
     }
 }
 
@@ -233,7 +234,7 @@ fn execute(
     };
     let (mut map, mut extras) = run(settings.precision, models)?;
     let mut precision_fallback = false;
-    if settings.precision != Precision::Fp32 && !bool::try_from(map.isfinite().all())? {
+    if settings.precision.is_reduced() && !bool::try_from(map.isfinite().all())? {
         tracing::warn!(
             "{}: the {:?} map holds NaN or inf; recomputing in fp32",
             job.id,

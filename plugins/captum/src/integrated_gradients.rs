@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Pass,
-    TensorOrScalar,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    Pass, TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -169,8 +169,11 @@ impl Path {
             );
             let grads = gradient(&scaled)?;
             let weights = per_step(Tensor::from_slice(steps));
-            total +=
-                (grads.view(shape.as_slice()) * weights).sum_dim_intlist(0, false, Kind::Float);
+            total += (grads.view(shape.as_slice()) * weights).sum_dim_intlist(
+                0,
+                false,
+                accumulation(grads.kind()),
+            );
             done += points.len();
             ctx.progress(done, self.alphas.len());
         }

@@ -4,9 +4,9 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::integrated_gradients::quadrature;
 use crate::layer_params::capture;
@@ -56,7 +56,7 @@ impl Method for InternalInfluence {
             |first, grads, _| {
                 let k = grads.size()[0] as usize;
                 let weights = per_point(&step_sizes[first..first + k], grads.dim(), grads);
-                let part = (grads * weights).sum_dim_intlist(0, false, Kind::Float);
+                let part = (grads * weights).sum_dim_intlist(0, false, accumulation(grads.kind()));
                 total = Some(match total.take() {
                     Some(t) => t + part,
                     None => part,

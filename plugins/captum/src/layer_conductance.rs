@@ -7,10 +7,10 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
 use serde_json::json;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::integrated_gradients::{convergence_delta, quadrature};
 use crate::layer_params::capture;
@@ -92,7 +92,11 @@ impl Conductance {
             return;
         }
         let steps = acts.narrow(0, 1, k - 1) - acts.narrow(0, 0, k - 1);
-        let part = (steps * grads.narrow(0, 0, k - 1)).sum_dim_intlist(0, false, Kind::Float);
+        let part = (steps * grads.narrow(0, 0, k - 1)).sum_dim_intlist(
+            0,
+            false,
+            accumulation(grads.kind()),
+        );
         self.total = Some(match self.total.take() {
             Some(t) => t + part,
             None => part,
@@ -103,6 +107,7 @@ impl Conductance {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn chunks_give_the_same_sum_as_one_pass() {

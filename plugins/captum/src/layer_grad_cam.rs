@@ -10,11 +10,11 @@ use crate::layer_params::capture;
 use anyhow::{Context as _, Result};
 use esegeta_plugin_api::maps::resample_to_input;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -101,11 +101,11 @@ fn grad_cam(grad: &Tensor, activation: &Tensor, sum_channels: bool, relu: bool) 
     let weights = if spatial.is_empty() {
         grad.shallow_clone()
     } else {
-        grad.mean_dim(spatial.as_slice(), true, Kind::Float)
+        grad.mean_dim(spatial.as_slice(), true, accumulation(grad.kind()))
     };
     let weighted = weights * activation;
     let map = if sum_channels {
-        weighted.sum_dim_intlist(1, true, Kind::Float)
+        weighted.sum_dim_intlist(1, true, accumulation(weighted.kind()))
     } else {
         weighted
     };

@@ -6,8 +6,8 @@
 
 use anyhow::Result;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
-    TensorOrScalar,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    Tap, TensorOrScalar,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -132,7 +132,7 @@ impl LayerPath<'_> {
             let k = points.len() as i64;
             let grads = by_point(&self.gradient(ctx, &Tensor::cat(&scaled, 0), k)?, k);
             let weights = per_point(steps, grads.dim(), &grads);
-            total += (grads * weights).sum_dim_intlist(0, false, Kind::Float);
+            total += (&grads * weights).sum_dim_intlist(0, false, accumulation(grads.kind()));
             done += points.len();
             ctx.progress(done, alphas.len());
         }

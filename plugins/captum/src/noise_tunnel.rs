@@ -2,13 +2,13 @@
 //! of the input, as Captum's `NoiseTunnel` wraps any attribution method.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Context, Pass};
+use esegeta_plugin_api::{accumulation, Context, Pass};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 /// How the attributions of the noisy copies are combined.
 // Serialize lets schemars write the default into the schema (it serialises the value).
@@ -88,8 +88,10 @@ pub fn with_noise_tunnel(
             .copied()
             .collect();
         let attr = attr.view(shape.as_slice());
-        sum += attr.sum_dim_intlist(1, false, Kind::Float);
-        sum_sq += attr.square().sum_dim_intlist(1, false, Kind::Float);
+        sum += attr.sum_dim_intlist(1, false, accumulation(attr.kind()));
+        sum_sq += attr
+            .square()
+            .sum_dim_intlist(1, false, accumulation(attr.kind()));
         done += k;
         ctx.progress(done, nt.nt_samples);
     }

@@ -3,8 +3,8 @@
 //! `a = G^2 / (2 G^2 + G^3 * sum over positions of A + 1e-6)` (0 where G is 0), the closed form
 //! the paper derives for an exponential of the score.
 
-use esegeta_plugin_api::register_method;
-use tch::{Kind, Tensor};
+use esegeta_plugin_api::{accumulation, register_method};
+use tch::Tensor;
 
 use crate::gradient_cam::{spatial, weighted_channels, GradientCam};
 
@@ -24,9 +24,13 @@ fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
     let axes = spatial(activation);
     let squared = grad * grad;
     let cubed = &squared * grad;
-    let total = activation.sum_dim_intlist(axes.as_slice(), true, Kind::Float);
+    let total = activation.sum_dim_intlist(axes.as_slice(), true, accumulation(activation.kind()));
     let alpha = &squared / (&squared * 2.0 + total * cubed + 1e-6);
     let alpha = alpha.where_self(&grad.ne(0.0), &alpha.zeros_like());
-    let weights = (grad.relu() * alpha).sum_dim_intlist(axes.as_slice(), false, Kind::Float);
+    let weights = (grad.relu() * alpha).sum_dim_intlist(
+        axes.as_slice(),
+        false,
+        accumulation(activation.kind()),
+    );
     weighted_channels(&weights, activation)
 }

@@ -7,10 +7,12 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::maps::resample_to_input;
-use esegeta_plugin_api::{Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap};
+use esegeta_plugin_api::{
+    accumulation, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -76,7 +78,8 @@ impl Method for GradientCam {
             p.layer,
             activation.size()
         );
-        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+        let acc = accumulation(grad.kind());
+        let (grad, activation) = (grad.to_kind(acc), activation.to_kind(acc));
         let map = (self.combine)(&grad, &activation).relu().unsqueeze(1);
         let map = if p.upsample_to_input {
             resample_to_input(&map, inputs, &p.layer, false)?
@@ -96,5 +99,9 @@ pub fn spatial(t: &Tensor) -> Vec<i64> {
 pub fn weighted_channels(weights: &Tensor, activation: &Tensor) -> Tensor {
     let mut shape = weights.size();
     shape.extend(std::iter::repeat_n(1, activation.dim() - 2));
-    (weights.view(shape.as_slice()) * activation).sum_dim_intlist(1, false, Kind::Float)
+    (weights.view(shape.as_slice()) * activation).sum_dim_intlist(
+        1,
+        false,
+        accumulation(activation.kind()),
+    )
 }

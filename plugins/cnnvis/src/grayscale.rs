@@ -2,10 +2,11 @@
 //! summed, then scaled so that the minimum is 0 and the 99th percentile (numpy's linear
 //! interpolation between order statistics) is 1, clipped to [0, 1]: `[B, 1, ...]`.
 
-use tch::{Kind, Tensor};
+use esegeta_plugin_api::accumulation;
+use tch::Tensor;
 
 pub fn grayscale(map: &Tensor) -> Tensor {
-    let summed = map.abs().sum_dim_intlist(1, true, Kind::Float);
+    let summed = map.abs().sum_dim_intlist(1, true, accumulation(map.kind()));
     let batch = summed.size()[0];
     let rows: Vec<Tensor> = (0..batch)
         .map(|b| {

@@ -9,11 +9,11 @@
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::maps::resample_nearest;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::gradient_cam::{spatial, weighted_channels};
 use crate::guided;
@@ -73,11 +73,12 @@ impl Method for GuidedGradCam {
             activation.size(),
             inputs.size()
         );
-        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
-        let weights = grad.mean_dim(spatial(&grad).as_slice(), false, Kind::Float);
+        let acc = accumulation(grad.kind());
+        let (grad, activation) = (grad.to_kind(acc), activation.to_kind(acc));
+        let weights = grad.mean_dim(spatial(&grad).as_slice(), false, accumulation(grad.kind()));
         let cam = weighted_channels(&weights, &activation).relu().unsqueeze(1);
         let cam = resample_nearest(&cam, &inputs.size()[2..])?;
-        let guided = guided::of_target(ctx, inputs, target)?.to_kind(Kind::Float);
+        let guided = guided::of_target(ctx, inputs, target)?.to_kind(acc);
         Ok(Attribution::new((guided * cam).to_kind(inputs.kind())))
     }
 }

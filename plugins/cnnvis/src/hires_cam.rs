@@ -2,8 +2,8 @@
 //! its gradient, summed over channels, `sum over channels of G * A`. Unlike GradCAM's
 //! channel-wide weights, it shows only positions that raise the score through the layer.
 
-use esegeta_plugin_api::register_method;
-use tch::{Kind, Tensor};
+use esegeta_plugin_api::{accumulation, register_method};
+use tch::Tensor;
 
 use crate::gradient_cam::GradientCam;
 
@@ -19,5 +19,5 @@ register_method!(GradientCam {
 });
 
 fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
-    (grad * activation).sum_dim_intlist(1, false, Kind::Float)
+    (grad * activation).sum_dim_intlist(1, false, accumulation(activation.kind()))
 }

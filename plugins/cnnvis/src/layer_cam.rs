@@ -2,8 +2,8 @@
 //! each channel weighed by its own positive gradient, `sum over channels of ReLU(G) * A`, which
 //! keeps the detail of shallow layers that channel-wide weights average away.
 
-use esegeta_plugin_api::register_method;
-use tch::{Kind, Tensor};
+use esegeta_plugin_api::{accumulation, register_method};
+use tch::Tensor;
 
 use crate::gradient_cam::GradientCam;
 
@@ -19,5 +19,5 @@ register_method!(GradientCam {
 });
 
 fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
-    (grad.relu() * activation).sum_dim_intlist(1, false, Kind::Float)
+    (grad.relu() * activation).sum_dim_intlist(1, false, accumulation(activation.kind()))
 }

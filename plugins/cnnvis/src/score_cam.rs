@@ -13,11 +13,12 @@
 use anyhow::{ensure, Context as _, Result};
 use esegeta_plugin_api::maps::resample_to_input;
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Pass, Tap,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs,
+    Pass, Tap,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -89,11 +90,15 @@ impl Method for ScoreCam {
             let x = inputs.narrow(0, e, 1);
             let masks = channel_masks(&activation.narrow(0, e, 1), &x, &p.layer)?;
             let scores = masked_scores(ctx, &x.get(0), &masks.get(0), target, per_eval)?;
-            let weights = scores.softmax(0, Kind::Float);
-            let a = activation.get(e).to_kind(Kind::Float);
+            let weights = scores.softmax(0, accumulation(scores.kind()));
+            let a = activation.get(e).to_kind(accumulation(activation.kind()));
             let mut shape = vec![-1i64];
             shape.extend(std::iter::repeat_n(1, a.dim() - 1));
-            let cam = (a * weights.view(shape.as_slice())).sum_dim_intlist(0, true, Kind::Float);
+            let cam = (&a * weights.view(shape.as_slice())).sum_dim_intlist(
+                0,
+                true,
+                accumulation(a.kind()),
+            );
             maps.push(cam.relu().unsqueeze(0));
         }
         let map = Tensor::f_cat(&maps, 0)?;
@@ -111,7 +116,8 @@ register_method!(ScoreCam);
 /// Each channel of `activation` (`[B, K, ...]`) on the input's grid, scaled to [0, 1] per
 /// example and channel (a constant channel becomes 0): `[B, K, ...input spatial dims]`.
 fn channel_masks(activation: &Tensor, inputs: &Tensor, layer: &str) -> Result<Tensor> {
-    let resampled = resample_to_input(&activation.to_kind(Kind::Float), inputs, layer, true)
+    let acc = accumulation(activation.kind());
+    let resampled = resample_to_input(&activation.to_kind(acc), inputs, layer, true)
         .context("Score-CAM masks the input with the layer's channels")?;
     let flat = resampled.flatten(2, -1);
     let (lo, hi) = (flat.amin(&[2i64][..], true), flat.amax(&[2i64][..], true));
@@ -136,7 +142,10 @@ fn masked_scores(
         let n = (channels - start).min(per_eval as i64);
         // [n, 1, ...] masks over [1, C, ...]: every input channel takes the same mask.
         let masked = x.unsqueeze(0) * masks.narrow(0, start, n).unsqueeze(1).to_kind(x.kind());
-        scores.push(ctx.evaluate(&masked, target)?.to_kind(Kind::Float));
+        scores.push(
+            ctx.evaluate(&masked, target)?
+                .to_kind(accumulation(x.kind())),
+        );
     }
     Ok(Tensor::f_cat(&scores, 0)?.view([-1]))
 }

@@ -2,8 +2,8 @@
 //! `sum over positions of G * A / (sum over positions of A + 1e-7)`, the weights the paper
 //! derives from its sensitivity and conservation axioms.
 
-use esegeta_plugin_api::register_method;
-use tch::{Kind, Tensor};
+use esegeta_plugin_api::{accumulation, register_method};
+use tch::Tensor;
 
 use crate::gradient_cam::{spatial, weighted_channels, GradientCam};
 
@@ -19,8 +19,11 @@ register_method!(GradientCam {
 
 fn combine(grad: &Tensor, activation: &Tensor) -> Tensor {
     let axes = spatial(activation);
-    let total = activation.sum_dim_intlist(axes.as_slice(), true, Kind::Float);
-    let weights =
-        (grad * activation / (total + 1e-7)).sum_dim_intlist(axes.as_slice(), false, Kind::Float);
+    let total = activation.sum_dim_intlist(axes.as_slice(), true, accumulation(activation.kind()));
+    let weights = (grad * activation / (total + 1e-7)).sum_dim_intlist(
+        axes.as_slice(),
+        false,
+        accumulation(activation.kind()),
+    );
     weighted_channels(&weights, activation)
 }

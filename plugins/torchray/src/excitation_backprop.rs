@@ -14,12 +14,12 @@
 
 use anyhow::{ensure, Result};
 use esegeta_plugin_api::{
-    register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+    accumulation, register_method, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::layer_saliency::{ensure_spatial, Params};
 use crate::saliency::{Post, Resize, ResizeMode};
@@ -59,12 +59,12 @@ fn probability_at(
         .token_layout(inputs, tap, token_grid, &at_layer.size())?
         .apply(&at_layer)?;
     ensure_spatial(&at_layer, layer)?;
-    Ok(at_layer.to_kind(Kind::Float))
+    Ok(at_layer.to_kind(accumulation(at_layer.kind())))
 }
 
 /// The map from the probability at the layer: summed over channels.
 fn to_map(probability: &Tensor) -> Tensor {
-    probability.sum_dim_intlist(1, true, Kind::Float)
+    probability.sum_dim_intlist(1, true, accumulation(probability.kind()))
 }
 
 pub struct ExcitationBackprop;

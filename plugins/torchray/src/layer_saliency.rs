@@ -4,10 +4,12 @@
 //! method: Grad-CAM and the linear approximation differ only in the combination.
 
 use anyhow::{ensure, Result};
-use esegeta_plugin_api::{Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap};
+use esegeta_plugin_api::{
+    accumulation, Attribution, Context, Method, MethodKind, MethodMeta, Needs, Tap,
+};
 use schemars::JsonSchema;
 use serde::Deserialize;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 use crate::saliency::{Post, Resize, ResizeMode};
 
@@ -87,7 +89,8 @@ impl Method for LayerSaliency {
         let token_grid = p.token_grid.as_deref();
         let (grad, activation) = ctx.spatial_tap_gradient(inputs, target, tap, token_grid)?;
         ensure_spatial(&activation, &p.layer)?;
-        let (grad, activation) = (grad.to_kind(Kind::Float), activation.to_kind(Kind::Float));
+        let acc = accumulation(grad.kind());
+        let (grad, activation) = (grad.to_kind(acc), activation.to_kind(acc));
         let map = p
             .post()
             .apply(&(self.combine)(&grad, &activation), inputs)?;
@@ -114,16 +117,16 @@ fn spatial(t: &Tensor) -> Vec<i64> {
 
 /// Grad-CAM: `ReLU(sum over channels of mean_spatial(G)_c * A_c)`.
 fn grad_cam(grad: &Tensor, activation: &Tensor) -> Tensor {
-    let weights = grad.mean_dim(spatial(grad).as_slice(), true, Kind::Float);
+    let weights = grad.mean_dim(spatial(grad).as_slice(), true, accumulation(grad.kind()));
     (weights * activation)
-        .sum_dim_intlist(1, true, Kind::Float)
+        .sum_dim_intlist(1, true, accumulation(grad.kind()))
         .relu()
 }
 
 /// The linear approximation: `sum over channels of G_c * A_c`, the first-order Taylor term
 /// of the score in the layer's output, position by position.
 fn linear_approx(grad: &Tensor, activation: &Tensor) -> Tensor {
-    (grad * activation).sum_dim_intlist(1, true, Kind::Float)
+    (grad * activation).sum_dim_intlist(1, true, accumulation(grad.kind()))
 }
 
 esegeta_plugin_api::register_method!(LayerSaliency {
