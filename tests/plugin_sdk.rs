@@ -280,6 +280,11 @@ fn the_kit_fails_a_hang_a_panic_and_a_crash_by_method() {
     assert!(stdout.contains("testkit.echo"), "{stdout}");
 }
 
+/// How many times the oracle's own float32 noise esegeta's fp32 map may lie from the float64
+/// reference: float32 rounding near ReLU kinks is chaotic (batch shape, CPU, the input's last
+/// bit), so the margin is wide; an error in the method moves the map by percents.
+const FP32_FACTOR: f64 = 8.0;
+
 #[test]
 fn the_example_plugin_agrees_with_pair_saliency() {
     let example = checkout().join("examples/plugin-example");
@@ -296,36 +301,30 @@ fn the_example_plugin_agrees_with_pair_saliency() {
     )
     .unwrap();
     for (name, case) in cases.as_object().unwrap() {
-        let out = plugins.join(format!("{name}.npy"));
-        let mut cmd = with_plugins(
-            explain_cmd(
-                case["model"].as_str().unwrap(),
-                case["input"].as_str().unwrap(),
-                "example.blur_integrated_gradients",
-            ),
-            &plugins,
-        );
-        cmd.arg("--params")
-            .arg(case["params"].to_string())
-            .arg("--target")
-            .arg(case["target"].to_string())
-            .arg("--out")
-            .arg(&out);
-        if let Some(wrapper) = case["wrapper"].as_str() {
-            cmd.args(["--wrapper", wrapper, "--fixed-mask"]);
-        }
-        let (ok, _, stderr) = run(&mut cmd);
-        assert!(ok, "{name}: {stderr}");
-        let (diff, scale) = max_diff(
-            &load(&out),
-            &load(&fixture(&format!("plugin_example/{name}.npy"))),
-        );
-        // Both blur in float64 and take float32 gradients of the same TorchScript model: they
-        // agree to float32 rounding summed over the path's steps: within 1e-5 of the map's
-        // largest value (measured: 1.5e-7 in 2D, 1.3e-7 in 3D).
+        let reference = load(&fixture(&format!("plugin_example/{name}.npy")));
+        // The reference is saliency's BlurIG with the model in float64. esegeta's fp64 run
+        // blurs in float64 as saliency does and differs by the blur's last bits and the
+        // float32 file it writes: within 1e-6 of the map's largest value (measured: 0, the
+        // same float32 numbers, in every case).
+        let (diff, scale) = max_diff(&explain_example(&plugins, name, case, "fp64"), &reference);
         assert!(
-            scale > 0.0 && diff <= 1e-5 * scale,
-            "{name}: max |diff| {diff}, max |saliency| {scale}"
+            scale > 0.0 && diff <= 1e-6 * scale,
+            "{name} (fp64): max |diff| {diff}, max |saliency| {scale}"
+        );
+        // In float32 the map moves with rounding wherever a ReLU input sits near zero, as the
+        // default max_sigma's nearly blank images make them: the oracle's own float32 map lies
+        // `float32_noise` from the reference (2D 5.9e-3, 3D 2.6e-5 of scale; 1e-7 to 2e-7 with
+        // small blurs). esegeta's fp32 run must be within FP32_FACTOR times that, or 1e-5
+        // where that is larger (measured: 5.9e-3, 2.6e-5 and 1.5e-7 to 2.0e-7 of scale, as
+        // close as the oracle's own float32 maps; on another machine 3D's lay 5.9e-5 from the
+        // oracle's float32 map).
+        let noise = case["float32_noise"].as_f64().unwrap();
+        let (diff, scale) = max_diff(&explain_example(&plugins, name, case, "fp32"), &reference);
+        let tolerance = (FP32_FACTOR * noise).max(1e-5);
+        assert!(
+            diff <= tolerance * scale,
+            "{name} (fp32): max |diff| {diff}, max |saliency| {scale}, the oracle's float32 \
+             noise {noise} of scale"
         );
     }
     let (ok, stdout, stderr) = run(esegeta().args(["plugin", "check"]).arg(&plugin));
@@ -333,4 +332,35 @@ fn the_example_plugin_agrees_with_pair_saliency() {
         ok && stdout.contains("every check passed"),
         "{stdout}\n{stderr}"
     );
+}
+
+/// Runs `example.blur_integrated_gradients` on a case of plugin_example/cases.json at
+/// `precision`, and returns the map.
+fn explain_example(
+    plugins: &Path,
+    name: &str,
+    case: &serde_json::Value,
+    precision: &str,
+) -> tch::Tensor {
+    let out = plugins.join(format!("{name}_{precision}.npy"));
+    let mut cmd = with_plugins(
+        explain_cmd(
+            case["model"].as_str().unwrap(),
+            case["input"].as_str().unwrap(),
+            "example.blur_integrated_gradients",
+        ),
+        plugins,
+    );
+    cmd.arg("--params")
+        .arg(case["params"].to_string())
+        .arg("--target")
+        .arg(case["target"].to_string())
+        .args(["--precision", precision, "--out"])
+        .arg(&out);
+    if let Some(wrapper) = case["wrapper"].as_str() {
+        cmd.args(["--wrapper", wrapper, "--fixed-mask"]);
+    }
+    let (ok, _, stderr) = run(&mut cmd);
+    assert!(ok, "{name} ({precision}): {stderr}");
+    load(&out)
 }
