@@ -111,3 +111,52 @@ fn the_study_config_validates() {
     let (ok, stdout, stderr) = run(esegeta().arg("check").arg(&config));
     assert!(ok && stdout.contains("is valid"), "{stderr}");
 }
+
+/// Every choice the GUI's run screen offers in a `<select data-path="...">` (web/src/index.html)
+/// is a value the run config accepts there: the page's hand-written options cannot drift from
+/// the schema (the isolation list once offered a `thread` that no config accepts).
+#[test]
+fn the_gui_offers_only_values_the_run_config_accepts() {
+    let validator = jsonschema::validator_for(&run_config_schema()).unwrap();
+    let page = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../web/src/index.html"),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for select in page.split("<select").skip(1) {
+        let select = select.split("</select>").next().unwrap();
+        let Some(path) = attribute(select, "data-path") else {
+            continue;
+        };
+        for option in select.split("<option").skip(1) {
+            let value = attribute(option, "value").unwrap_or_default();
+            if value.is_empty() {
+                continue; // "(default)": the key is left out
+            }
+            let mut config = example("classification-2d.json");
+            let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+            let mut at = &mut config;
+            for part in parent.split('.').filter(|p| !p.is_empty()) {
+                at = at
+                    .as_object_mut()
+                    .unwrap()
+                    .entry(part)
+                    .or_insert(serde_json::json!({}));
+            }
+            at[key] = serde_json::json!(value);
+            let errors: Vec<String> = validator
+                .iter_errors(&config)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{path} = {value:?}: {errors:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} options found in index.html");
+}
+
+/// The value of `name="..."` in an HTML tag's text.
+fn attribute<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+    tag[start..].split('"').next()
+}
