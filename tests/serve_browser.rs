@@ -178,7 +178,34 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     pick(&c, "input-path", &["demo"], "demo/scan_with_lesion.png").await;
     type_into(&c, "#input-targets", "1").await;
     type_into(&c, "#out-folder", "out/browser-2d").await;
+
+    // A second input, its own row: in the config, back from a loaded config, then removed.
+    click(&c, "#input-add").await;
+    pick(&c, "input-path-1", &["demo"], "demo/scan_with_lesion.png").await;
+    type_into(&c, "#input-targets-1", "0,1").await;
+    let inputs = "return window.esegeta.currentConfig().inputs";
+    let two = json!([
+        {"path": "demo/scan_with_lesion.png", "targets": [1]},
+        {"path": "demo/scan_with_lesion.png", "targets": [0, 1]}
+    ]);
+    assert_eq!(c.execute(inputs, vec![]).await.unwrap(), two);
     shot(&c, "1-run-parameters").await;
+    let config = c
+        .execute("return window.esegeta.currentConfig()", vec![])
+        .await
+        .unwrap();
+    c.execute(
+        "window.esegeta.loadConfig(arguments[0])",
+        vec![config.clone()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(c.execute(inputs, vec![]).await.unwrap(), two);
+    click(&c, "#inputs .input-row[data-index='1'] .input-remove").await;
+    assert_eq!(
+        c.execute(inputs, vec![]).await.unwrap(),
+        json!([{"path": "demo/scan_with_lesion.png", "targets": [1]}])
+    );
 
     // Two methods, found with the search box.
     click(&c, "button[data-screen='methods']").await;

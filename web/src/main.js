@@ -98,7 +98,7 @@ function screen(name) {
 export function loadConfig(config) {
   base = structuredClone(config);
   delete base.methods;
-  configToFields(config);
+  configToFields(config, refresh);
   clearMethods();
   for (const m of config.methods || []) choose(m.id, m.params || {}, m.name, m.layer);
   refresh();
@@ -119,14 +119,19 @@ async function earlierRuns() {
 
 async function main() {
   document.querySelectorAll(".tab").forEach((t) => (t.onclick = () => screen(t.dataset.screen)));
-  document.querySelectorAll("#screen-params input, #screen-params select").forEach((f) => {
-    f.addEventListener("input", refresh);
-    f.addEventListener("change", refresh);
+  // Delegated: input rows come and go.
+  for (const event of ["input", "change"]) {
+    $("screen-params").addEventListener(event, (e) => {
+      if (e.target.matches("input, select")) refresh();
+    });
+  }
+  $("screen-params").addEventListener("click", (e) => {
+    const b = e.target.closest(".browse");
+    if (b) browse((path) => {
+      $(b.dataset.for).value = path;
+      refresh();
+    });
   });
-  document.querySelectorAll(".browse").forEach((b) => (b.onclick = () => browse((path) => {
-    $(b.dataset.for).value = path;
-    refresh();
-  })));
   $("config-download").onclick = () => {
     const blob = new Blob([JSON.stringify(currentConfig(), null, 2) + "\n"], { type: "application/json" });
     const a = document.createElement("a");
@@ -147,7 +152,7 @@ async function main() {
   };
   const { body: methods } = await api("/api/methods");
   initMethods(methods, refresh);
-  configToFields(base);
+  configToFields(base, refresh);
   refresh();
   earlierRuns();
   window.esegeta = { currentConfig, loadConfig };

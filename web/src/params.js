@@ -1,5 +1,7 @@
 // Screen 1: the run parameters. Fields read from and write to the config object by JSON
 // path (data-path); parts of a loaded config that no field shows are kept as they are.
+import { readInputs, showInputs } from "./inputs.js";
+
 const $ = (id) => document.getElementById(id);
 
 const listOf = (text, number) =>
@@ -17,18 +19,13 @@ function setIn(obj, keys, value) {
 export function fieldsToConfig(config) {
   const c = structuredClone(config);
   c.model ??= {};
-  c.inputs = c.inputs?.length ? c.inputs : [{}];
   const text = (id) => $(id).value.trim() || undefined;
   const num = (id) => ($(id).value === "" ? undefined : Number($(id).value));
   c.model.path = text("model-path");
   c.model.task = text("model-task");
   setIn(c, ["model", "wrapper"], text("model-wrapper"));
   setIn(c, ["model", "output_index"], num("model-output-index"));
-  c.inputs[0].path = text("input-path");
-  const targets = text("input-targets");
-  setIn(c, ["inputs", 0, "targets"], targets ? listOf(targets, true) : undefined);
-  setIn(c, ["inputs", 0, "ground_truth"], text("input-truth"));
-  setIn(c, ["inputs", 0, "mask"], text("input-mask"));
+  c.inputs = readInputs(c.inputs);
   setIn(c, ["preprocessing", "normalize"], text("pre-normalize"));
   const resize = text("pre-resize");
   setIn(c, ["preprocessing", "resize"], resize ? listOf(resize, true) : undefined);
@@ -50,18 +47,14 @@ export function fieldsToConfig(config) {
   return JSON.parse(JSON.stringify(c));
 }
 
-// Shows a loaded config in the fields.
-export function configToFields(c) {
+// Shows a loaded config in the fields; `changed` runs when an input row is added or removed.
+export function configToFields(c, changed) {
   const set = (id, v) => { $(id).value = v ?? ""; };
-  const input = c.inputs?.[0] || {};
   set("model-path", c.model?.path);
   set("model-task", c.model?.task || "classification");
   set("model-wrapper", c.model?.wrapper);
   set("model-output-index", c.model?.output_index);
-  set("input-path", input.path);
-  set("input-targets", (input.targets || []).join(","));
-  set("input-truth", input.ground_truth);
-  set("input-mask", input.mask);
+  showInputs(c.inputs || [], changed);
   const normalize = c.preprocessing?.normalize;
   set("pre-normalize", typeof normalize === "string" ? normalize : "");
   set("pre-resize", (c.preprocessing?.resize || []).join(","));
