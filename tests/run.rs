@@ -240,6 +240,93 @@ fn under_isolation_a_hang_is_killed_at_the_deadline_and_a_segfault_costs_one_job
     assert_eq!(job(&m, "captum.saliency")["status"], "done");
 }
 
+/// SIGTERM (the GUI's cancel) or Ctrl-C: the running job is cancelled at its next check and
+/// recorded as such, no other job starts, the run exits 5 with its manifest and report
+/// written, and the next run redoes what was not finished.
+#[test]
+fn a_stopped_run_records_the_running_job_as_cancelled_and_the_next_run_redoes_it() {
+    use std::io::BufRead;
+    let methods = json!([
+        {"id": "captum.saliency"},
+        {"id": "testkit.sleep", "name": "slow", "params": {"seconds": 60}}
+    ]);
+    let config = write_config("run-stop", classifier_config(methods, json!({})));
+    let mut child = run_cmd(&config, &["--events"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut started_slow = 0;
+    for line in lines.by_ref().map_while(Result::ok) {
+        let event: Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["event"] == "job_started" && event["id"].as_str().unwrap().contains("slow") {
+            started_slow += 1;
+            // SAFETY: signals the child this test started.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            break;
+        }
+    }
+    // Reads the events to the end: a closed pipe would end the run with SIGPIPE instead.
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    let rest = rest.join().unwrap();
+    assert_eq!(started_slow, 1);
+    assert_eq!(status.code(), Some(5), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "it ended {:?} after the signal, not at the job's next check",
+        started.elapsed()
+    );
+    let first = manifest(&config, "results.json");
+    let counts = |m: &Value, s: &str| statuses(m).iter().filter(|(_, x)| x == s).count();
+    assert_eq!(counts(&first, "cancelled"), 1, "{first}");
+    assert_eq!(
+        statuses(&first).len(),
+        counts(&first, "done") + 1,
+        "{first}"
+    );
+    let finished = |l: &String| l.contains("job_finished") && l.contains("\"cancelled\"");
+    assert!(rest.iter().any(finished), "{rest:?}");
+    let cancelled = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["status"] == "cancelled")
+        .unwrap();
+    assert!(
+        cancelled["error"]
+            .as_str()
+            .unwrap()
+            .contains("run the config again"),
+        "{cancelled}"
+    );
+    assert!(config.parent().unwrap().join("out/report.html").is_file());
+    assert!(!config
+        .parent()
+        .unwrap()
+        .join("out/results.json.lock")
+        .exists());
+    // The next run (the slow method quick now) redoes the cancelled and unstarted jobs only.
+    let mut edited: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    edited["methods"][1]["params"]["seconds"] = json!(0.01);
+    std::fs::write(&config, edited.to_string()).unwrap();
+    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
+    assert!(ok, "{stderr}");
+    let second = manifest(&config, "results.json");
+    assert_eq!(counts(&second, "done"), 6, "{second}");
+    for j in first["jobs"].as_array().unwrap() {
+        if j["status"] == "done" {
+            let again = job(&second, j["id"].as_str().unwrap());
+            assert_eq!(
+                again["duration_s"], j["duration_s"],
+                "a finished job was redone"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_run_killed_half_way_resumes_without_redoing_or_losing_jobs() {
     let methods = json!([

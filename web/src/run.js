@@ -52,6 +52,9 @@ export function follow(id, done) {
   });
   on("run_finished", (e) => {
     source.close();
+    for (const cell of document.querySelectorAll("#jobs .job-status")) {
+      if (cell.textContent === "queued") cell.textContent = `not started (the run ${e.status === "cancelled" ? "was cancelled" : "ended"})`;
+    }
     $("run-cancel").disabled = true;
     $("run-status").textContent = `run ${id}: ${e.status}${e.error ? ` (${e.error})` : ""}`;
     $("run-status").dataset.status = e.status;

@@ -213,12 +213,15 @@ fn quiet_on_closed_stdout() {
     }
 }
 
-/// 3: the config did not validate; 4: some jobs failed or timed out; 1: anything else.
+/// 3: the config did not validate; 4: some jobs failed or timed out; 5: the run was stopped
+/// (SIGTERM, Ctrl-C); 1: anything else.
 fn exit_code(e: &anyhow::Error) -> i32 {
     if e.downcast_ref::<InvalidConfig>().is_some() {
         3
     } else if e.downcast_ref::<JobsFailed>().is_some() {
         4
+    } else if e.downcast_ref::<crate::run::cancel::RunStopped>().is_some() {
+        5
     } else {
         1
     }
@@ -312,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let loaded = crate::config::check(&config, &registry)?;
             let events = crate::run::events::Events::new(events);
+            crate::run::cancel::install();
             let summary = crate::run::run(&registry, &loaded, shard, &cli.plugins, &events)?;
             println!(
                 "{} job(s) done ({} finished by an earlier run); manifest: {}",

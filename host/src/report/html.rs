@@ -421,6 +421,7 @@ fn status_text(s: Status) -> &'static str {
         Status::Failed => "failed",
         Status::TimedOut => "timed out",
         Status::Skipped => "skipped",
+        Status::Cancelled => "cancelled",
     }
 }
 

@@ -70,6 +70,11 @@ fn child(
     let status = loop {
         match process.try_wait() {
             Ok(Some(status)) => break status,
+            Ok(None) if super::cancel::stopped() => {
+                let _ = process.kill();
+                let _ = process.wait();
+                return Err((anyhow!("the worker process was ended"), false));
+            }
             Ok(None) if deadline.is_some_and(|d| Instant::now() >= d) => {
                 let _ = process.kill();
                 let _ = process.wait();

@@ -19,6 +19,9 @@ pub enum Status {
     TimedOut,
     /// Not run: the previous run had finished it (resume) or the run stopped first.
     Skipped,
+    /// Running when the run was stopped (SIGTERM, Ctrl-C; `esegeta serve`'s cancel): the next
+    /// run of the config redoes it.
+    Cancelled,
 }
 
 /// One job's outcome.

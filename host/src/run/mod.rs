@@ -1,6 +1,7 @@
 //! `esegeta run CONFIG`: plans the jobs, skips those a previous run finished, runs the rest on
 //! one worker per device slot, and records every outcome in the manifest as it happens.
 
+pub mod cancel;
 mod cascade;
 mod caveats;
 mod child;
@@ -175,15 +176,23 @@ pub fn run(
     });
     bar.finish_and_clear();
     let manifest = manifest.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (failed, timed_out, done) = (
+    let (failed, timed_out, done, cancelled) = (
         manifest.count(Status::Failed),
         manifest.count(Status::TimedOut),
         manifest.count(Status::Done),
+        manifest.count(Status::Cancelled),
     );
     manifest.finish()?;
     // A shard's report would show a share of the run: `esegeta merge` writes the whole one.
     if shard.is_none() {
         write_report(&folder);
+    }
+    if cancel::stopped() {
+        return Err(cancel::RunStopped {
+            cancelled,
+            manifest: manifest_path,
+        }
+        .into());
     }
     outcome(failed, timed_out, done, resumed, manifest_path)
 }
@@ -254,6 +263,9 @@ fn next_job(
     loaded: &Loaded,
     device: &str,
 ) -> Option<PlannedJob> {
+    if cancel::stopped() {
+        return None;
+    }
     let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
     let allowed = |j: &PlannedJob| {
         loaded.config.methods[j.method]
@@ -300,6 +312,7 @@ fn line(r: &JobRecord) -> String {
         Status::Failed => format!("FAILED: {}", r.error.as_deref().unwrap_or("")),
         Status::TimedOut => format!("TIMED OUT: {}", r.error.as_deref().unwrap_or("")),
         Status::Skipped => "skipped".to_string(),
+        Status::Cancelled => "CANCELLED (the run was stopped)".to_string(),
     };
     format!("{:<60} {:>7.2}s  {status}", r.id, r.duration_s)
 }

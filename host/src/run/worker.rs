@@ -123,14 +123,19 @@ pub fn run_in_process(
     let cancelled = AtomicBool::new(false);
     let (done, finished) = mpsc::channel::<()>();
     let outcome = std::thread::scope(|scope| {
-        if let Some(timeout) = settings.timeout {
-            let cancelled = &cancelled;
-            scope.spawn(move || {
-                if finished.recv_timeout(timeout).is_err() {
-                    cancelled.store(true, Ordering::Relaxed);
-                }
-            });
-        }
+        // Cancels the job at its deadline, or when the run is stopped (see run::cancel).
+        let cancelled = &cancelled;
+        let deadline = settings.timeout.map(|t| started + t);
+        scope.spawn(move || loop {
+            match finished.recv_timeout(Duration::from_millis(50)) {
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return, // the job ended
+            }
+            if super::cancel::stopped() || deadline.is_some_and(|d| Instant::now() >= d) {
+                cancelled.store(true, Ordering::Relaxed);
+                return;
+            }
+        });
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             execute(
                 registry, loaded, job, settings, models, &cancelled, progress,
@@ -349,6 +354,14 @@ pub(super) fn record(
     let method = &loaded.config.methods[job.method];
     let (status, error, produced) = match outcome {
         Ok(p) => (Status::Done, None, Some(p)),
+        Err(e) if super::cancel::stopped() => (
+            Status::Cancelled,
+            Some(format!(
+                "cancelled: the run was stopped while this job ran ({e:#}); run the config \
+                 again to redo it"
+            )),
+            None,
+        ),
         Err(e) if timed_out => (
             Status::TimedOut,
             Some(format!(
