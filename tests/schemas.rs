@@ -135,6 +135,10 @@ fn the_gui_offers_only_values_the_run_config_accepts() {
             }
             let mut config = example("classification-2d.json");
             let (parent, key) = path.rsplit_once('.').unwrap_or(("", path));
+            if parent == "execution.patching" {
+                // Patching's other keys come with a window size, which it requires.
+                config["execution"]["patching"] = serde_json::json!({"size": [4, 4]});
+            }
             let mut at = &mut config;
             for part in parent.split('.').filter(|p| !p.is_empty()) {
                 at = at

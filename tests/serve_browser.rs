@@ -202,6 +202,24 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     .unwrap();
     assert_eq!(c.execute(inputs, vec![]).await.unwrap(), two);
     click(&c, "#inputs .input-row[data-index='1'] .input-remove").await;
+    // Per-channel statistics become the one `normalize` key, and survive a round trip.
+    type_into(&c, "#pre-mean", "0.5").await;
+    type_into(&c, "#pre-std", "0.25").await;
+    type_into(&c, "#pre-crop", "60,60").await;
+    let preprocessing = "return window.esegeta.currentConfig().preprocessing";
+    let stats = json!({"normalize": {"mean": [0.5], "std": [0.25]}, "crop": [60, 60]});
+    assert_eq!(c.execute(preprocessing, vec![]).await.unwrap(), stats);
+    let config = c
+        .execute("return window.esegeta.currentConfig()", vec![])
+        .await
+        .unwrap();
+    c.execute("window.esegeta.loadConfig(arguments[0])", vec![config])
+        .await
+        .unwrap();
+    assert_eq!(c.execute(preprocessing, vec![]).await.unwrap(), stats);
+    for field in ["#pre-mean", "#pre-std", "#pre-crop"] {
+        type_into(&c, field, "").await;
+    }
     assert_eq!(
         c.execute(inputs, vec![]).await.unwrap(),
         json!([{"path": "demo/scan_with_lesion.png", "targets": [1]}])
@@ -225,7 +243,8 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     let error = format!("{n_steps} .server-error");
     until(
         &c,
-        &format!("document.querySelector(\"{error}\")"),
+        // The message for -1, not one for the moment the field was still empty.
+        &format!("document.querySelector(\"{error}\")?.textContent.includes('minimum')"),
         30,
         "the inline error",
     )
