@@ -189,6 +189,16 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
         {"path": "demo/scan_with_lesion.png", "targets": [0, 1]}
     ]);
     assert_eq!(c.execute(inputs, vec![]).await.unwrap(), two);
+    until(
+        &c,
+        "document.querySelector('#check-state').dataset.state !== 'pending'",
+        60,
+        "the check of two inputs",
+    )
+    .await;
+    c.execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .unwrap();
     shot(&c, "1-run-parameters").await;
     let config = c
         .execute("return window.esegeta.currentConfig()", vec![])
@@ -201,7 +211,31 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     .await
     .unwrap();
     assert_eq!(c.execute(inputs, vec![]).await.unwrap(), two);
-    click(&c, "#inputs .input-row[data-index='1'] .input-remove").await;
+    click(&c, "#inputs .config-row[data-index='1'] .row-remove").await;
+    // A second model makes the config's `models`, each named; removing it, `model` again.
+    click(&c, "#model-add").await;
+    pick(&c, "model-path-1", &["demo"], "demo/lesion_classifier.pt").await;
+    type_into(&c, "#model-name", "first").await;
+    type_into(&c, "#model-name-1", "second").await;
+    let models = c
+        .execute("return window.esegeta.currentConfig().models", vec![])
+        .await
+        .unwrap();
+    let named = |name: &str| json!({"path": "demo/lesion_classifier.pt", "name": name, "task": "classification"});
+    assert_eq!(models, json!([named("first"), named("second")]));
+    click(&c, "#models .config-row[data-index='1'] .row-remove").await;
+    type_into(&c, "#model-name", "").await;
+    let config = c
+        .execute("return window.esegeta.currentConfig()", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        (&config["model"], &config["models"]),
+        (
+            &json!({"path": "demo/lesion_classifier.pt", "task": "classification"}),
+            &Value::Null
+        )
+    );
     // Per-channel statistics become the one `normalize` key, and survive a round trip.
     type_into(&c, "#pre-mean", "0.5").await;
     type_into(&c, "#pre-std", "0.25").await;

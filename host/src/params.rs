@@ -62,7 +62,10 @@ fn describe(
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
-    let place = json_path(at, &segments);
+    let place = match json_path(at, &segments) {
+        p if p.is_empty() => "the config".to_string(),
+        p => p,
+    };
     let rule_node = rule(schema, &segments);
     // A value that must match one of several forms (`anyOf: [X, null]` for an option, or
     // `"zscore"` or `{"mean": .., "std": ..}`) and has the JSON type of only one of them must
@@ -106,6 +109,18 @@ fn describe(
             )];
         }
         return vec![format!("{place}: {error}")];
+    }
+    if let ValidationErrorKind::MinItems { limit } = error.kind() {
+        // The rule would only repeat the item schema; say what is missing instead.
+        let what = if place == "methods" {
+            " (choose a method: `esegeta methods` lists them)"
+        } else {
+            ""
+        };
+        return vec![format!(
+            "{place}: needs at least {limit} entr{}, and has fewer{what}",
+            if *limit == 1 { "y" } else { "ies" }
+        )];
     }
     let rule_text = rule_node
         .map(|r| format!(" (rule: {})", compact(schema, r)))

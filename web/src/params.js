@@ -1,6 +1,6 @@
 // Screen 1: the run parameters. Fields read from and write to the config object by JSON
 // path (data-path); parts of a loaded config that no field shows are kept as they are.
-import { readInputs, showInputs } from "./inputs.js";
+import { inputs, models } from "./inputs.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -18,15 +18,14 @@ function setIn(obj, keys, value) {
 // Writes the fields into `config` (keeping what they do not show).
 export function fieldsToConfig(config) {
   const c = structuredClone(config);
-  c.model ??= {};
   const text = (id) => $(id).value.trim() || undefined;
   const num = (id) => ($(id).value === "" ? undefined : Number($(id).value));
-  c.model.path = text("model-path");
-  c.model.task = text("model-task");
-  setIn(c, ["model", "wrapper"], text("model-wrapper"));
-  setIn(c, ["model", "output_index"], num("model-output-index"));
-  setIn(c, ["model", "mask_mode"], text("model-mask-mode"));
-  c.inputs = readInputs(c.inputs);
+  const rows = models.read(c.models ?? [c.model ?? {}]);
+  delete c.model;
+  delete c.models;
+  if (rows.length === 1) c.model = rows[0];
+  else c.models = rows;
+  c.inputs = inputs.read(c.inputs);
   const [mean, std] = [text("pre-mean"), text("pre-std")];
   // Per-channel statistics replace the whole-input normalisation (one `normalize` key).
   const stats = mean || std ? { mean: mean ? listOf(mean, true) : [], std: std ? listOf(std, true) : [] } : undefined;
@@ -63,12 +62,8 @@ export function fieldsToConfig(config) {
 // Shows a loaded config in the fields; `changed` runs when an input row is added or removed.
 export function configToFields(c, changed) {
   const set = (id, v) => { $(id).value = v ?? ""; };
-  set("model-path", c.model?.path);
-  set("model-task", c.model?.task || "classification");
-  set("model-wrapper", c.model?.wrapper);
-  set("model-output-index", c.model?.output_index);
-  set("model-mask-mode", c.model?.mask_mode);
-  showInputs(c.inputs || [], changed);
+  models.show(c.models ?? [c.model ?? {}], changed);
+  inputs.show(c.inputs || [], changed);
   const normalize = c.preprocessing?.normalize;
   set("pre-normalize", typeof normalize === "string" ? normalize : "");
   set("pre-mean", (normalize?.mean || []).join(","));
