@@ -196,9 +196,7 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
         "the check of two inputs",
     )
     .await;
-    c.execute("window.scrollTo(0, 0)", vec![])
-        .await
-        .unwrap();
+    c.execute("window.scrollTo(0, 0)", vec![]).await.unwrap();
     shot(&c, "1-run-parameters").await;
     let config = c
         .execute("return window.esegeta.currentConfig()", vec![])
@@ -353,6 +351,23 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     )
     .await;
 
+    // A metric of the saliency maps too (as a loaded config brings it): its table shows.
+    let mut with_metric = config.clone();
+    with_metric["methods"].as_array_mut().unwrap().push(json!({
+        "id": "metrics.sparseness", "name": "saliency_sparseness",
+        "params": {"explained": {"method": "captum.saliency"}}
+    }));
+    c.execute("window.esegeta.loadConfig(arguments[0])", vec![with_metric])
+        .await
+        .unwrap();
+    until(
+        &c,
+        "document.querySelector('#check-state').dataset.state === 'ok'",
+        60,
+        "the config with a metric checks",
+    )
+    .await;
+
     // Run: every job's progress reaches the end, the 2D overlays are drawn.
     click(&c, "button[data-screen='run']").await;
     click(&c, "#run-start").await;
@@ -367,7 +382,11 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
         .execute("return [...document.querySelectorAll('#jobs tbody tr')].map(r => [r.querySelector('progress').value, r.querySelector('.job-status').textContent])", vec![])
         .await
         .unwrap();
-    assert_eq!(done, json!([[1, "done"], [1, "done"]]), "{done}");
+    assert_eq!(
+        done,
+        json!([[1, "done"], [1, "done"], [1, "done"]]),
+        "{done}"
+    );
     until(
         &c,
         "document.querySelectorAll('.overlay2d[data-drawn=true]').length === 2",
@@ -375,6 +394,25 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
         "the 2D overlays",
     )
     .await;
+    let table = ".metric-table[data-metric='metrics.sparseness']";
+    until(
+        &c,
+        &format!("document.querySelectorAll(\"{table} tbody tr\").length === 1"),
+        30,
+        "the metric's table",
+    )
+    .await;
+    let row = c
+        .execute(
+            &format!("return [...document.querySelector(\"{table} tbody tr\").cells].map(c => c.textContent)"),
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cells = row.as_array().unwrap();
+    assert_eq!(cells[0], "captum.saliency", "{row}");
+    let gini: f64 = cells[1].as_str().unwrap().parse().unwrap();
+    assert!((0.0..=1.0).contains(&gini), "{row}");
     shot(&c, "4-results-2d").await;
 
     // A 3D run: the vessel UNet on the angiogram, its saliency opened over the scan.

@@ -1,6 +1,6 @@
 // Screen 4, results: the run's report, each 2D map drawn over its input with an opacity and a
 // colour scale, and each 3D map over its scan in @niivue/niivue (three planes, sliders,
-// opacity, colour map, threshold); metric values in a table; every file to download.
+// opacity, colour map, threshold); the metric tables, sortable; every file to download.
 import { Niivue } from "@niivue/niivue";
 import { api, rawUrl } from "./api.js";
 
@@ -14,7 +14,6 @@ export async function showResults(id) {
   const report = document.createElement("p");
   report.innerHTML = `<a target="_blank" id="report-link" href="/api/runs/${id}/files/report.html">Open the report</a>`;
   out.append(report);
-  const metrics = [];
   for (const job of body.manifest?.jobs || []) {
     const box = document.createElement("div");
     box.className = "viewer";
@@ -26,25 +25,60 @@ export async function showResults(id) {
       a.href = file(f); a.textContent = f.split("/").pop(); a.download = "";
       box.querySelector(".links").append(a, " ");
     }
-    const scores = job.extras?.scores;
-    if (scores) metrics.push([job.id, scores]);
     const npy = job.files.find((f) => f.endsWith(".npy"));
     const nii = job.files.find((f) => f.endsWith(".nii.gz"));
     if (nii) addVolumeButton(box, file(nii), job.input, body);
     else if (npy && /\.(png|jpe?g)$/i.test(job.input)) addOverlay(box, file(npy), job.input, body);
     out.append(box);
   }
-  if (metrics.length) {
-    const table = document.createElement("table");
-    table.innerHTML = "<tr><th>metric job</th><th>scores</th></tr>";
-    for (const [job, scores] of metrics) {
-      const tr = document.createElement("tr");
-      tr.innerHTML = "<td></td><td></td>";
-      tr.children[0].textContent = job; tr.children[1].textContent = JSON.stringify(scores);
-      table.append(tr);
+  await metricTables(out, id, body);
+}
+
+// The report's metric tables (tables/<metric>.csv: rows the methods scored, columns the
+// models), each sortable by a click on its header, with the CSV to download.
+async function metricTables(out, id, run) {
+  const folder = `${run.folder.replace(/\/$/, "")}/tables`;
+  const { ok, body } = await api(`/api/files?path=${encodeURIComponent(folder)}`);
+  if (!ok) return;
+  for (const entry of body.entries.filter((e) => e.name.endsWith(".csv"))) {
+    const url = `/api/runs/${id}/files/tables/${encodeURIComponent(entry.name)}`;
+    const text = await (await fetch(url)).text();
+    const [head, ...rows] = text.trim().split("\n").map((line) => line.split(","));
+    const box = document.createElement("div");
+    box.className = "metric-table";
+    box.dataset.metric = entry.name.replace(/\.csv$/, "");
+    box.innerHTML = `<h4></h4><table><thead><tr></tr></thead><tbody></tbody></table><a download>download CSV</a>`;
+    box.querySelector("h4").textContent = box.dataset.metric;
+    box.querySelector("a").href = url;
+    for (const [i, name] of head.entries()) {
+      const th = document.createElement("th");
+      th.textContent = name;
+      th.onclick = () => sortBy(box, i);
+      box.querySelector("thead tr").append(th);
     }
-    out.append(table);
+    for (const row of rows) {
+      const tr = document.createElement("tr");
+      for (const cell of row) tr.insertCell().textContent = cell;
+      box.querySelector("tbody").append(tr);
+    }
+    out.append(box);
   }
+}
+
+// Sorts a metric table's rows by column `i` (numbers as numbers, blanks last); a second click
+// on the same column reverses the order.
+function sortBy(box, i) {
+  const body = box.querySelector("tbody");
+  const descending = box.dataset.sorted === String(i);
+  box.dataset.sorted = descending ? "" : String(i);
+  const key = (tr) => tr.cells[i].textContent;
+  const rows = [...body.rows].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    if (x === "" || y === "") return (x === "") - (y === "");
+    const order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : Number(x) - Number(y);
+    return descending ? -order : order;
+  });
+  body.append(...rows);
 }
 
 // A manifest path relative to the run's folder.
@@ -87,6 +121,7 @@ async function addOverlay(box, npyUrl, input, run) {
     new Promise((ok, fail) => { const i = new Image(); i.onload = () => ok(i); i.onerror = fail; i.src = rawUrl(inputPath(input)); }),
   ]);
   const { shape, data } = parseNpy(buffer);
+  if (shape.length < 3) return div.remove(); // a metric's scores, one per example: no map
   const [h, w] = shape.slice(-2);
   const channels = data.length / (h * w);
   const map = new Float32Array(h * w);
