@@ -351,6 +351,44 @@ async fn the_page_builds_checks_runs_and_shows_a_config() {
     )
     .await;
 
+    // The example studies (several models, metrics, randomisation) load into the forms and
+    // come back unchanged.
+    for name in ["demo-vessels.json", "ds6-study.json"] {
+        let study = esegeta::config::read(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../configs")
+                .join(name),
+        )
+        .unwrap();
+        c.execute(
+            "window.esegeta.loadConfig(arguments[0])",
+            vec![study.clone()],
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let again = c
+            .execute("return window.esegeta.currentConfig()", vec![])
+            .await
+            .unwrap();
+        assert_eq!(again, study, "{name}: load then download");
+    }
+    // A second, named entry of a method.
+    click(&c, "button[data-screen='forms']").await;
+    click(
+        &c,
+        "div.method-form[data-entry='captum.saliency'] button.entry-another",
+    )
+    .await;
+    let names = c
+        .execute(
+            "return window.esegeta.currentConfig().methods.filter(m => m.id === 'captum.saliency').map(m => m.name || null)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(names, json!([null, "saliency_2"]));
+
     // A metric of the saliency maps too (as a loaded config brings it): its table shows.
     let mut with_metric = config.clone();
     with_metric["methods"].as_array_mut().unwrap().push(json!({

@@ -100,7 +100,7 @@ export function loadConfig(config) {
   delete base.methods;
   configToFields(config, refresh);
   clearMethods();
-  for (const m of config.methods || []) choose(m.id, m.params || {}, m.name, m.layer);
+  for (const { id, params, name, layer, ...rest } of config.methods || []) choose(id, params || {}, name, layer, rest);
   refresh();
 }
 

@@ -4,8 +4,11 @@ import { JSONEditor } from "@json-editor/json-editor";
 
 const $ = (id) => document.getElementById(id);
 let all = [];
-// id -> {editor, container, name}
+// The config's method entries, in order: name (or the id, for an unnamed entry) ->
+// {id, editor, container, name}. One method can have several entries, each named (a metric
+// of each of three maps, say).
 export const chosen = new Map();
+const entriesOf = (id) => [...chosen.values()].filter((e) => e.id === id);
 let changed = () => {};
 
 // Inlines every local `$ref` (json-editor reads `definitions`, the schemas use 2020-12 `$defs`)
@@ -80,7 +83,7 @@ function render() {
       label.querySelector(".summary").textContent = m.summary;
       label.querySelector(".ref").textContent = m.reference;
       const box = label.querySelector("input");
-      box.checked = chosen.has(m.id);
+      box.checked = entriesOf(m.id).length > 0;
       box.onchange = () => (box.checked ? choose(m.id) : unchoose(m.id));
       div.append(label);
     }
@@ -88,15 +91,31 @@ function render() {
   }
 }
 
-// Adds the method's form, with `params` (from a loaded config) filled in.
-export function choose(id, params = {}, name = undefined, layer = undefined) {
-  if (chosen.has(id)) return chosen.get(id);
+// Adds a form for an entry of the method, with `params` (from a loaded config) filled in.
+// `rest`: the entry's other keys (device, precision, patching, timeout_s, outputs), kept.
+export function choose(id, params = {}, name = undefined, layer = undefined, rest = {}) {
+  const key = name || id;
+  if (chosen.has(key)) return chosen.get(key);
   const method = all.find((m) => m.id === id);
   if (!method) return null;
   const container = document.createElement("div");
   container.className = "method-form";
   container.dataset.method = id;
-  container.innerHTML = `<h3>${id}</h3><div class="server-errors"></div><div class="form"></div>`;
+  container.dataset.entry = key;
+  container.innerHTML = `<h3></h3><label>name (labels its outputs; needed when the method appears twice)
+    <input class="entry-name"></label> <button class="entry-another">Add another entry of this method</button>
+    <div class="server-errors"></div><div class="form"></div>`;
+  container.querySelector("h3").textContent = id;
+  const nameField = container.querySelector("input.entry-name");
+  nameField.value = name || "";
+  nameField.onchange = () => rename(key, nameField.value.trim());
+  container.querySelector("button.entry-another").onclick = () => {
+    const base = id.split(".").pop();
+    let n = 2;
+    while (chosen.has(`${base}_${n}`)) n += 1;
+    choose(id, {}, `${base}_${n}`);
+    changed();
+  };
   if (method.needs?.layers) {
     // The model's layers (/api/layers) are offered in #layers-list.
     const label = document.createElement("label");
@@ -121,8 +140,8 @@ export function choose(id, params = {}, name = undefined, layer = undefined) {
     use_default_values: true,
     prompt_before_delete: false,
   });
-  const entry = { editor, container, name, ready: false };
-  chosen.set(id, entry);
+  const entry = { id, editor, container, name, rest, ready: false };
+  chosen.set(key, entry);
   editor.on("ready", () => {
     entry.ready = true;
     if (params && Object.keys(params).length) editor.setValue(params);
@@ -134,27 +153,47 @@ export function choose(id, params = {}, name = undefined, layer = undefined) {
   return entry;
 }
 
+// Renames an entry, keeping its place in the list (an empty name: the id again).
+function rename(key, name) {
+  const entries = [...chosen.entries()];
+  const i = entries.findIndex(([k]) => k === key);
+  const entry = entries[i][1];
+  const next = name || entry.id;
+  if (next !== key && chosen.has(next)) return; // two entries cannot share a name
+  entry.name = name || undefined;
+  entry.container.dataset.entry = next;
+  entries[i] = [next, entry];
+  chosen.clear();
+  for (const [k, e] of entries) chosen.set(k, e);
+  changed();
+}
+
+// Removes every entry of the method (its box on screen 2 unticked).
 export function unchoose(id) {
-  const entry = chosen.get(id);
-  if (!entry) return;
-  entry.editor.destroy();
-  entry.container.remove();
-  chosen.delete(id);
+  for (const [key, entry] of [...chosen]) {
+    if (entry.id !== id) continue;
+    entry.editor.destroy();
+    entry.container.remove();
+    chosen.delete(key);
+  }
   const box = document.querySelector(`input[data-method="${id}"]`);
   if (box) box.checked = false;
   changed();
 }
 
-export function clearMethods() { for (const id of [...chosen.keys()]) unchoose(id); }
+export function clearMethods() { for (const id of new Set([...chosen.values()].map((e) => e.id))) unchoose(id); }
 
 // The config's `methods` list.
 export function methodSpecs() {
-  return [...chosen].map(([id, { editor, name, ready }]) => {
-    const spec = { id };
+  return [...chosen.values()].map(({ id, editor, name, ready, container, rest }) => {
+    const spec = { id, ...rest };
     if (name) spec.name = name;
-    const layer = chosen.get(id).container.querySelector("input.layer")?.value.trim();
+    const layer = container.querySelector("input.layer")?.value.trim();
     if (layer) spec.layer = layer;
     const params = ready ? editor.getValue() : {};
+    // An empty text field is a value not given (json-editor writes "" for a shown field
+    // nobody filled, e.g. a metric's optional `mask`): left out, as a config leaves it out.
+    for (const [key, value] of Object.entries(params || {})) if (value === "") delete params[key];
     if (params && Object.keys(params).length) spec.params = params;
     return spec;
   });
@@ -162,15 +201,15 @@ export function methodSpecs() {
 
 // Shows each problem under `methods[i].params` at its field, others at the form's top.
 export function showMethodErrors(errors) {
-  const ids = [...chosen.keys()];
-  for (const { container } of chosen.values()) {
+  const entries = [...chosen.values()];
+  for (const { container } of entries) {
     container.querySelectorAll(".server-error").forEach((e) => e.remove());
     container.querySelectorAll(".invalid").forEach((e) => e.classList.remove("invalid"));
   }
   const rest = [];
   for (const error of errors) {
     const m = error.path.match(/^methods\[(\d+)\](?:\.params)?\.?(.*)$/);
-    const entry = m && chosen.get(ids[Number(m[1])]);
+    const entry = m && entries[Number(m[1])];
     if (!entry) { rest.push(error); continue; }
     const layer = error.path === `methods[${m[1]}].layer` && entry.container.querySelector("input.layer");
     const sub = layer

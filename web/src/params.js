@@ -3,6 +3,8 @@
 import { inputs, models } from "./inputs.js";
 
 const $ = (id) => document.getElementById(id);
+// What a run writes when its config names no formats (NIfTI inputs add nii.gz).
+const DEFAULT_FORMATS = ["npy", "png"];
 
 const listOf = (text, number) =>
   text.split(",").map((s) => s.trim()).filter(Boolean).map((s) => (number ? Number(s) : s));
@@ -49,10 +51,21 @@ export function fieldsToConfig(config) {
     setIn(patching, ["blending"], text("exec-patch-blending"));
   }
   setIn(c, ["execution", "patching"], patching);
+  if ($("rand-on").checked) {
+    const r = { ...(c.randomisation || {}) };
+    setIn(r, ["granularity"], text("rand-granularity"));
+    const methods = text("rand-methods");
+    setIn(r, ["methods"], methods ? listOf(methods) : undefined);
+    setIn(r, ["seed"], num("rand-seed"));
+    c.randomisation = r;
+  } else delete c.randomisation;
   c.output ??= {};
   c.output.folder = text("out-folder");
   const formats = [...document.querySelectorAll("#out-formats input:checked")].map((i) => i.value);
-  c.output.formats = formats.length ? formats : undefined;
+  // The boxes start at the run's default (npy and png): a config that left formats out
+  // keeps leaving them out until a box changes.
+  const unchanged = !config.output?.formats && formats.join() === DEFAULT_FORMATS.join();
+  c.output.formats = formats.length && !unchanged ? formats : undefined;
   for (const key of ["preprocessing", "execution"]) {
     if (c[key] && Object.keys(c[key]).length === 0) delete c[key];
   }
@@ -81,7 +94,11 @@ export function configToFields(c, changed) {
   set("exec-patch-blending", c.execution?.patching?.blending);
   set("exec-memory", c.execution?.memory_budget_mb);
   set("exec-seed", c.execution?.seed);
+  $("rand-on").checked = Boolean(c.randomisation);
+  set("rand-granularity", c.randomisation?.granularity);
+  set("rand-methods", (c.randomisation?.methods || []).join(","));
+  set("rand-seed", c.randomisation?.seed);
   set("out-folder", c.output?.folder);
-  const formats = c.output?.formats || ["npy", "png"];
+  const formats = c.output?.formats || DEFAULT_FORMATS;
   for (const box of document.querySelectorAll("#out-formats input")) box.checked = formats.includes(box.value);
 }
