@@ -2,8 +2,8 @@
 //! video R3D, MONAI's SegResNet and UNETR) exported by tools/export_model.py's own functions,
 //! loaded by esegeta on both backends, forward within 1e-5 of PyTorch's scale, saliency and
 //! Grad-CAM within 1e-3 of Captum's (or, for saliency, as close to a float64 gradient as
-//! Captum's own float32 map is). tools/make_zoo.py does the work and exits non-zero on a row
-//! that fails; `make zoo` runs every architecture and writes docs/models.md.
+//! Captum's own float32 map is), and esegeta's fp64 saliency within 1e-5 of PyTorch's float64
+//! gradient. tools/make_zoo.py does the work and exits non-zero on a row that fails; `make zoo` runs every architecture and writes docs/models.md.
 //!
 //! It needs torchvision, MONAI and Captum in the torch virtualenv (`.ci/run` installs them
 //! from tools/requirements-zoo.txt); without them it is skipped with a note, unless

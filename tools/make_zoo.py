@@ -7,7 +7,8 @@ saliency and Grad-CAM (on the architecture's last convolution, ONNX only: TorchS
 layers) equal Captum 0.9's within 1e-3 of the map's scale. Classifiers explain their top
 class; segmenters class 1 through the argmax wrapper (esegeta's `--wrapper argmax`, Captum on
 tools/make_fixtures.py's ArgmaxScores). Each saliency is also compared with a float64
-PyTorch gradient, so that a float32 disagreement is told from an error.
+PyTorch gradient, so that a float32 disagreement is told from an error, and esegeta's own
+fp64 saliency with it (within 1e-5: no rounding left to blame).
 
     . tools/env.sh && pip install torch==2.13.0 torchvision==0.28.0 monai==1.6.1 einops
     python tools/make_zoo.py [--only SUBSTR] [--out DIR] [--table docs/models.md]
@@ -38,6 +39,8 @@ import make_fixtures as mf  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 ESEGETA = ROOT / "target" / "release" / "esegeta"
 FORWARD_RTOL, MAP_RTOL = 1e-5, 1e-3
+# esegeta --precision fp64 against PyTorch's float64 gradient (the map is written as float32).
+FP64_RTOL = 1e-5
 
 
 def tv(name, **kw):
@@ -218,6 +221,14 @@ def check_backend(kind, path, folder, x, want, refs, task, layer):
     ours = np.load(folder / "s.npy")
     row["saliency"], row["saliency_vs_f64"] = rel(ours, sal), rel(ours, sal64)
     row["captum_vs_f64"] = rel(sal, sal64)
+    # esegeta's own float64 run against PyTorch's float64 gradient: no float32 rounding left,
+    # so what remains is an error (or the float32 constants an export keeps).
+    ok, err = esegeta(*common, "--method", "captum.saliency", "--precision", "fp64",
+                      "--out", folder / "s64.npy")
+    if not ok:
+        row["error"] = f"fp64 saliency fails: {err}"
+        return row
+    row["fp64_vs_f64"] = rel(np.load(folder / "s64.npy"), sal64)
     if kind == "ONNX" and layer:
         ok, err = esegeta(*common, "--method", "captum.layer_grad_cam", "--layer", layer,
                           "--out", folder / "c.npy")
@@ -237,7 +248,8 @@ def passed(row):
     sal_ok = row["saliency"] <= MAP_RTOL or row["saliency_vs_f64"] <= 2 * row["captum_vs_f64"]
     cam_ok = "grad_cam" not in row or row["grad_cam"] <= MAP_RTOL \
         or row["grad_cam_vs_f64"] <= 2 * row["captum_grad_cam_vs_f64"]
-    return row["forward"] <= FORWARD_RTOL and sal_ok and cam_ok
+    fp64_ok = row.get("fp64_vs_f64", 0.0) <= FP64_RTOL
+    return row["forward"] <= FORWARD_RTOL and sal_ok and cam_ok and fp64_ok
 
 
 def run_one(name, factory, shape, task, out):
@@ -281,6 +293,9 @@ batch where it allows; TorchScript traced with gradients) and run by esegeta:
   scale (tolerance 1e-3), and both against a float64 PyTorch gradient: where esegeta's map is
   off Captum's float32 one but as close to float64 as Captum's is, the difference is float32
   noise (near-ties of the argmax wrapper, say), not an error;
+- fp64 saliency: `esegeta explain --precision fp64` against the float64 PyTorch gradient
+  (tolerance 1e-5): with float32 rounding gone on both sides, what remains would be an error
+  in an op or its backward;
 - Grad-CAM: `captum.layer_grad_cam` on the architecture's last convolution (ONNX only:
   TorchScript files have no layers), against Captum's `LayerGradCam` (tolerance 1e-3).
 
@@ -292,7 +307,9 @@ scale from float64 on seeds 1, 4 and 5, and PyTorch's own float32 model (Captum)
 and 5, each otherwise at 2e-5 to 2e-4; with the argmax mask unchanged. `python
 tools/float32_kinks.py` shows the cause: each large error comes with one or two ReLU inputs
 whose sign differs from float64's, whichever float32 kernel computes the group norm, and none
-without. Per-op gradients (tests/onnx_ops.rs) agree with PyTorch's to float32 rounding.
+without. Per-op gradients (tests/onnx_ops.rs) agree with PyTorch's to float32 rounding, and
+in float64 the whole model's saliency equals PyTorch's float64 gradient (the fp64 column:
+SegResNet 3.4e-8 on both backends, where Captum's own float32 map lies 4.1e-2 from it).
 
 Classifiers explain their top class; segmenters class 1 through the argmax wrapper
 (`--task segmentation --wrapper argmax`). A failing row names the op or feature that is
@@ -304,8 +321,9 @@ missing, as esegeta's own error says it.
 def table(results):
     lines = [
         "| model | input | backend | export | forward | saliency vs Captum | vs float64 "
-        "(Captum's) | Grad-CAM vs Captum, vs float64 (Captum's) (layer) | status |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(Captum's) | fp64 saliency vs float64 | Grad-CAM vs Captum, vs float64 (Captum's) "
+        "(layer) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         for kind, row in r["rows"].items():
@@ -319,7 +337,8 @@ def table(results):
             lines.append(
                 f"| {r['name']} | {'x'.join(map(str, r['input'][1:]))} | {kind} | "
                 f"{row.get('export', '-')} | {fmt(row.get('forward'))} | "
-                f"{fmt(row.get('saliency'))} | {f64} | {cam} | {status} |")
+                f"{fmt(row.get('saliency'))} | {f64} | {fmt(row.get('fp64_vs_f64'))} | {cam} "
+                f"| {status} |")
     return "\n".join(lines) + "\n"
 
 
