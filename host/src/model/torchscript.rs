@@ -19,6 +19,8 @@ pub struct TorchScriptModel {
     accepted_batch: AtomicI64,
     /// Whether images (4-D inputs) go in channels-last, until the model rejects one.
     channels_last: AtomicBool,
+    /// The parameters' kind (fp32, or the precision asked for).
+    kind: Kind,
 }
 
 /// What an output is, in a word, for errors.
@@ -60,6 +62,7 @@ impl TorchScriptModel {
             fixed_batch: AtomicI64::new(0),
             accepted_batch: AtomicI64::new(0),
             channels_last: AtomicBool::new(device == Device::Cpu && kind == Kind::Float),
+            kind,
         })
     }
 
@@ -95,11 +98,25 @@ impl TorchScriptModel {
             .module
             .method_is("forward", &[IValue::Tensor(inputs.shallow_clone())])
             .map_err(|e| {
+                let error = model_error(&e.to_string());
+                // libtorch's Module::to casts every buffer to the new kind, integer ones too.
+                let cast = self.kind != Kind::Float
+                    && error.contains("tensors used as indices must be long");
                 anyhow!(
-                    "the model {} rejected an input of shape {:?}: {}",
+                    "the model {} rejected an input of shape {:?}: {error}{}",
                     self.name,
                     inputs.size(),
-                    model_error(&e.to_string())
+                    if cast {
+                        format!(
+                            ". This TorchScript model keeps integer buffers (index tables, such \
+                             as a Swin's relative_position_index), which libtorch casts to {:?} \
+                             with the weights: run it in fp32, or its ONNX export (which keeps \
+                             integer tensors as they are) at this precision",
+                            self.kind
+                        )
+                    } else {
+                        String::new()
+                    }
                 )
             })?;
         self.select_output(out)
