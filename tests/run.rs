@@ -240,6 +240,14 @@ fn under_isolation_a_hang_is_killed_at_the_deadline_and_a_segfault_costs_one_job
     assert_eq!(job(&m, "captum.saliency")["status"], "done");
 }
 
+/// The config's second method, `testkit.sleep`, made quick: the run after an interrupted one.
+fn make_slow_quick(config: &Path) {
+    let mut edited: Value =
+        serde_json::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    edited["methods"][1]["params"]["seconds"] = json!(0.01);
+    std::fs::write(config, edited.to_string()).unwrap();
+}
+
 /// SIGTERM (the GUI's cancel) or Ctrl-C: the running job is cancelled at its next check and
 /// recorded as such, no other job starts, the run exits 5 with its manifest and report
 /// written, and the next run redoes what was not finished.
@@ -308,10 +316,7 @@ fn a_stopped_run_records_the_running_job_as_cancelled_and_the_next_run_redoes_it
         .join("out/results.json.lock")
         .exists());
     // The next run (the slow method quick now) redoes the cancelled and unstarted jobs only.
-    let mut edited: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    edited["methods"][1]["params"]["seconds"] = json!(0.01);
-    std::fs::write(&config, edited.to_string()).unwrap();
+    make_slow_quick(&config);
     let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
     assert!(ok, "{stderr}");
     let second = manifest(&config, "results.json");
@@ -352,10 +357,7 @@ fn a_run_killed_half_way_resumes_without_redoing_or_losing_jobs() {
         "{first}"
     );
     // The second run must not redo the saliency jobs: make the slow ones quick now.
-    let mut edited: Value =
-        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    edited["methods"][1]["params"]["seconds"] = json!(0.01);
-    std::fs::write(&config, edited.to_string()).unwrap();
+    make_slow_quick(&config);
     let (ok, stdout, stderr) = run(&mut run_cmd(&config, &[]));
     assert!(ok, "{stderr}");
     assert!(
@@ -423,10 +425,13 @@ fn three_shards_run_as_separate_processes_equal_the_single_run() {
     }
 }
 
-#[test]
-fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
-    let methods = json!([{"id": "captum.saliency", "params": {"abs": false}}, {"id": "testkit.nan_below_fp32"}]);
-    let config = write_config("run-bf16", one_input(methods, json!({"precision": "bf16"})));
+/// Runs signed saliency (and `more`) on one input at `precision`; checks that its record names
+/// the precision and no fallback, and returns the manifest, the map and Captum's fp32 map.
+fn saliency_run(test: &str, precision: &str, more: Option<Value>) -> (Value, Tensor, Tensor) {
+    let mut methods = vec![json!({"id": "captum.saliency", "params": {"abs": false}})];
+    methods.extend(more);
+    let execution = json!({ "precision": precision });
+    let config = write_config(test, one_input(Value::from(methods), execution));
     let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
     assert!(ok, "{stderr}");
     let m = manifest(&config, "results.json");
@@ -436,10 +441,17 @@ fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
             saliency["precision"].as_str(),
             saliency["precision_fallback"].as_bool()
         ),
-        (Some("bf16"), Some(false))
+        (Some(precision), Some(false))
     );
     let ours = load(Path::new(saliency["files"][0].as_str().unwrap()));
     let captum = load(&fixture("classifier2d_saliency_noabs.npy"));
+    (m, ours, captum)
+}
+
+#[test]
+fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
+    let more = json!({"id": "testkit.nan_below_fp32"});
+    let (m, ours, captum) = saliency_run("run-bf16", "bf16", Some(more));
     // bf16 keeps 8 bits of mantissa, and a rounding can flip a ReLU's gate, so single elements
     // may differ a lot: require the map as a whole to agree with fp32 Captum, mean |diff| within
     // 2% of the map's scale and correlation at least 0.99 (measured: 1% and 0.995).
@@ -467,21 +479,7 @@ fn reduced_precision_runs_and_falls_back_to_fp32_when_the_map_is_not_finite() {
 /// rounding, and not bit-equal to it, since float64 arithmetic rounded it differently.
 #[test]
 fn an_fp64_run_computes_in_float64() {
-    let methods = json!([{"id": "captum.saliency", "params": {"abs": false}}]);
-    let config = write_config("run-fp64", one_input(methods, json!({"precision": "fp64"})));
-    let (ok, _, stderr) = run(&mut run_cmd(&config, &[]));
-    assert!(ok, "{stderr}");
-    let m = manifest(&config, "results.json");
-    let saliency = job(&m, "captum.saliency");
-    assert_eq!(
-        (
-            saliency["precision"].as_str(),
-            saliency["precision_fallback"].as_bool()
-        ),
-        (Some("fp64"), Some(false))
-    );
-    let ours = load(Path::new(saliency["files"][0].as_str().unwrap()));
-    let captum = load(&fixture("classifier2d_saliency_noabs.npy"));
+    let (_, ours, captum) = saliency_run("run-fp64", "fp64", None);
     // Within 1e-5 of the map's scale (measured: 1.1e-7).
     let (diff, scale) = max_diff(&ours, &captum);
     assert!(diff > 0.0 && diff <= 1e-5 * scale, "{diff} (scale {scale})");
