@@ -73,6 +73,7 @@ from captum.attr import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_fixtures as mf  # noqa: E402  (the task wrappers and helpers)
+from layer_oracles import GRADIENT_CAMS, gradient_cam, score_cam, zennit_lrp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "tests" / "fixtures" / "layers"
@@ -626,75 +627,6 @@ def zennit_cases():
     ]
 
 
-def zennit_lrp(c, models, tensors):
-    """zennit's relevance for the case's rules, scaled by the target score as captum.lrp's
-    (zennit starts from a one-hot output gradient, Captum from the score)."""
-    from zennit.attribution import Gradient
-    from zennit.composites import NameMapComposite
-    from zennit.rules import AlphaBeta, Epsilon, Pass, ZBox, ZPlus
-    rules = {"epsilon": lambda p: Epsilon(epsilon=p["epsilon"]),
-             "alpha_beta": lambda p: AlphaBeta(alpha=p["alpha"], beta=p["beta"]),
-             "z_plus": lambda p: ZPlus(), "z_box": lambda p: ZBox(low=p["low"], high=p["high"]),
-             "pass_through": lambda p: Pass()}
-    model = models[c["model"]]
-    mapping = []
-    for entry in c["params"]["rules"]:
-        names = entry.get("layers") or [n for n, m in model.named_modules()
-                                        if isinstance(m, nn.ReLU)]
-        mapping.append((names, rules[entry["rule"]["name"]](entry["rule"])))
-    fn = forward_fn(c, models, tensors)
-    x = tensors[c["input"]].clone().requires_grad_(True)
-    one_hot = lambda out: torch.eye(out.shape[1])[[c["target"]] * out.shape[0]] * out  # noqa
-    with Gradient(model=fn, composite=NameMapComposite(name_map=[
-            ([("model." + n if fn is not model else n) for n in names], r)
-            for names, r in mapping])) as attributor:
-        _, relevance = attributor(x, one_hot)
-    return relevance.detach()
-
-
-# cnnvis's gradient CAMs and pytorch-grad-cam's classes for them.
-GRADIENT_CAMS = {"grad_cam_plus_plus": "GradCAMPlusPlus", "layer_cam": "LayerCAM",
-                 "xgrad_cam": "XGradCAM", "hires_cam": "HiResCAM"}
-
-
-def gradient_cam(c, models, tensors):
-    """pytorch-grad-cam's map on the layer's grid before its display scaling, from its own
-    hooks' activations and gradients of the summed targets: np.maximum(get_cam_image(...), 0),
-    as its compute_cam_per_layer takes it, `[B, 1, ...]`."""
-    import pytorch_grad_cam
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    module = models[c["model"]].get_submodule(c["layer"])
-    cls = getattr(pytorch_grad_cam, GRADIENT_CAMS[c["method"].removeprefix("cnnvis.")])
-    cam = cls(model=forward_fn(c, models, tensors), target_layers=[module])
-    x = tensors[c["input"]]
-    outputs = cam.activations_and_grads(x)
-    targets = [ClassifierOutputTarget(c["target"])] * x.shape[0]
-    sum(t(o) for t, o in zip(targets, outputs)).backward()
-    grads = cam.activations_and_grads
-    activations = grads.activations[0].cpu().numpy()
-    gradients = grads.gradients[0].cpu().numpy()
-    image = cam.get_cam_image(x, module, targets, activations, gradients, False)
-    grads.release()
-    return torch.from_numpy(np.maximum(image, 0)).unsqueeze(1)
-
-
-def score_cam(model, layer, x, target, params):
-    """pytorch-grad-cam's ScoreCAM map on the layer's grid before its display scaling:
-    np.maximum(get_cam_image(...), 0), as its compute_cam_per_layer takes it, `[B, 1, ...]`."""
-    from pytorch_grad_cam import ScoreCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-    module = model.get_submodule(layer)
-    cam = ScoreCAM(model=model, target_layers=[module])
-    cam.batch_size = params.get("perturbations_per_eval", 16)
-    with torch.no_grad():
-        cam.activations_and_grads(x)
-    activations = cam.activations_and_grads.activations[0].cpu().numpy()
-    targets = [ClassifierOutputTarget(target)] * x.shape[0]
-    image = cam.get_cam_image(x, module, targets, activations, None)
-    cam.activations_and_grads.release()
-    return torch.from_numpy(np.maximum(image, 0)).unsqueeze(1)
-
-
 def rules_cases():
     m, x, x2 = "rules2d.onnx", "c2d_x.npy", "c2d_x2.npy"
     b1, b4 = "c2d_baseline.npy", "c2d_baselines4.npy"
@@ -892,11 +824,12 @@ def attribute(c, models, tensors, seed):
     if c["method"] == "cnnvis.score_cam":
         return score_cam(models[c["model"]], c["layer"], tensors[c["input"]], c["target"],
                          c["params"]), None
-    if c["method"].startswith("cnnvis."):
-        return gradient_cam(c, models, tensors), None
-    if c.get("reference") == "zennit":
-        return zennit_lrp(c, models, tensors), None
     fn = forward_fn(c, models, tensors)
+    if c["method"].startswith("cnnvis."):
+        module = models[c["model"]].get_submodule(c["layer"])
+        return gradient_cam(c, module, fn, tensors[c["input"]]), None
+    if c.get("reference") == "zennit":
+        return zennit_lrp(c, models[c["model"]], fn, tensors[c["input"]]), None
     ctor, kwargs = split_params(c, tensors)
     remove_rules = captum_lrp_rules(models[c["model"]], kwargs.pop("rules", []))
     cls = METHODS[c["method"]]
