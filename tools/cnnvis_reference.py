@@ -119,16 +119,29 @@ def deep_dream(layer_of, x, seed, filter, steps, lr, octaves, octave_scale, jitt
     return image.detach()
 
 
-def layer_function(model, layer):
-    """`x -> the value of model's module `layer`` (a forward hook; the rest of the forward is
-    run too, as esegeta's taps run the whole graph)."""
+class _Captured(Exception):
+    """Raised by a stopping hook once it has the layer's value."""
+
+
+def layer_function(model, layer, stop=False):
+    """`x -> the value of model's module `layer`` (a forward hook; the rest of the forward
+    runs too, as for any module hooked this way, unless `stop`: the hook then raises once it
+    has the value, as CNN-vis's scripts break out of their layer loop)."""
     module = dict(model.named_modules())[layer]
 
     def layer_of(x):
         seen = {}
-        handle = module.register_forward_hook(lambda m, i, o: seen.setdefault("v", o))
+
+        def hook(m, i, o):
+            seen.setdefault("v", o)
+            if stop:
+                raise _Captured
+
+        handle = module.register_forward_hook(hook)
         try:
             model(x)
+        except _Captured:
+            pass
         finally:
             handle.remove()
         return seen["v"]

@@ -175,20 +175,25 @@ impl Host for JobHost<'_> {
         taps: RSlice<'_, LayerTap<'_>>,
     ) -> RResult<TappedForward, RString> {
         guarded(|| {
-            let taps: Vec<Tap> = taps
-                .iter()
-                .map(|t| Tap {
-                    layer: t.layer.to_string(),
-                    replace: t.replace.as_ref().map(|r| r.to_tensor()).into_option(),
-                    at_input: t.at_input,
-                })
-                .collect();
+            let taps = host_taps(taps);
             let inputs = self.model_input(&inputs.to_tensor());
             let (scores, layers) = taps::forward_taps(self.model, self.wrapper, &inputs, &taps)?;
             Ok(TappedForward {
                 scores: TensorHandle::new(scores),
                 layers: layers.into_iter().map(TensorHandle::new).collect(),
             })
+        })
+    }
+
+    fn layer_values(
+        &self,
+        inputs: TensorRef<'_>,
+        taps: RSlice<'_, LayerTap<'_>>,
+    ) -> RResult<RVec<TensorHandle>, RString> {
+        guarded(|| {
+            let inputs = self.model_input(&inputs.to_tensor());
+            let values = taps::layer_values(self.model, &inputs, &host_taps(taps))?;
+            Ok(values.into_iter().map(TensorHandle::new).collect())
         })
     }
 
@@ -272,4 +277,15 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> RResult<T, RString> {
         Ok(Err(e)) => RResult::RErr(format!("{e:#}").into()),
         Err(p) => RResult::RErr(format!("the host failed: {}", panic_message(&p)).into()),
     }
+}
+
+/// The host's form of the taps a plugin sent.
+fn host_taps(taps: RSlice<'_, LayerTap<'_>>) -> Vec<Tap> {
+    taps.iter()
+        .map(|t| Tap {
+            layer: t.layer.to_string(),
+            replace: t.replace.as_ref().map(|r| r.to_tensor()).into_option(),
+            at_input: t.at_input,
+        })
+        .collect()
 }

@@ -147,6 +147,26 @@ impl Graph {
 
     /// Runs every node on `x`, calling `hook` around each, and returns output `output`.
     pub fn run(&self, x: &Tensor, hook: &mut dyn NodeHook, output: usize) -> Result<Tensor> {
+        let mut values = self.run_nodes(x, hook, false)?;
+        let (slot, name) = &self.outputs[output];
+        values[*slot]
+            .take()
+            .ok_or_else(|| anyhow!("the graph output `{name}` was never computed"))
+    }
+
+    /// Runs the nodes in order, calling `hook` around each, until the last node or until
+    /// `hook.finished()`; returns the values still held.
+    pub fn run_until(&self, x: &Tensor, hook: &mut dyn NodeHook) -> Result<Vec<Option<Tensor>>> {
+        self.run_nodes(x, hook, true)
+    }
+
+    /// The node loop of [`Graph::run`] and (`may_stop`) of [`Graph::run_until`].
+    fn run_nodes(
+        &self,
+        x: &Tensor,
+        hook: &mut dyn NodeHook,
+        may_stop: bool,
+    ) -> Result<Vec<Option<Tensor>>> {
         let mut values: Vec<Option<Tensor>> = (0..self.slots).map(|_| None).collect();
         for (slot, _, t) in &self.initializers {
             values[*slot] = Some(t.shallow_clone());
@@ -177,11 +197,11 @@ impl Graph {
             for &slot in &self.release[index] {
                 values[slot] = None;
             }
+            if may_stop && hook.finished() {
+                break;
+            }
         }
-        let (slot, name) = &self.outputs[output];
-        values[*slot]
-            .take()
-            .ok_or_else(|| anyhow!("the graph output `{name}` was never computed"))
+        Ok(values)
     }
 }
 

@@ -144,6 +144,13 @@ pub trait NodeHook {
     ) -> Result<Vec<Tensor>> {
         Ok(outputs)
     }
+
+    /// True once the hook has all it wants from the pass: [`GraphModel::forward_until`] then
+    /// stops, skipping the nodes after this one (and their share of the backward pass);
+    /// [`GraphModel::forward_hooked`] runs on to the output regardless.
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 /// A model whose nodes can be observed and changed during forward.
@@ -166,6 +173,10 @@ pub trait GraphModel {
     /// Runs the graph on `inputs` `[B, ...]` calling `hook` around every node, and returns the
     /// selected output. With a fixed batch size, `B` must equal it (callers chunk).
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor>;
+
+    /// [`GraphModel::forward_hooked`] up to the node after which `hook.finished()`; computes
+    /// no output, so it serves hooks that only capture (a layer's value for an objective).
+    fn forward_until(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<()>;
 
     /// Records every value of a forward pass on `base` (`[1, ...]`) for [`forward_near`];
     /// `None` where the graph cannot evaluate incrementally (a fixed batch size, no spatial

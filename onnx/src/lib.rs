@@ -151,6 +151,22 @@ impl OnnxModel {
         Ok(())
     }
 
+    /// A hooked pass runs the batch as given: with a fixed batch size, exactly that size.
+    fn check_hooked_input(&self, inputs: &Tensor) -> Result<()> {
+        self.check_input(inputs)?;
+        if let Some(fixed) = self.fixed_batch {
+            let batch = inputs.size()[0];
+            if batch != fixed {
+                bail!(
+                    "the model {} was exported with a fixed batch size of {fixed}; a hooked \
+                     forward needs batches of exactly that size, got {batch}",
+                    self.name
+                );
+            }
+        }
+        Ok(())
+    }
+
     fn forward_chunked(&self, inputs: &Tensor, chunk: i64) -> Result<Tensor> {
         let batch = inputs.size()[0];
         let mut outputs = Vec::new();
@@ -235,18 +251,13 @@ impl GraphModel for OnnxModel {
     }
 
     fn forward_hooked(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<Tensor> {
-        self.check_input(inputs)?;
-        if let Some(fixed) = self.fixed_batch {
-            let batch = inputs.size()[0];
-            if batch != fixed {
-                bail!(
-                    "the model {} was exported with a fixed batch size of {fixed}; a hooked \
-                     forward needs batches of exactly that size, got {batch}",
-                    self.name
-                );
-            }
-        }
+        self.check_hooked_input(inputs)?;
         self.graph.run(inputs, hook, self.output_index)
+    }
+
+    fn forward_until(&self, inputs: &Tensor, hook: &mut dyn NodeHook) -> Result<()> {
+        self.check_hooked_input(inputs)?;
+        self.graph.run_until(inputs, hook).map(drop)
     }
 }
 
@@ -255,6 +266,81 @@ mod tests {
     use prost::Message;
 
     use super::*;
+
+    /// Counts the nodes it sees, and has what it wants after `wanted` of them.
+    struct Counter {
+        seen: usize,
+        wanted: usize,
+    }
+
+    impl NodeHook for Counter {
+        fn after_node(
+            &mut self,
+            _node: &NodeView<'_>,
+            _inputs: &[Option<Tensor>],
+            outputs: Vec<Tensor>,
+        ) -> Result<Vec<Tensor>> {
+            self.seen += 1;
+            Ok(outputs)
+        }
+
+        fn finished(&self) -> bool {
+            self.seen >= self.wanted
+        }
+    }
+
+    #[test]
+    fn a_pass_until_the_hook_is_finished_skips_the_nodes_after() {
+        let node = |op: &str, input: &str, output: &str| proto::NodeProto {
+            op_type: op.into(),
+            input: vec![input.into()],
+            output: vec![output.into()],
+            ..Default::default()
+        };
+        let value = |name: &str| proto::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(proto::TypeProto {
+                tensor_type: Some(proto::TensorTypeProto {
+                    elem_type: 1,
+                    shape: None,
+                }),
+            }),
+        };
+        let model = proto::ModelProto {
+            ir_version: 8,
+            opset_import: vec![proto::OperatorSetIdProto {
+                domain: String::new(),
+                version: 18,
+            }],
+            graph: Some(proto::GraphProto {
+                node: vec![
+                    node("Relu", "x", "y"),
+                    node("Neg", "y", "z"),
+                    node("Exp", "z", "w"),
+                ],
+                input: vec![value("x")],
+                output: vec![value("w")],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let path = std::env::temp_dir().join(format!("esegeta-until-{}.onnx", std::process::id()));
+        std::fs::write(&path, model.encode_to_vec()).unwrap();
+        let loaded = OnnxModel::load(&path, Device::Cpu, Kind::Float, 0);
+        std::fs::remove_file(&path).unwrap();
+        let model = loaded.unwrap();
+        let x = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
+        let mut until = Counter { seen: 0, wanted: 1 };
+        model.forward_until(&x, &mut until).unwrap();
+        assert_eq!(
+            until.seen, 1,
+            "the pass went on after the hook had finished"
+        );
+        let mut whole = Counter { seen: 0, wanted: 1 };
+        let out = model.forward_hooked(&x, &mut whole).unwrap();
+        assert_eq!(whole.seen, 3, "a hooked forward runs every node");
+        assert!((out.double_value(&[0, 0]) - (-1f64).exp()).abs() < 1e-6);
+    }
 
     #[test]
     fn a_graph_of_a_million_nodes_is_refused_before_it_is_built() {

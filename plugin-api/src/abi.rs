@@ -211,6 +211,15 @@ pub trait Host {
         at_input: bool,
         behind_transpose: bool,
     ) -> RResult<RVec<i64>, RString>;
+
+    /// Per tap, the layer's value for `inputs`, with autograd history, from a forward pass
+    /// that stops once the last tap is captured (graph models only; taps only capture, so
+    /// `replace` must be none). The nodes after the taps, and their backward, never run.
+    fn layer_values(
+        &self,
+        inputs: TensorRef<'_>,
+        taps: RSlice<'_, LayerTap<'_>>,
+    ) -> RResult<RVec<TensorHandle>, RString>;
 }
 
 /// The host's handle as a plugin receives it.

@@ -129,20 +129,25 @@ impl<'a> Context<'a> {
     /// Scores `[B, K]` with the outputs of `taps`' layers captured, or replaced where a tap
     /// carries a tensor; returns the scores and, per tap, the layer output the graph used.
     pub fn forward_taps(&self, inputs: &Tensor, taps: &[Tap<'_>]) -> Result<(Tensor, Vec<Tensor>)> {
-        let taps: Vec<LayerTap<'_>> = taps
-            .iter()
-            .map(|t| LayerTap {
-                layer: RStr::from_str(t.layer),
-                replace: t.replace.map(TensorRef::new).into(),
-                at_input: t.at_input,
-            })
-            .collect();
+        let taps: Vec<LayerTap<'_>> = taps.iter().map(layer_tap).collect();
         let out = into_result(
             self.host
                 .forward_taps(TensorRef::new(inputs), RSlice::from_slice(&taps)),
         )?;
         let layers = out.layers.into_iter().map(|h| h.into_tensor()).collect();
         Ok((out.scores.into_tensor(), layers))
+    }
+
+    /// Per tap, the layer's value for `inputs` (with autograd history), from a forward pass
+    /// that stops at the last tap: cheaper than [`Context::forward_taps`] when no score is
+    /// needed (objectives of a layer). Taps only capture here; a replacement is an error.
+    pub fn layer_values(&self, inputs: &Tensor, taps: &[Tap<'_>]) -> Result<Vec<Tensor>> {
+        let taps: Vec<LayerTap<'_>> = taps.iter().map(layer_tap).collect();
+        let out = into_result(
+            self.host
+                .layer_values(TensorRef::new(inputs), RSlice::from_slice(&taps)),
+        )?;
+        Ok(out.into_iter().map(|h| h.into_tensor()).collect())
     }
 
     /// The `target` column of tapped scores, checked like [`Context::target_scores`].
@@ -380,4 +385,13 @@ pub struct RuleGradients {
     pub layer: Option<Tensor>,
     /// The requested layer's output.
     pub layer_output: Option<Tensor>,
+}
+
+/// A tap as it crosses the boundary.
+fn layer_tap<'a>(t: &Tap<'a>) -> LayerTap<'a> {
+    LayerTap {
+        layer: RStr::from_str(t.layer),
+        replace: t.replace.map(TensorRef::new).into(),
+        at_input: t.at_input,
+    }
 }

@@ -170,3 +170,21 @@ pub fn extension(path: &Path) -> String {
         .map(|e| e.to_string_lossy().to_lowercase())
         .unwrap_or_default()
 }
+
+/// `images` `[N, C, H, W]` laid out channels-last. Where they need a gradient, through
+/// `index_select` over every channel: its backward scatters into a fresh tensor of the default
+/// layout, so the gradient reaching the caller's input comes back contiguous, as without the
+/// change (a plain layout change would send it back channels-last, and plugins `view` it).
+pub fn channels_last(images: &Tensor) -> Result<Tensor> {
+    let images = match images.requires_grad() {
+        true => {
+            let every = Tensor::f_arange(images.size()[1], (Kind::Int64, images.device()))?;
+            images.f_index_select(1, &every)?
+        }
+        false => images.shallow_clone(),
+    };
+    Ok(images
+        .f_permute([0, 2, 3, 1])?
+        .f_contiguous()?
+        .f_permute([0, 3, 1, 2])?)
+}

@@ -71,12 +71,12 @@ impl TorchScriptModel {
     /// network. In bench/ a ResNet-18's forward passes (occlusion) took 3.2 s against 3.75 s,
     /// and its gradients at 8 per pass 0.35 s against 0.38 s; 3D volumes gained nothing and
     /// keep the default layout. The output is made contiguous, as callers expect, and so is
-    /// the gradient that reaches the caller's input (see [`channels_last`]). A model that
+    /// the gradient that reaches the caller's input (see [`super::channels_last`]). A model that
     /// cannot take that layout (a `view` of a feature map) gets the default one from the
     /// first input that fails in channels-last and works in the default layout.
     fn forward_once(&self, inputs: &Tensor) -> Result<Tensor> {
         if inputs.dim() == 4 && self.channels_last.load(Ordering::Relaxed) {
-            match self.call(&channels_last(inputs)?) {
+            match self.call(&super::channels_last(inputs)?) {
                 Ok(out) => return Ok(out.contiguous()),
                 Err(e) => tracing::debug!("{e:#}; retrying in the default layout"),
             }
@@ -256,22 +256,4 @@ fn model_error(s: &str) -> String {
         .rposition(|l| l.contains("Error:"))
         .unwrap_or(lines.len().saturating_sub(1));
     lines[from..].join(" ")
-}
-
-/// `images` `[N, C, H, W]` laid out channels-last. Where they need a gradient, through
-/// `index_select` over every channel: its backward scatters into a fresh tensor of the default
-/// layout, so the gradient reaching the caller's input comes back contiguous, as without the
-/// change (a plain layout change would send it back channels-last, and plugins `view` it).
-fn channels_last(images: &Tensor) -> Result<Tensor> {
-    let images = match images.requires_grad() {
-        true => {
-            let every = Tensor::f_arange(images.size()[1], (Kind::Int64, images.device()))?;
-            images.f_index_select(1, &every)?
-        }
-        false => images.shallow_clone(),
-    };
-    Ok(images
-        .f_permute([0, 2, 3, 1])?
-        .f_contiguous()?
-        .f_permute([0, 3, 1, 2])?)
 }

@@ -12,6 +12,6 @@ pub(crate) fn capture(layer: &str, at_input: bool) -> Tap<'_> {
 
 /// The layer's output (or input) at `x`, without autograd history.
 pub(crate) fn layer_value(ctx: &Context<'_>, x: &Tensor, tap: Tap<'_>) -> Result<Tensor> {
-    let (_, mut values) = tch::no_grad(|| ctx.forward_taps(x, &[tap]))?;
+    let mut values = tch::no_grad(|| ctx.layer_values(x, &[tap]))?;
     Ok(values.remove(0).detach())
 }

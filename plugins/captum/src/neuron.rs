@@ -36,7 +36,7 @@ pub struct Neuron<'a> {
 impl Neuron<'_> {
     /// The neuron's value per example, `[B]`, with autograd history where `inputs` has it.
     pub fn value(&self, ctx: &Context<'_>, inputs: &Tensor) -> Result<Tensor> {
-        let (_, mut values) = ctx.forward_taps(inputs, &[self.tap()])?;
+        let mut values = ctx.layer_values(inputs, &[self.tap()])?;
         self.pick(&values.remove(0))
     }
 

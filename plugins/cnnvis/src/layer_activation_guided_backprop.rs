@@ -55,7 +55,7 @@ impl Method for LayerActivationGuidedBackprop {
         p: Params,
     ) -> Result<Attribution> {
         let tap = Tap::capture(&p.layer);
-        let (_, mut values) = tch::no_grad(|| ctx.forward_taps(inputs, &[tap]))?;
+        let mut values = tch::no_grad(|| ctx.layer_values(inputs, &[tap]))?;
         let activation = values.remove(0);
         let channels = if activation.dim() >= 2 {
             activation.size()[1]

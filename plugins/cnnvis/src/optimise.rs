@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 
 /// `layer`'s value for `x`, with autograd history back to `x`.
 pub fn layer_value(ctx: &Context<'_>, x: &Tensor, layer: &str) -> Result<Tensor> {
-    let (_, mut values) = ctx.forward_taps(x, &[Tap::capture(layer)])?;
+    let mut values = ctx.layer_values(x, &[Tap::capture(layer)])?;
     let value = values.remove(0);
     if x.requires_grad() && !value.requires_grad() {
         bail!(

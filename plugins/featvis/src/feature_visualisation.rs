@@ -221,7 +221,7 @@ impl Render<'_, '_> {
         };
         let x = transform::resize(&x, &self.size)?;
         let taps: Vec<Tap<'_>> = self.layers.iter().map(|l| Tap::capture(l)).collect();
-        let (_, values) = self.ctx.forward_taps(&x, &taps)?;
+        let values = self.ctx.layer_values(&x, &taps)?;
         let values: BTreeMap<String, Tensor> = self.layers.iter().cloned().zip(values).collect();
         self.objective.loss(&values)
     }
