@@ -195,3 +195,62 @@ fn the_report_shows_warnings_extras_file_links_and_slices_through_the_maximum() 
         "{page}"
     );
 }
+
+/// A map made of superpixels or supervoxels comes with them: `<map>_segments.npy` (and
+/// `.nii.gz` on the scan's grid, keeping its affine) holds the labels `esegeta segment` gives
+/// for the same segmentation, and the report draws their boundaries beside the map. A map of
+/// pixels (saliency) has none.
+#[test]
+fn a_map_of_segments_comes_with_its_segment_map_in_files_and_report() {
+    let dir = scratch("report-segments");
+    let slic = json!({"algorithm": "slic", "n_segments": 4});
+    let config = json!({
+        "models": [{"path": fixture("segmenter3d.pt"), "task": "segmentation", "name": "s3d"}],
+        "inputs": [{"path": fixture("vol.nii.gz"), "targets": [1]}],
+        "methods": [
+            {"id": "captum.feature_ablation", "name": "fa",
+             "params": {"feature_mask": {"segmentation": slic}}},
+            {"id": "lime.lime_image", "name": "lime",
+             "params": {"num_samples": 20, "segmentation_fn": slic}},
+            {"id": "captum.saliency", "name": "sal"}
+        ],
+        "output": {"folder": "out", "formats": ["npy", "nii.gz"]}
+    });
+    assert_eq!(run_config(&dir, config), Some(0));
+    let labels = dir.join("labels.npy");
+    let mut cmd = esegeta();
+    cmd.args(["segment", "--input"])
+        .arg(fixture("vol.nii.gz"))
+        .args([
+            "--algorithm",
+            "slic",
+            "--params",
+            r#"{"n_segments": 4}"#,
+            "--out",
+        ])
+        .arg(&labels);
+    assert!(run(&mut cmd).0);
+    let expected = tch::Tensor::read_npy(&labels).unwrap();
+    let maps = dir.join("out/vol/s3d");
+    for name in ["fa", "lime"] {
+        let written = tch::Tensor::read_npy(maps.join(format!("{name}_target1_segments.npy")));
+        assert!(written.unwrap().equal(&expected), "{name}: other labels");
+        let nii = maps.join(format!("{name}_target1_segments.nii.gz"));
+        let read = esegeta::io::load_input(&nii).unwrap();
+        let source = esegeta::io::load_input(&fixture("vol.nii.gz")).unwrap();
+        assert!(read
+            .tensor
+            .squeeze_dim(1)
+            .equal(&expected.to_kind(tch::Kind::Float)));
+        let (a, b) = (read.nifti.unwrap(), source.nifti.unwrap());
+        assert_eq!((a.srow_x, a.srow_y), (b.srow_x, b.srow_y), "{name}: affine");
+    }
+    assert!(!maps.join("sal_target1_segments.npy").exists());
+    let page = std::fs::read_to_string(dir.join("out/report.html")).unwrap();
+    assert_eq!(
+        page.matches("the boundaries of the 4 segments the map is made of")
+            .count(),
+        2,
+        "{page}"
+    );
+}

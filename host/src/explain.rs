@@ -108,6 +108,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         memory_budget: job.memory_budget,
         base_dir: std::env::current_dir().unwrap_or_default(),
         progress: None,
+        segments: None,
     };
     let cancelled = AtomicBool::new(false);
     let inputs = prepared.to_device(job.device).to_kind(job.kind);
@@ -197,6 +198,9 @@ pub struct Request<'a> {
     /// Relative paths in parameters are resolved against this folder.
     pub base_dir: PathBuf,
     pub progress: Option<&'a crate::host_services::Progress<'a>>,
+    /// Where the host keeps the superpixels or supervoxels it makes for the method (the last
+    /// segmentation asked for), for the report's segment map.
+    pub segments: Option<&'a crate::host_services::Segments>,
 }
 
 /// Wraps the model for the task on `inputs`, checks the target, and runs the method.
@@ -242,6 +246,7 @@ pub fn attribute_timed(
         memory_budget: request.memory_budget,
         cancelled,
         progress: request.progress,
+        segments: request.segments,
         device: inputs.device(),
         kind: inputs.kind(),
         near: Default::default(),

@@ -38,6 +38,8 @@ pub struct JobHost<'a> {
     pub cancelled: &'a AtomicBool,
     /// Where the method's progress goes (a run's progress bar); the log otherwise.
     pub progress: Option<&'a Progress<'a>>,
+    /// Where the labels of the method's segmentations go (see [`Segments`]).
+    pub segments: Option<&'a Segments>,
     /// Where the model runs: on CPU, batches are capped (see [`CPU_BYTES_PER_PASS`]).
     pub device: tch::Device,
     /// The float kind of the model and of the job's inputs. Inputs a method passes in another
@@ -70,6 +72,10 @@ impl JobHost<'_> {
 /// against 1252 MiB), and occlusion (64 MiB) peaked at 984 MiB at 5 per pass, above Captum's 872,
 /// against 776 at 4. 300 MiB gives 8 and 4 for the ResNet, 4 and 2 for the UNet.
 pub const CPU_BYTES_PER_PASS: u64 = 300 << 20;
+
+/// The labels (`[B, ...spatial]`, int64) of the last segmentation the host made for a method
+/// through `Host::segment`: the superpixels or supervoxels its map is made of.
+pub type Segments = std::sync::Mutex<Option<tch::Tensor>>;
 
 /// Receives a method's progress: steps done of the total.
 pub type Progress<'a> = dyn Fn(u64, u64) + Sync + 'a;
@@ -215,8 +221,11 @@ impl Host for JobHost<'_> {
     ) -> RResult<TensorHandle, RString> {
         guarded(|| {
             let spec: serde_json::Value = serde_json::from_str(spec_json.as_str())?;
-            crate::segment::segment_json(&inputs.to_tensor(), &spec, &self.base_dir)
-                .map(TensorHandle::new)
+            let labels = crate::segment::segment_json(&inputs.to_tensor(), &spec, &self.base_dir)?;
+            if let Some(sink) = self.segments {
+                *sink.lock().unwrap_or_else(|p| p.into_inner()) = Some(labels.shallow_clone());
+            }
+            Ok(TensorHandle::new(labels))
         })
     }
 

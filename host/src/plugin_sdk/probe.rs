@@ -145,6 +145,7 @@ fn probe(
         memory_budget: 1 << 30,
         base_dir: dir.to_path_buf(),
         progress: None,
+        segments: None,
     };
     let not_cancelled = AtomicBool::new(false);
     let call = |seed| {

@@ -50,6 +50,41 @@ pub fn figures(map: &Tensor, input: &Tensor, name: &Path) -> Result<Vec<Figure>>
         .collect()
 }
 
+/// The figures of a method's segments (`labels`, `[B, ...spatial]`, the superpixels or
+/// supervoxels its map is made of): where a label differs from its next neighbour along an
+/// axis, over the input, one figure per example as for maps.
+pub fn segment_figures(labels: &Tensor, input: &Tensor, name: &Path) -> Result<Vec<Figure>> {
+    let labels = labels.to_kind(Kind::Int64);
+    let count = labels.flatten(0, -1).internal_unique(false, false).0.size()[0];
+    let edges = boundaries(&labels).unsqueeze(1).to_kind(Kind::Float);
+    let mut drawn = figures(&edges, input, name)?;
+    for f in &mut drawn {
+        let what = format!("the boundaries of the {count} segments the map is made of");
+        f.caption = [what, std::mem::take(&mut f.caption)]
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    Ok(drawn)
+}
+
+/// True where a label differs from the next along a spatial axis of `labels` `[B, ...]`.
+fn boundaries(labels: &Tensor) -> Tensor {
+    let edges = labels.zeros_like().to_kind(Kind::Bool);
+    for axis in 1..labels.dim() as i64 {
+        let n = labels.size()[axis as usize];
+        if n < 2 {
+            continue;
+        }
+        let differs = labels
+            .narrow(axis, 1, n - 1)
+            .ne_tensor(&labels.narrow(axis, 0, n - 1));
+        let _ = edges.narrow(axis, 0, n - 1).logical_or_(&differs);
+    }
+    edges
+}
+
 /// `mid i=4`, ..., `max k=6` as "middle slices i=4, j=4, k=4; through the largest |map|: ...".
 fn slice_caption(titles: &[String]) -> String {
     let of = |prefix: &str| {

@@ -12,7 +12,7 @@ use super::data::{distinct, metric_value, Entry, Kind};
 use super::svg::{similarity_chart, Series};
 use super::tables::Table;
 use super::{details, figures};
-use crate::run::manifest::{Manifest, Status};
+use crate::run::manifest::{JobRecord, Manifest, Status};
 
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;margin-top:2em}
@@ -182,23 +182,14 @@ impl<'a> Page<'a> {
             figures::figures(&map, &input, &npy)
         });
         let mut out = match pictures {
-            Ok(figures) => figures
-                .iter()
-                .map(|f| {
-                    format!(
-                        "<figure class=\"fig\"><img class=\"zoom\" title=\"click to enlarge\" alt=\"{}\" src=\"{}\"><figcaption>{}</figcaption></figure>",
-                        escape(&record.id),
-                        f.uri,
-                        escape(&f.caption)
-                    )
-                })
-                .collect::<String>(),
+            Ok(figures) => figures.iter().map(|f| figure_html(&record.id, f)).collect(),
             Err(e) => format!(
                 "<span class=\"fail\">cannot draw {}: {}</span><br>",
                 escape(&npy.display().to_string()),
                 escape(&format!("{e:#}"))
             ),
         };
+        out += &self.segments_figure(record);
         let _ = write!(
             out,
             "<span class=\"note\">{:.2} s · {}</span>{warnings}",
@@ -206,6 +197,35 @@ impl<'a> Page<'a> {
             details::file_links(record, self.folder)
         );
         out
+    }
+
+    /// Beside a map made of superpixels or supervoxels (lime, a segmentation `feature_mask`):
+    /// their boundaries over the input, from the job's `_segments.npy`.
+    fn segments_figure(&mut self, record: &JobRecord) -> String {
+        let Some(file) = record
+            .files
+            .iter()
+            .find(|f| f.to_string_lossy().ends_with("_segments.npy"))
+        else {
+            return String::new();
+        };
+        let drawn = crate::io::load_tensor(file).and_then(|labels| {
+            let input = self
+                .input_tensor(&record.input)
+                .unwrap_or_else(|| labels.unsqueeze(1).zeros_like().to_kind(tch::Kind::Float));
+            figures::segment_figures(&labels, &input, file)
+        });
+        match drawn {
+            Ok(figures) => figures
+                .iter()
+                .map(|f| figure_html(&format!("segments of {}", record.id), f))
+                .collect(),
+            Err(e) => format!(
+                "<span class=\"fail\">cannot draw {}: {}</span><br>",
+                escape(&file.display().to_string()),
+                escape(&format!("{e:#}"))
+            ),
+        }
     }
 
     fn metrics(&self) -> String {
@@ -390,6 +410,17 @@ fn stage_label(stage: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("?");
     format!("{k}: +{last}")
+}
+
+/// A figure of the page, enlarged by a click.
+fn figure_html(alt: &str, f: &figures::Figure) -> String {
+    format!(
+        "<figure class=\"fig\"><img class=\"zoom\" title=\"click to enlarge\" alt=\"{}\" \
+         src=\"{}\"><figcaption>{}</figcaption></figure>",
+        escape(alt),
+        f.uri,
+        escape(&f.caption)
+    )
 }
 
 fn table_html(t: &Table) -> String {

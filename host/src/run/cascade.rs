@@ -81,6 +81,7 @@ pub fn execute(
         memory_budget: config.execution.memory_budget_mb << 20,
         base_dir: loaded.base_dir.clone(),
         progress: None,
+        segments: None,
     };
     let inputs = prepared.to_device(settings.device).to_kind(kind);
     let stem = stage_stem(job)?;

@@ -77,3 +77,42 @@ pub fn write(
     }
     Ok(written)
 }
+
+/// Writes the superpixels or supervoxels a method's map is made of (`labels`, `[B,
+/// ...spatial]`, from the host's segmentation) beside the map: `<map>_segments.npy`, int64,
+/// and `.nii.gz` on the scan's grid where the job writes NIfTI maps of a one-example batch.
+/// Only labels on the input's own grid are written: a crop or resize would misplace them.
+pub fn write_segments(job: &PlannedJob, labels: &Tensor, input: &Input) -> Result<Written> {
+    let mut written = Written::default();
+    if labels.size().get(1..) != input.tensor.size().get(2..) {
+        written.warnings.push(format!(
+            "no segment map written: the segments {:?} lie on the preprocessed grid, not the \
+             input's {:?}",
+            labels.size(),
+            input.tensor.size()
+        ));
+        return Ok(written);
+    }
+    let Some((_, first)) = job.outputs.first() else {
+        return Ok(written);
+    };
+    let name = first.to_string_lossy();
+    let stem = name.rsplit_once(".nii.gz").map_or_else(
+        || first.with_extension("").to_string_lossy().into_owned(),
+        |(stem, _)| stem.to_string(),
+    );
+    let npy = PathBuf::from(format!("{stem}_segments.npy"));
+    crate::io::labels::write_labels(labels, input, &npy)?;
+    written.files.push(npy);
+    let nifti = job.outputs.iter().any(|(f, _)| *f == Format::NiiGz);
+    if nifti && input.nifti.is_some() && labels.size()[0] == 1 {
+        let nii = PathBuf::from(format!("{stem}_segments.nii.gz"));
+        match crate::io::labels::write_labels(labels, input, &nii) {
+            Ok(()) => written.files.push(nii),
+            Err(e) => written
+                .warnings
+                .push(format!("no segment map written as NIfTI: {e:#}")),
+        }
+    }
+    Ok(written)
+}

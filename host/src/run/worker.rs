@@ -15,7 +15,7 @@ use super::manifest::{JobRecord, Status};
 use super::plan::PlannedJob;
 use crate::config::{Loaded, Precision};
 use crate::explain::{attribute, check_needs, Request};
-use crate::host_services::Progress;
+use crate::host_services::{Progress, Segments};
 use crate::model::{self, Model};
 use crate::patch::PatchSpec;
 use crate::plugins::Registry;
@@ -207,6 +207,7 @@ fn execute(
         .transpose()?;
     let config = &loaded.config;
     let model_config = model_config(loaded, job.model)?;
+    let segments = Segments::default();
     let request = Request {
         method: &method.id,
         params: &params,
@@ -219,6 +220,8 @@ fn execute(
         memory_budget: config.execution.memory_budget_mb << 20,
         base_dir: loaded.base_dir.clone(),
         progress,
+        // A patched job segments each window alone: no map of the whole input's segments.
+        segments: settings.patching.is_none().then_some(&segments),
     };
     let run = |precision: Precision, models: &mut Models| -> Result<(Tensor, Value)> {
         // On CUDA, fp16 runs under autocast with an fp32 model; elsewhere model and input are
@@ -267,7 +270,12 @@ fn execute(
         is_metric,
         on_input_grid,
     };
-    let written = outputs::write(job, &map, &input, grid, config.output.png_channels)?;
+    let mut written = outputs::write(job, &map, &input, grid, config.output.png_channels)?;
+    if let Some(labels) = segments.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        let segments = outputs::write_segments(job, &labels, &input)?;
+        written.files.extend(segments.files);
+        written.warnings.extend(segments.warnings);
+    }
     Ok(Produced {
         files: written.files,
         extras,
