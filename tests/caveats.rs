@@ -80,7 +80,7 @@ fn region(test: &str, name: &str, corner: [i64; 3]) -> std::path::PathBuf {
     let x = load(&fixture("onnx/segmenter3d_x1.npy"));
     let spatial = &x.size()[2..];
     let r = tch::Tensor::zeros(spatial, (tch::Kind::Float, tch::Device::Cpu));
-    r.narrow(0, 0, corner[0])
+    let _ = r.narrow(0, 0, corner[0])
         .narrow(1, 0, corner[1])
         .narrow(2, 0, corner[2])
         .fill_(1.0);

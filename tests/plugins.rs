@@ -214,6 +214,7 @@ fn ten_thousand_calls_neither_leak_nor_double_free() {
         kind: tch::Kind::Float,
         near: Default::default(),
         warnings: Default::default(),
+        segments: None,
     };
     let inputs = Tensor::rand([1, 3, 64, 64], (tch::Kind::Float, tch::Device::Cpu));
     let call = || {
