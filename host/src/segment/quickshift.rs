@@ -102,44 +102,41 @@ pub fn quickshift(image: &Image, p: &QuickshiftParams) -> Result<Vec<i64>> {
         d + (c as f64 - c2 as f64).powi(2)
     };
     let window = |i: usize, n: usize| i.saturating_sub(reach)..(i + reach + 1).min(n);
-    let mut density = vec![0.0f64; h * w];
-    for r in 0..h {
-        for c in 0..w {
+    let mut density = each_row(h, w, 0.0f64, |r, row| {
+        for (c, out) in row.iter_mut().enumerate() {
             let mut sum = 0.0;
             for r2 in window(r, h) {
                 for c2 in window(c, w) {
                     sum += (dist(r, c, r2, c2) * inv).exp();
                 }
             }
-            density[r * w + c] = sum;
+            *out = sum;
         }
-    }
+    });
     // scikit-image's tie-breaking noise: default_rng(rng).normal(scale=1e-5, size=(h, w)).
     let mut rng = NumpyRng::new(p.rng);
     for d in density.iter_mut() {
         *d += 1e-5 * rng.standard_normal();
     }
-    let mut parent: Vec<usize> = (0..h * w).collect();
-    for r in 0..h {
-        for c in 0..w {
+    let density = &density;
+    let parent = each_row(h, w, 0usize, |r, row| {
+        for (c, out) in row.iter_mut().enumerate() {
             let here = density[r * w + c];
-            let mut closest = f64::MAX;
+            let (mut closest, mut link) = (f64::MAX, r * w + c);
             for r2 in window(r, h) {
                 for c2 in window(c, w) {
                     if density[r2 * w + c2] > here {
                         let d = dist(r, c, r2, c2);
                         if d < closest {
                             closest = d;
-                            parent[r * w + c] = r2 * w + c2;
+                            link = r2 * w + c2;
                         }
                     }
                 }
             }
-            if closest.sqrt() > p.max_dist {
-                parent[r * w + c] = r * w + c;
-            }
+            *out = if closest.sqrt() > p.max_dist { r * w + c } else { link };
         }
-    }
+    });
     // Links point to higher densities, so following them ends at a root.
     let roots = (0..h * w)
         .map(|mut i| {
@@ -150,4 +147,29 @@ pub fn quickshift(image: &Image, p: &QuickshiftParams) -> Result<Vec<i64>> {
         })
         .collect();
     Ok(compact(roots))
+}
+
+/// A value for every pixel of an `h` x `w` image, `fill(row, values)` filling one row; rows
+/// are split among libtorch's threads. Each pixel is computed alone, in the same order of
+/// terms as on one thread, so the labels do not depend on the thread count.
+fn each_row<T: Clone + Send>(
+    h: usize,
+    w: usize,
+    zero: T,
+    fill: impl Fn(usize, &mut [T]) + Sync,
+) -> Vec<T> {
+    let mut values = vec![zero; h * w];
+    let threads = (tch::get_num_threads().max(1) as usize).min(h.max(1));
+    let rows_per = h.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (t, chunk) in values.chunks_mut(rows_per * w.max(1)).enumerate() {
+            let fill = &fill;
+            scope.spawn(move || {
+                for (i, row) in chunk.chunks_mut(w.max(1)).enumerate() {
+                    fill(t * rows_per + i, row);
+                }
+            });
+        }
+    });
+    values
 }
