@@ -82,26 +82,29 @@ def small_cnn(path):
 
 
 def cases(quick, background, small):
+    """(name, model, method, shap's explainer, parameters, esegeta's extra flags): `--freeze`
+    runs the forward passes on the model frozen for inference (batch norms folded)."""
     evals, samples = (100, 40) if quick else (500, 200)
+    blur = {"masker": "blur(128,128)", "max_evals": evals}
+    gradient = {"background": background, "nsamples": samples, "rseed": 0}
     return [
-        ("partition_blur", MODEL, "shap.partition_explainer", "partition",
-         {"masker": "blur(128,128)", "max_evals": evals}),
+        ("partition_blur", MODEL, "shap.partition_explainer", "partition", blur, []),
+        ("partition_blur --freeze", MODEL, "shap.partition_explainer", "partition", blur,
+         ["--freeze"]),
         ("partition_constant", MODEL, "shap.partition_explainer", "partition",
-         {"masker": 0.0, "max_evals": evals}),
-        ("partition_blur_small_cnn", small, "shap.partition_explainer", "partition",
-         {"masker": "blur(128,128)", "max_evals": evals}),
-        ("gradient", MODEL, "shap.gradient_explainer", "gradient",
-         {"background": background, "nsamples": samples, "rseed": 0}),
+         {"masker": 0.0, "max_evals": evals}, []),
+        ("partition_blur_small_cnn", small, "shap.partition_explainer", "partition", blur, []),
+        ("gradient", MODEL, "shap.gradient_explainer", "gradient", gradient, []),
         # shap's batch of 50 gradients, which the memory budget's default does not reach.
         ("gradient_batch50", MODEL, "shap.gradient_explainer", "gradient",
-         {"background": background, "nsamples": samples, "rseed": 0, "batch_size": 50}),
+         {**gradient, "batch_size": 50}, []),
     ]
 
 
-def esegeta_seconds(model, method, params, threads, out):
+def esegeta_seconds(model, method, params, threads, out, flags):
     cmd = [str(ESEGETA), "explain", "--model", str(model), "--input", str(IMAGE),
            "--method", method, "--params", json.dumps(params), "--target", str(TARGET),
-           "--threads", str(threads), "--timing", "--out", out]
+           "--threads", str(threads), "--timing", "--out", out, *flags]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     line = next(l for l in done.stdout.splitlines() if l.startswith("timing: "))
     return json.loads(line[len("timing: "):])["method_s"]
@@ -133,13 +136,13 @@ def main():
         background = f"{tmp}/background.npy"
         np.save(background, bg)
         small = small_cnn(f"{tmp}/small_cnn.pt")
-        for name, model, method, kind, params in cases(args.quick, background, small):
+        for name, model, method, kind, params, flags in cases(args.quick, background, small):
             if args.only not in name:
                 continue
             e, t = [], []
             for _ in range(args.reps):
                 e.append(esegeta_seconds(model, method, params, args.threads,
-                                         f"{tmp}/{name}.npy"))
+                                         f"{tmp}/map.npy", flags))
                 t.append(shap_seconds(model, kind, params, args.threads))
             me, mt = statistics.median(e), statistics.median(t)
             shown = {k: v for k, v in params.items() if k not in ("background", "rseed")}

@@ -1,7 +1,8 @@
 //! Links the binary so that it runs without LD_LIBRARY_PATH, tells it where libtorch's
 //! libraries are, so that it can load CUDA's part on demand (host/src/model/cuda.rs), and
 //! builds the GUI's page (web/, with npm) into `$OUT_DIR/web`, which host/src/serve/assets.rs
-//! embeds in the binary.
+//! embeds in the binary; compiles the C++ shim that freezes TorchScript models for inference
+//! (host/src/model/frozen.cpp) against libtorch's headers.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,29 @@ fn main() {
     // binary's start time (about 0.16 s of CPU and 0.4 s of page faults on a 2-core machine)
     // for every command, CPU-only ones included. It is opened when a CUDA device is asked for.
     println!("cargo:rustc-env=ESEGETA_TORCH_LIB={lib}");
+    build_frozen_shim(Path::new(&lib));
+}
+
+/// frozen.cpp, against the headers beside libtorch's libraries (`<torch>/include`, as torch's
+/// wheel and the libtorch archive lay them out) and with libtorch's C++ ABI, as torch-sys
+/// builds its own C++ (`LIBTORCH_CXX11_ABI`, default 1).
+fn build_frozen_shim(lib: &Path) {
+    let source = "src/model/frozen.cpp";
+    println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let include = lib.parent().unwrap_or(lib).join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_string());
+    cc::Build::new()
+        .cpp(true)
+        .std("c++17")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("_GLIBCXX_USE_CXX11_ABI", abi.as_str())
+        // libtorch's headers warn by the hundred under -Wall; none of it is ours.
+        .warnings(false)
+        .flag_if_supported("-w")
+        .file(source)
+        .compile("esegeta_frozen");
 }
 
 /// `npm ci` (when the lock file is newer than what is installed) and `npm run build`, again

@@ -38,6 +38,9 @@ pub struct Job {
     /// The model's and input's float kind: Float (fp32) or Double (fp64).
     pub kind: tch::Kind,
     pub output: model::Output,
+    /// A TorchScript model's forward passes without gradients run frozen for inference
+    /// (`--freeze`; see host/src/model/frozen.rs).
+    pub freeze: bool,
     pub seed: u64,
     pub memory_budget: u64,
     /// How many times to run the method on the loaded model (at least 1; benchmarks).
@@ -89,7 +92,7 @@ pub fn explain(registry: &Registry, job: &Job) -> Result<Explained> {
         .clone()
         .map(|spec| every_dimension(spec, &input.tensor.size()[2..], &job.input))
         .transpose()?;
-    let model = model::load_output(&job.model, job.device, job.kind, &job.output)?;
+    let model = model::load_frozen(&job.model, job.device, job.kind, &job.output, job.freeze)?;
     check_needs(method, model.as_ref(), &job.method, &job.model)?;
     let region = job
         .mask

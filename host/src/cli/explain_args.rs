@@ -65,6 +65,13 @@ pub(super) struct ExplainArgs {
     /// an ONNX output's name.
     #[arg(long, conflicts_with = "output_index")]
     output: Option<String>,
+    /// Run a TorchScript model's forward passes that need no gradient (occlusion, LIME, RISE,
+    /// the partition explainer...) on a copy frozen for inference (torch.jit.freeze and
+    /// optimize_for_inference: batch norms folded, oneDNN convolutions). CPU and fp32 only;
+    /// maps agree within about 1e-6 of their scale. Pays on batch-normed CNNs (a ResNet-18's
+    /// passes 0.72 of the time), not on small ones: measure (bench/README.md).
+    #[arg(long)]
+    freeze: bool,
     /// Seed of sampling methods (noise tunnel, permutations); the same seed repeats a run.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -178,6 +185,7 @@ pub(super) fn run_explain(registry: &Registry, args: ExplainArgs) -> Result<()> 
             tch::Kind::Float
         },
         output: crate::model::Output::of(args.output.as_deref(), args.output_index),
+        freeze: args.freeze,
         seed: args.seed,
         memory_budget: DEFAULT_MEMORY_BUDGET,
         repeats: args.repeat.into(),

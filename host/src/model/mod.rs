@@ -1,6 +1,7 @@
 //! Models: anything that maps an input batch to an output tensor with autograd.
 
 mod cuda;
+mod frozen;
 mod onnx;
 mod torchscript;
 
@@ -111,6 +112,18 @@ pub fn load_output(
     kind: Kind,
     output: &Output,
 ) -> Result<Box<dyn Model>> {
+    load_frozen(path, device, kind, output, false)
+}
+
+/// [`load_output`]; with `freeze`, a TorchScript model also gets a copy frozen for inference
+/// for its forward passes without gradients (`--freeze`, see frozen.rs).
+pub fn load_frozen(
+    path: &Path,
+    device: Device,
+    kind: Kind,
+    output: &Output,
+    freeze: bool,
+) -> Result<Box<dyn Model>> {
     if !path.exists() {
         bail!(
             "the model file {} does not exist; check the path given to --model",
@@ -123,8 +136,17 @@ pub fn load_output(
             device,
             kind,
             output.clone(),
+            freeze,
         )?)),
-        "onnx" => Ok(Box::new(onnx::load(path, device, kind, output)?)),
+        "onnx" => {
+            if freeze {
+                tracing::warn!(
+                    "--freeze applies to TorchScript models; the ONNX model {} runs as it is",
+                    path.display()
+                );
+            }
+            Ok(Box::new(onnx::load(path, device, kind, output)?))
+        }
         other => bail!(
             "{}: unknown model format `.{other}`; esegeta loads TorchScript (.pt, .ts) and ONNX (.onnx)",
             path.display()

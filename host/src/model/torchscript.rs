@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use anyhow::{anyhow, bail, Result};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use super::frozen::Frozen;
 use super::{Model, Output};
 
 pub struct TorchScriptModel {
@@ -21,6 +22,12 @@ pub struct TorchScriptModel {
     channels_last: AtomicBool,
     /// The parameters' kind (fp32, or the precision asked for).
     kind: Kind,
+    /// The module frozen for inference (`--freeze`), for forward passes without gradients.
+    frozen: Option<Frozen>,
+    /// Whether `frozen` is used: not once it failed on an input the plain module takes, nor
+    /// once the parameters were handed out (randomisation changes them; the frozen copy
+    /// would not follow).
+    use_frozen: AtomicBool,
 }
 
 /// What an output is, in a word, for errors.
@@ -37,7 +44,14 @@ fn kind_of(value: &IValue) -> &'static str {
 }
 
 impl TorchScriptModel {
-    pub fn load(path: &Path, device: Device, kind: Kind, output: Output) -> Result<Self> {
+    /// `freeze`: also load a copy frozen for inference (see [`Frozen`]; CPU and fp32 only).
+    pub fn load(
+        path: &Path,
+        device: Device,
+        kind: Kind,
+        output: Output,
+        freeze: bool,
+    ) -> Result<Self> {
         let mut module = CModule::load_on_device(path, device).map_err(|e| {
             anyhow!(
                 "{} is not a TorchScript model libtorch can load ({}). Export it with \
@@ -55,7 +69,13 @@ impl TorchScriptModel {
         for (_, parameter) in module.named_parameters()? {
             let _ = parameter.set_requires_grad(false);
         }
+        let frozen = match freeze {
+            true => frozen(path, device, kind),
+            false => None,
+        };
         Ok(TorchScriptModel {
+            use_frozen: AtomicBool::new(frozen.is_some()),
+            frozen,
             module,
             name: path.display().to_string(),
             output,
@@ -75,6 +95,9 @@ impl TorchScriptModel {
     /// cannot take that layout (a `view` of a feature map) gets the default one from the
     /// first input that fails in channels-last and works in the default layout.
     fn forward_once(&self, inputs: &Tensor) -> Result<Tensor> {
+        if let Some(out) = self.frozen_forward(inputs) {
+            return Ok(out);
+        }
         if inputs.dim() == 4 && self.channels_last.load(Ordering::Relaxed) {
             match self.call(&super::channels_last(inputs)?) {
                 Ok(out) => return Ok(out.contiguous()),
@@ -86,6 +109,28 @@ impl TorchScriptModel {
             return Ok(out);
         }
         self.call(inputs)
+    }
+
+    /// The frozen module's output, where it is loaded and no gradient is asked for; `None`
+    /// to run the plain module instead. A failure that the plain module does not share (an
+    /// output that is not one tensor, an operation oneDNN lacks) turns the frozen one off.
+    fn frozen_forward(&self, inputs: &Tensor) -> Option<Tensor> {
+        let frozen = self.frozen.as_ref()?;
+        if !self.use_frozen.load(Ordering::Relaxed) || inputs.requires_grad() {
+            return None;
+        }
+        let error = match frozen.forward(&inputs.contiguous()) {
+            Ok(out) => return Some(out.contiguous()),
+            Err(e) => e,
+        };
+        if self.call(inputs).is_ok() {
+            tracing::info!(
+                "{}: the frozen model failed ({error:#}); using the plain one",
+                self.name
+            );
+            self.use_frozen.store(false, Ordering::Relaxed);
+        }
+        None
     }
 
     /// The graph executor keeps its optimising mode, although it runs the first calls of each
@@ -239,7 +284,32 @@ impl Model for TorchScriptModel {
     }
 
     fn parameters(&self) -> Result<Vec<(String, Tensor)>> {
+        self.use_frozen.store(false, Ordering::Relaxed);
         Ok(self.module.named_parameters()?)
+    }
+}
+
+/// The frozen copy of the model at `path`, or `None` (with a warning saying why).
+fn frozen(path: &Path, device: Device, kind: Kind) -> Option<Frozen> {
+    if device != Device::Cpu || kind != Kind::Float {
+        tracing::warn!(
+            "--freeze works on CPU in fp32 only; {} runs unfrozen on {device:?} in {kind:?}",
+            path.display()
+        );
+        return None;
+    }
+    match Frozen::load(path) {
+        Ok(frozen) => {
+            tracing::info!(
+                "{}: forward passes without gradients run on a copy frozen for inference",
+                path.display()
+            );
+            Some(frozen)
+        }
+        Err(e) => {
+            tracing::warn!("{e:#}; running it unfrozen");
+            None
+        }
     }
 }
 

@@ -89,7 +89,13 @@ pub(super) fn load_model(
 ) -> Result<Box<dyn Model>> {
     let config = model_config(loaded, index)?;
     let path = loaded.resolve(&config.path);
-    model::load_output(&path, model::parse_device(device)?, kind, &config.output())
+    model::load_frozen(
+        &path,
+        model::parse_device(device)?,
+        kind,
+        &config.output(),
+        config.freeze,
+    )
 }
 
 pub(crate) fn model_config(loaded: &Loaded, index: usize) -> Result<&crate::config::ModelConfig> {

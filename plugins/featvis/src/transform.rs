@@ -151,7 +151,7 @@ mod tests {
 
     #[test]
     fn a_quarter_turn_moves_a_corner_to_the_next() {
-        let mut x = Tensor::zeros([1, 1, 5, 5], (Kind::Float, Device::Cpu));
+        let x = Tensor::zeros([1, 1, 5, 5], (Kind::Float, Device::Cpu));
         let _ = x.get(0).get(0).get(0).get(0).fill_(1.0);
         let r = rotate(&x, 90.0);
         let total = r.sum(Kind::Float).double_value(&[]);
